@@ -1,0 +1,1 @@
+"""The REST edge: flask-smorest blueprints over ``app.services``."""

@@ -1,0 +1,125 @@
+"""/auth: register, login, refresh, validate, logout."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask.views import MethodView
+from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
+from jwt.exceptions import PyJWTError
+
+from app.api import schemas
+from app.api.context import current_actor, current_token_claims, db, settings, token_store
+from app.api.ratelimit import address_key, login_key
+from app.errors import Unauthenticated
+from app.extensions import Blueprint, limiter
+from app.services import auth as auth_service
+
+blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Accounts and tokens")
+
+
+def _login_limit() -> str:
+    return settings().rate_limit_login
+
+
+def _register_limit() -> str:
+    return settings().rate_limit_register
+
+
+def _issue_tokens(user_id: str, claims: dict[str, Any], *, with_refresh: bool = True) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "access_token": create_access_token(identity=user_id, additional_claims=claims),
+        "token_type": "Bearer",
+        "expires_in": settings().access_token_minutes * 60,
+    }
+    if with_refresh:
+        body["refresh_token"] = create_refresh_token(identity=user_id, additional_claims=claims)
+    return body
+
+
+@blp.route("/register")
+class Register(MethodView):
+    decorators = [limiter.limit(_register_limit, key_func=address_key)]
+
+    @blp.arguments(schemas.RegisterSchema)
+    @blp.response(201, schemas.RegisteredSchema)
+    def post(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Create an organization and its owner."""
+        created = auth_service.register(db(), **args)
+        return {
+            "user_id": created.user.id,
+            "organization_id": created.organization.id,
+            "message": "Registered; log in at /api/v1/auth/login",
+        }
+
+
+@blp.route("/login")
+class Login(MethodView):
+    decorators = [limiter.limit(_login_limit, key_func=login_key)]
+
+    @blp.arguments(schemas.LoginSchema)
+    @blp.response(200, schemas.TokensSchema)
+    def post(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Exchange email and password for an access and a refresh token."""
+        user = auth_service.authenticate(db(), **args)
+        return _issue_tokens(str(user.id), auth_service.token_claims(user))
+
+
+def _decode_refresh(token: str) -> dict[str, Any]:
+    try:
+        claims: dict[str, Any] = decode_token(token)
+    except PyJWTError as exc:
+        raise Unauthenticated(f"Invalid refresh token: {exc}") from exc
+    if claims.get("type") != "refresh":
+        raise Unauthenticated("Not a refresh token")
+    if token_store().is_revoked(claims["jti"]):
+        raise Unauthenticated("This refresh token has been revoked")
+    return claims
+
+
+@blp.route("/refresh")
+class Refresh(MethodView):
+    @blp.arguments(schemas.RefreshSchema)
+    @blp.response(200, schemas.TokensSchema)
+    def post(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Rotate a refresh token: a new access and refresh token; the old one is revoked."""
+        claims = _decode_refresh(args["refresh_token"])
+        actor = auth_service.actor_for_user_id(db(), claims["sub"])
+        user_claims = {"org_id": str(actor.organization_id), "role": actor.role}
+        token_store().revoke(claims["jti"], claims["exp"])
+        return _issue_tokens(claims["sub"], user_claims)
+
+
+@blp.route("/validate")
+class Validate(MethodView):
+    @blp.response(200, schemas.ValidateSchema)
+    def get(self) -> dict[str, Any]:
+        """Check the presented access token and tell whose it is."""
+        actor = current_actor()
+        claims = current_token_claims()
+        return {
+            "valid": True,
+            "user_id": str(actor.user_id) if actor.user_id else None,
+            "organization_id": str(actor.organization_id),
+            "role": actor.role,
+            "expires_at": datetime.fromtimestamp(claims["exp"], UTC) if claims else None,
+        }
+
+
+@blp.route("/logout")
+class Logout(MethodView):
+    @blp.arguments(schemas.LogoutSchema, required=False)
+    @blp.response(204)
+    def post(self, args: dict[str, Any]) -> None:
+        """Revoke the presented access token (and a refresh token sent in the body)."""
+        claims = current_token_claims()
+        if not claims:
+            raise Unauthenticated("Log out with an access token, not an API key")
+        token_store().revoke(claims["jti"], claims["exp"])
+        refresh = (args or {}).get("refresh_token")
+        if refresh:
+            refresh_claims = _decode_refresh(refresh)
+            if refresh_claims["sub"] != claims["sub"]:
+                raise Unauthenticated("The refresh token belongs to another user")
+            token_store().revoke(refresh_claims["jti"], refresh_claims["exp"])

@@ -1,0 +1,102 @@
+"""/jobs: submit, list, get, cancel, retry, stats."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+from flask.views import MethodView
+
+from app.api import schemas
+from app.api.context import current_actor, db
+from app.api.pages import page_body
+from app.extensions import Blueprint
+from app.models import Job
+from app.services import jobs as job_service
+
+blp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs", description="Jobs")
+
+
+@blp.route("")
+class Jobs(MethodView):
+    @blp.arguments(schemas.JobListArgsSchema, location="query")
+    @blp.response(200, schemas.JobListSchema)
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """List jobs, newest first."""
+        return page_body("jobs", job_service.list_jobs(db(), actor=current_actor(), **args))
+
+    @blp.arguments(schemas.JobCreateSchema)
+    @blp.response(201, schemas.JobSchema)
+    @blp.doc(
+        parameters=[
+            {
+                "in": "header",
+                "name": "Idempotency-Key",
+                "schema": {"type": "string", "maxLength": 255},
+                "description": "Submitting again with the same key returns the same job.",
+            }
+        ]
+    )
+    def post(self, args: dict[str, Any]) -> Job:
+        """Submit a job to a queue (by ``queue_id`` or ``queue_name``)."""
+        return job_service.submit_job(
+            db(),
+            actor=current_actor(),
+            idempotency_key=request.headers.get("Idempotency-Key"),
+            **args,
+        )
+
+
+@blp.route("/<job_id>")
+class JobItem(MethodView):
+    @blp.response(200, schemas.JobSchema)
+    def get(self, job_id: str) -> Job:
+        """Get a job with its result or error."""
+        return job_service.get_job(db(), actor=current_actor(), job_id=job_id)
+
+
+@blp.route("/<job_id>/cancel")
+class CancelJob(MethodView):
+    @blp.response(204)
+    def post(self, job_id: str) -> None:
+        """Cancel a pending or scheduled job."""
+        job_service.cancel_job(db(), actor=current_actor(), job_id=job_id)
+
+
+@blp.route("/<job_id>/retry")
+class RetryJob(MethodView):
+    @blp.response(204)
+    def post(self, job_id: str) -> None:
+        """Run a failed job again with a fresh attempt budget."""
+        job_service.retry_job(db(), actor=current_actor(), job_id=job_id)
+
+
+@blp.route("/<job_id>/stats")
+class JobStats(MethodView):
+    @blp.response(200, schemas.JobStatsSchema)
+    def get(self, job_id: str) -> dict[str, Any]:
+        """Every attempt of a job with its worker, timings and error."""
+        stats = job_service.job_stats(db(), actor=current_actor(), job_id=job_id)
+        return {
+            "job_id": stats.job.id,
+            "status": stats.job.status,
+            "attempt_count": stats.job.attempt_count,
+            "max_attempts": stats.job.max_attempts,
+            "wait_seconds": stats.wait_seconds,
+            "run_seconds": stats.run_seconds,
+            "attempts": [
+                {
+                    "number": a.number,
+                    "status": a.status.value,
+                    "worker_name": a.worker_name,
+                    "started_at": a.started_at,
+                    "finished_at": a.finished_at,
+                    "duration_seconds": (a.finished_at - a.started_at).total_seconds()
+                    if a.finished_at
+                    else None,
+                    "error": a.error,
+                    "traceback": a.traceback,
+                }
+                for a in stats.attempts
+            ],
+        }

@@ -1,0 +1,268 @@
+"""Marshmallow schemas of the REST contract (field names follow the seed)."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from app.models import JobStatus, Role
+from app.services.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+
+NAME = validate.Length(min=1, max=100)
+DESCRIPTION = validate.Length(max=500)
+PRIORITY = validate.Range(min=0, max=9)
+MAX_ATTEMPTS = validate.Range(min=1, max=10)
+
+
+class StrictSchema(Schema):
+    """Unknown fields are errors (marshmallow's RAISE), never silently dropped."""
+
+
+# --- auth ---------------------------------------------------------------------------
+
+
+class RegisterSchema(StrictSchema):
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+    password = fields.String(required=True, validate=validate.Length(min=8, max=128), load_only=True)
+    organization_name = fields.String(required=True, validate=NAME)
+
+
+class RegisteredSchema(Schema):
+    user_id = fields.UUID()
+    organization_id = fields.UUID()
+    message = fields.String()
+
+
+class LoginSchema(StrictSchema):
+    email = fields.String(required=True, validate=validate.Length(min=1, max=254))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=128), load_only=True)
+
+
+class TokensSchema(Schema):
+    access_token = fields.String()
+    refresh_token = fields.String()
+    token_type = fields.String()
+    expires_in = fields.Integer()
+
+
+class RefreshSchema(StrictSchema):
+    refresh_token = fields.String(required=True, validate=validate.Length(min=1, max=4096))
+
+
+class LogoutSchema(StrictSchema):
+    refresh_token = fields.String(validate=validate.Length(min=1, max=4096))
+
+
+class ValidateSchema(Schema):
+    valid = fields.Boolean()
+    user_id = fields.String()
+    organization_id = fields.String()
+    role = fields.String()
+    expires_at = fields.DateTime()
+
+
+# --- pagination ---------------------------------------------------------------------
+
+
+class PageArgsSchema(StrictSchema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    limit = fields.Integer(
+        load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(min=1, max=MAX_PAGE_SIZE)
+    )
+
+
+class PaginationSchema(Schema):
+    page = fields.Integer()
+    limit = fields.Integer()
+    total = fields.Integer()
+    pages = fields.Integer()
+
+
+# --- organizations ------------------------------------------------------------------
+
+
+class OrganizationSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    name = fields.String()
+    settings = fields.Dict()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class OrganizationUpdateSchema(StrictSchema):
+    name = fields.String(validate=NAME)
+    settings = fields.Dict()
+
+
+class MemberSchema(Schema):
+    id = fields.UUID()
+    email = fields.String()
+    role = fields.Enum(Role, by_value=True)
+    is_active = fields.Boolean()
+    created_at = fields.DateTime()
+
+
+class MemberCreateSchema(StrictSchema):
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+    password = fields.String(required=True, validate=validate.Length(min=8, max=128), load_only=True)
+    role = fields.Enum(Role, by_value=True, load_default=Role.MEMBER)
+
+
+class MemberUpdateSchema(StrictSchema):
+    role = fields.Enum(Role, by_value=True, required=True)
+
+
+class MemberListSchema(Schema):
+    members = fields.List(fields.Nested(MemberSchema))
+    pagination = fields.Nested(PaginationSchema)
+
+
+# --- projects -----------------------------------------------------------------------
+
+
+class ProjectSchema(Schema):
+    id = fields.UUID()
+    organization_id = fields.UUID()
+    name = fields.String()
+    description = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class ProjectCreateSchema(StrictSchema):
+    name = fields.String(required=True, validate=NAME)
+    description = fields.String(allow_none=True, validate=DESCRIPTION)
+
+
+class ProjectUpdateSchema(StrictSchema):
+    name = fields.String(validate=NAME)
+    description = fields.String(allow_none=True, validate=DESCRIPTION)
+
+
+class ProjectListSchema(Schema):
+    projects = fields.List(fields.Nested(ProjectSchema))
+    pagination = fields.Nested(PaginationSchema)
+
+
+# --- queues -------------------------------------------------------------------------
+
+
+class QueueSchema(Schema):
+    id = fields.UUID()
+    project_id = fields.UUID()
+    name = fields.String()
+    description = fields.String(allow_none=True)
+    priority = fields.Integer()
+    settings = fields.Dict()
+    is_active = fields.Boolean()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class QueueCreateSchema(StrictSchema):
+    name = fields.String(required=True, validate=NAME)
+    description = fields.String(allow_none=True, validate=DESCRIPTION)
+    priority = fields.Integer(load_default=0, validate=PRIORITY, strict=True)
+    settings = fields.Dict(load_default=dict)
+    project_id = fields.UUID()
+
+
+class QueueReplaceSchema(StrictSchema):
+    name = fields.String(required=True, validate=NAME)
+    description = fields.String(allow_none=True, load_default=None, validate=DESCRIPTION)
+    priority = fields.Integer(load_default=0, validate=PRIORITY, strict=True)
+    settings = fields.Dict(load_default=dict)
+    is_active = fields.Boolean(load_default=True)
+
+
+class QueuePatchSchema(StrictSchema):
+    name = fields.String(validate=NAME)
+    description = fields.String(allow_none=True, validate=DESCRIPTION)
+    priority = fields.Integer(validate=PRIORITY, strict=True)
+    settings = fields.Dict()
+    is_active = fields.Boolean()
+
+
+class QueueListArgsSchema(PageArgsSchema):
+    project_id = fields.UUID()
+
+
+class QueueListSchema(Schema):
+    queues = fields.List(fields.Nested(QueueSchema))
+    pagination = fields.Nested(PaginationSchema)
+
+
+class QueueStatsSchema(Schema):
+    queue_id = fields.UUID()
+    pending_count = fields.Integer()
+    scheduled_count = fields.Integer()
+    processing_count = fields.Integer()
+    succeeded_count = fields.Integer()
+    failed_count = fields.Integer()
+    cancelled_count = fields.Integer()
+    total_count = fields.Integer()
+    broker_depth = fields.Integer(allow_none=True)
+    is_active = fields.Boolean()
+    last_activity = fields.DateTime(allow_none=True)
+    oldest_pending_age_seconds = fields.Float(allow_none=True)
+
+
+# --- jobs ---------------------------------------------------------------------------
+
+
+class JobSchema(Schema):
+    id = fields.UUID()
+    queue_id = fields.UUID()
+    job_type = fields.String()
+    payload = fields.Raw(allow_none=True)
+    status = fields.Enum(JobStatus, by_value=True)
+    priority = fields.Integer()
+    max_attempts = fields.Integer()
+    attempt_count = fields.Integer()
+    scheduled_for = fields.DateTime(allow_none=True)
+    started_at = fields.DateTime(allow_none=True)
+    completed_at = fields.DateTime(allow_none=True)
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+    result = fields.Raw(allow_none=True)
+    error = fields.String(allow_none=True)
+
+
+class JobCreateSchema(StrictSchema):
+    queue_id = fields.UUID()
+    queue_name = fields.String(validate=NAME)
+    job_type = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    payload = fields.Raw(load_default=None, allow_none=True)
+    priority = fields.Integer(load_default=0, validate=PRIORITY, strict=True)
+    max_attempts = fields.Integer(validate=MAX_ATTEMPTS, strict=True)
+    scheduled_for = fields.AwareDateTime(allow_none=True)
+
+
+class JobListArgsSchema(PageArgsSchema):
+    status = fields.Enum(JobStatus, by_value=True)
+    queue_id = fields.UUID()
+
+
+class JobListSchema(Schema):
+    jobs = fields.List(fields.Nested(JobSchema))
+    pagination = fields.Nested(PaginationSchema)
+
+
+class AttemptSchema(Schema):
+    number = fields.Integer()
+    status = fields.String()
+    worker = fields.String(attribute="worker_name", allow_none=True)
+    started_at = fields.DateTime()
+    finished_at = fields.DateTime(allow_none=True)
+    duration_seconds = fields.Float(allow_none=True)
+    error = fields.String(allow_none=True)
+    traceback = fields.String(allow_none=True)
+
+
+class JobStatsSchema(Schema):
+    job_id = fields.UUID()
+    status = fields.Enum(JobStatus, by_value=True)
+    attempt_count = fields.Integer()
+    max_attempts = fields.Integer()
+    wait_seconds = fields.Float(allow_none=True)
+    run_seconds = fields.Float()
+    attempts = fields.List(fields.Nested(AttemptSchema))

@@ -1,0 +1,108 @@
+"""Engines and sessions.
+
+One engine per process and URL (SQLAlchemy's pool is reused by every request,
+gRPC call and task).  Services receive a ``Session`` and only ``flush()``; the
+edge that opened the session commits: REST per request (``app/api``), gRPC and
+Celery through :func:`session_scope`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.errors import Unavailable
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run beside the one writer; busy_timeout makes a second
+    # writer wait instead of failing; foreign keys are off by default in SQLite.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+_ENGINES: dict[str, Engine] = {}
+_SESSIONMAKERS: dict[str, sessionmaker[Session]] = {}
+_LOCK = threading.Lock()
+
+
+def _create_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, pool_size=8, max_overflow=8)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(
+        url,
+        pool_size=8,
+        max_overflow=8,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+def get_engine(url: str) -> Engine:
+    """Return the process-wide engine for ``url``, creating it once."""
+    engine = _ENGINES.get(url)
+    if engine is None:
+        with _LOCK:
+            engine = _ENGINES.get(url)
+            if engine is None:
+                engine = _ENGINES[url] = _create_engine(url)
+    return engine
+
+
+def session_factory(url: str) -> sessionmaker[Session]:
+    """Return the session factory bound to the engine for ``url``."""
+    maker = _SESSIONMAKERS.get(url)
+    if maker is None:
+        maker = _SESSIONMAKERS[url] = sessionmaker(bind=get_engine(url), expire_on_commit=False)
+    return maker
+
+
+def dispose_engines() -> None:
+    """Drop pooled connections; a forked child must not reuse its parent's sockets."""
+    for engine in list(_ENGINES.values()):
+        engine.dispose(close=False)
+
+
+@contextmanager
+def session_scope(url: str) -> Iterator[Session]:
+    """Open a session, commit when the block succeeds, roll back when it raises."""
+    session = session_factory(url)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Tell whether a database error means the server is unreachable."""
+    return isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+
+
+def raise_unavailable(exc: BaseException) -> None:
+    """Translate a connection-level database error into ``Unavailable``."""
+    if is_unavailable(exc):
+        raise Unavailable("The database is unavailable; try again shortly") from exc

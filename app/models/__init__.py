@@ -1,0 +1,36 @@
+"""SQLAlchemy models; importing this package registers every table on ``Base.metadata``."""
+
+from app.models.base import Base, utcnow
+from app.models.jobs import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    AttemptStatus,
+    Job,
+    JobAttempt,
+    JobStatus,
+    Queue,
+    celery_queue_name,
+)
+from app.models.tenancy import ApiKey, Organization, Project, Role, User
+from app.models.workers import Worker, WorkerStatus, WorkerType
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "TERMINAL_STATUSES",
+    "ApiKey",
+    "AttemptStatus",
+    "Base",
+    "Job",
+    "JobAttempt",
+    "JobStatus",
+    "Organization",
+    "Project",
+    "Queue",
+    "Role",
+    "User",
+    "Worker",
+    "WorkerStatus",
+    "WorkerType",
+    "celery_queue_name",
+    "utcnow",
+]

@@ -1,0 +1,124 @@
+"""Queues, jobs and the record of every attempt."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, JSONType, Timestamps, UUIDPrimaryKey, utcnow
+
+
+class JobStatus(enum.StrEnum):
+    """A job's lifecycle state; gRPC numbers follow the declaration order."""
+
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+ACTIVE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.PROCESSING})
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    return Enum(cls, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+
+
+class Queue(UUIDPrimaryKey, Timestamps, Base):
+    """A TaskForge queue; its jobs travel on the Celery queue ``tf.<id>``."""
+
+    __tablename__ = "queues"
+    __table_args__ = (UniqueConstraint("organization_id", "name"),)
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str | None] = mapped_column(String(500))
+    priority: Mapped[int] = mapped_column(default=0)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    is_active: Mapped[bool] = mapped_column(default=True)
+
+    @property
+    def celery_queue(self) -> str:
+        """The name of the Celery queue that carries this queue's jobs."""
+        return celery_queue_name(self.id)
+
+
+def celery_queue_name(queue_id: uuid.UUID) -> str:
+    """Name the Celery queue of a TaskForge queue after its immutable id."""
+    return f"tf.{queue_id}"
+
+
+class Job(UUIDPrimaryKey, Timestamps, Base):
+    """One unit of work; SQL is the record of truth for its state."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_org_status_created", "organization_id", "status", "created_at"),
+        Index("ix_jobs_org_created", "organization_id", "created_at"),
+        Index("ix_jobs_queue_status", "queue_id", "status"),
+        Index("ix_jobs_status_published", "status", "published_at"),
+        UniqueConstraint("organization_id", "idempotency_key"),
+    )
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    queue_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("queues.id", ondelete="CASCADE"))
+    job_type: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus), default=JobStatus.PENDING)
+    priority: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=3)
+    attempt_count: Mapped[int] = mapped_column(default=0)
+    scheduled_for: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    result: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    worker_name: Mapped[str | None] = mapped_column(String(255))
+    # Outbox marker: NULL until the wake-up message for the current attempt is
+    # handed to the broker; a sweeper re-publishes rows left NULL by a crash.
+    published_at: Mapped[datetime | None]
+
+
+class AttemptStatus(enum.StrEnum):
+    """The outcome of one attempt."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    LOST = "lost"
+
+
+class JobAttempt(UUIDPrimaryKey, Base):
+    """One execution of a job by a worker; kept across retries."""
+
+    __tablename__ = "job_attempts"
+    __table_args__ = (UniqueConstraint("job_id", "number"),)
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int]
+    status: Mapped[AttemptStatus] = mapped_column(
+        _enum(AttemptStatus), default=AttemptStatus.RUNNING
+    )
+    worker_name: Mapped[str | None] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,236 @@
+"""Jobs: submit, read, list, cancel, retry and per-job statistics."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.errors import Conflict, NotFound, ValidationFailed
+from app.models import Job, JobAttempt, JobStatus, Queue, utcnow
+from app.services import queues as queue_service
+from app.services.actors import Actor, Permission
+from app.services.dispatch import Dispatch, stage
+from app.services.pagination import Page, paginate
+from app.services.validation import check_json_document, check_range, parse_uuid, parse_uuid_field
+
+JOB_TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]{1,100}$")
+PAYLOAD_MAX_BYTES = 512 * 1024
+IDEMPOTENCY_KEY_MAX = 255
+
+
+def _load(session: Session, actor: Actor, job_id: str | uuid.UUID) -> Job:
+    job = session.get(Job, parse_uuid(job_id, what="Job"))
+    if job is None or job.organization_id != actor.organization_id:
+        raise NotFound("Job not found")
+    return job
+
+
+def get_job(session: Session, *, actor: Actor, job_id: str | uuid.UUID) -> Job:
+    """Return one of the actor's jobs."""
+    actor.require(Permission.JOB_READ)
+    return _load(session, actor, job_id)
+
+
+def list_jobs(
+    session: Session,
+    *,
+    actor: Actor,
+    page: int,
+    limit: int,
+    status: JobStatus | None = None,
+    queue_id: str | uuid.UUID | None = None,
+) -> Page[Job]:
+    """List jobs newest first (``ix_jobs_org_status_created`` / ``ix_jobs_org_created``)."""
+    actor.require(Permission.JOB_READ)
+    query = select(Job).where(Job.organization_id == actor.organization_id)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if queue_id is not None:
+        query = query.where(Job.queue_id == parse_uuid_field(queue_id, "queue_id"))
+    query = query.order_by(Job.created_at.desc(), Job.id.desc())
+    return paginate(session, query, page=page, limit=limit)
+
+
+def _resolve_queue(
+    session: Session, actor: Actor, queue_id: str | uuid.UUID | None, queue_name: str | None
+) -> Queue:
+    if queue_id is not None:
+        queue = session.get(Queue, parse_uuid_field(queue_id, "queue_id"))
+        if queue is None or queue.organization_id != actor.organization_id:
+            raise NotFound("Queue not found")
+        return queue
+    if queue_name is not None:
+        return queue_service.get_queue_by_name(session, actor=actor, name=queue_name)
+    raise ValidationFailed(
+        "Either queue_id or queue_name is required",
+        errors={"queue_id": ["Either queue_id or queue_name is required."]},
+    )
+
+
+def _check_job_type(job_type: str) -> str:
+    if not JOB_TYPE_PATTERN.match(job_type):
+        raise ValidationFailed.field(
+            "job_type", "1-100 characters of letters, digits, '_', '.', ':' or '-'."
+        )
+    return job_type
+
+
+def _check_idempotency_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
+        raise ValidationFailed.field(
+            "idempotency_key", f"1-{IDEMPOTENCY_KEY_MAX} printable characters."
+        )
+    return key
+
+
+def _existing_for_key(session: Session, actor: Actor, key: str) -> Job | None:
+    return session.scalar(
+        select(Job).where(Job.organization_id == actor.organization_id, Job.idempotency_key == key)
+    )
+
+
+def submit_job(
+    session: Session,
+    *,
+    actor: Actor,
+    job_type: str,
+    payload: Any = None,
+    queue_id: str | uuid.UUID | None = None,
+    queue_name: str | None = None,
+    priority: int = 0,
+    max_attempts: int | None = None,
+    scheduled_for: datetime | None = None,
+    idempotency_key: str | None = None,
+) -> Job:
+    """Store a job and stage its dispatch; the same idempotency key returns the same job."""
+    actor.require(Permission.JOB_WRITE)
+    idempotency_key = _check_idempotency_key(idempotency_key)
+    if idempotency_key is not None:
+        existing = _existing_for_key(session, actor, idempotency_key)
+        if existing is not None:
+            return existing
+    queue = _resolve_queue(session, actor, queue_id, queue_name)
+    job_type = _check_job_type(job_type)
+    check_json_document(payload, "payload", max_bytes=PAYLOAD_MAX_BYTES)
+    check_range(priority, "priority", 0, 9)
+    if max_attempts is None:
+        max_attempts = int(queue_service.effective_settings(queue)["max_attempts"])
+    check_range(max_attempts, "max_attempts", 1, 10)
+    if scheduled_for is not None and scheduled_for.tzinfo is None:
+        raise ValidationFailed.field("scheduled_for", "Must include a timezone offset.")
+    now = utcnow()
+    future = scheduled_for is not None and scheduled_for > now
+    job = Job(
+        id=uuid.uuid4(),
+        organization_id=actor.organization_id,
+        queue_id=queue.id,
+        job_type=job_type,
+        payload=payload,
+        status=JobStatus.SCHEDULED if future else JobStatus.PENDING,
+        priority=priority,
+        max_attempts=max_attempts,
+        attempt_count=0,
+        scheduled_for=scheduled_for,
+        idempotency_key=idempotency_key,
+        created_at=now,
+        updated_at=now,
+    )
+    if idempotency_key is None:
+        session.add(job)
+        session.flush()
+    else:
+        # Two concurrent submits with one key: the unique index lets one win,
+        # and the other returns the winner's job.
+        try:
+            with session.begin_nested():
+                session.add(job)
+                session.flush()
+        except IntegrityError:
+            winner = _existing_for_key(session, actor, idempotency_key)
+            if winner is None:
+                raise
+            return winner
+    stage(session, Dispatch.for_job(job, eta=scheduled_for if future else None))
+    return job
+
+
+def cancel_job(session: Session, *, actor: Actor, job_id: str | uuid.UUID) -> Job:
+    """Cancel a pending or scheduled job; it will never start."""
+    job = get_job(session, actor=actor, job_id=job_id)
+    actor.require(Permission.JOB_WRITE)
+    # Compare-and-set: a worker claiming the job at the same moment wins or loses
+    # atomically, never both.
+    changed = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status.in_([JobStatus.PENDING, JobStatus.SCHEDULED]))
+        .values(status=JobStatus.CANCELLED, completed_at=utcnow(), updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(job)
+    if not changed:
+        raise Conflict(f"A {job.status.value} job cannot be cancelled")
+    return job
+
+
+def retry_job(session: Session, *, actor: Actor, job_id: str | uuid.UUID) -> Job:
+    """Queue a failed job again with a fresh attempt budget, keeping its history."""
+    job = get_job(session, actor=actor, job_id=job_id)
+    actor.require(Permission.JOB_WRITE)
+    if job.status is not JobStatus.FAILED:
+        raise Conflict(f"Only failed jobs can be retried; this one is {job.status.value}")
+    # A fresh budget: max_attempts more attempts on top of those already made.
+    job.max_attempts = job.attempt_count + job.max_attempts
+    job.status = JobStatus.PENDING
+    job.completed_at = None
+    job.error = None
+    job.result = None
+    job.published_at = None
+    session.flush()
+    stage(session, Dispatch.for_job(job))
+    return job
+
+
+@dataclass(frozen=True)
+class JobStats:
+    """A job's attempts with their timings."""
+
+    job: Job
+    attempts: Sequence[JobAttempt]
+
+    @property
+    def wait_seconds(self) -> float | None:
+        """Time from becoming due to the first start."""
+        if self.job.started_at is None and not self.attempts:
+            return None
+        first_start = self.attempts[0].started_at if self.attempts else self.job.started_at
+        assert first_start is not None
+        due = max(self.job.created_at, self.job.scheduled_for or self.job.created_at)
+        return max(0.0, (first_start - due).total_seconds())
+
+    @property
+    def run_seconds(self) -> float:
+        """Total time spent running, over all finished attempts."""
+        return sum(
+            (a.finished_at - a.started_at).total_seconds()
+            for a in self.attempts
+            if a.finished_at is not None
+        )
+
+
+def job_stats(session: Session, *, actor: Actor, job_id: str | uuid.UUID) -> JobStats:
+    """Return a job's attempts in order (served by ``ix_job_attempts_job_id``)."""
+    job = get_job(session, actor=actor, job_id=job_id)
+    attempts = session.scalars(
+        select(JobAttempt).where(JobAttempt.job_id == job.id).order_by(JobAttempt.number)
+    ).all()
+    return JobStats(job=job, attempts=attempts)

@@ -1,0 +1,48 @@
+"""Page-number pagination shared by every list call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from app.errors import ValidationFailed
+
+T = TypeVar("T")
+
+DEFAULT_PAGE_SIZE = 10
+MAX_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of results with the totals a client needs to walk the rest."""
+
+    items: Sequence[T]
+    page: int
+    limit: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        """Number of pages for ``total`` items (0 when there are none)."""
+        return (self.total + self.limit - 1) // self.limit
+
+
+def check_page_args(page: int, limit: int) -> None:
+    """Reject page numbers below 1 and sizes outside 1..100."""
+    if page < 1:
+        raise ValidationFailed.field("page", "Must be at least 1.")
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise ValidationFailed.field("limit", f"Must be between 1 and {MAX_PAGE_SIZE}.")
+
+
+def paginate(session: Session, query: Select[Any], *, page: int, limit: int) -> Page[Any]:
+    """Run ``query`` for one page and count the whole result."""
+    check_page_args(page, limit)
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    items = session.scalars(query.limit(limit).offset((page - 1) * limit)).all()
+    return Page(items=items, page=page, limit=limit, total=int(total or 0))

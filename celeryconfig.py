@@ -1,0 +1,74 @@
+"""Celery settings for every TaskForge process (API, gRPC server, workers, beat).
+
+Loaded with ``config_from_object``.  API and workers must share this module:
+Redis applies the shortest visibility timeout of any client on the broker.
+SQL, not the broker, is the record of a job's state (see ``tasks/executor.py``).
+"""
+
+from __future__ import annotations
+
+from app.config import load_settings
+
+_settings = load_settings()
+
+broker_url = _settings.redis_url
+# Results live in SQL; Celery's result backend would be a second, unbounded copy.
+result_backend = None
+task_ignore_result = True
+
+# JSON only: pickle would let anyone who can write to Redis run code in a worker.
+task_serializer = "json"
+accept_content = ["json"]
+event_serializer = "json"
+task_protocol = 2
+
+# At-least-once: ack after the task ran, and re-deliver when a pool child dies
+# (SIGKILL, OOM).  The executor's compare-and-set claim drops the duplicates.
+task_acks_late = True
+task_reject_on_worker_lost = True
+task_acks_on_failure_or_timeout = True
+# With late acks each pool process reserves only the job it is running, so a
+# long job never holds others hostage behind it.
+worker_prefetch_multiplier = 1
+# A reconnect must not leave a late-ack job running while Redis re-delivers it.
+worker_cancel_long_running_tasks_on_connection_loss = True
+worker_soft_shutdown_timeout = 30
+
+# Redis re-delivers an unacked message after this many seconds; every time
+# limit stays below it so a running job is never handed out twice.
+VISIBILITY_TIMEOUT = 3600
+broker_transport_options = {
+    "visibility_timeout": VISIBILITY_TIMEOUT,
+    # 10 priority levels, 0 first (TaskForge priority 9 maps to Redis step 0).
+    "queue_order_strategy": "priority",
+    "priority_steps": list(range(10)),
+    "sep": ":",
+}
+task_time_limit = 1800
+task_soft_time_limit = 1500
+
+# Publishing fails fast when Redis is down; the relay retries unpublished jobs.
+task_publish_retry = True
+task_publish_retry_policy = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+broker_connection_retry_on_startup = True
+broker_connection_max_retries = None
+broker_connection_timeout = 2
+redis_socket_timeout = 5
+redis_socket_connect_timeout = 2
+
+# Internal maintenance tasks travel on their own queue that every worker consumes.
+task_default_queue = "taskforge.internal"
+task_default_priority = 0
+worker_send_task_events = True
+task_send_sent_event = False
+
+beat_schedule = {
+    "relay-unpublished-jobs": {"task": "taskforge.relay", "schedule": 2.0},
+}
+timezone = "UTC"
+enable_utc = True

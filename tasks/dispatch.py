@@ -1,0 +1,107 @@
+"""The publisher behind ``app.services.dispatch``: staged items → Celery.
+
+Installed once per process with :func:`install`.  After a commit it sends each
+job's wake-up message on the job's own Celery queue through one pooled
+producer, then stamps ``published_at``.  If Redis does not answer, the job
+stays accepted with ``published_at`` NULL and the relay (``tasks.maintenance``)
+publishes it when the broker is back: submit never fails because of the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import RedisError
+from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.db import get_engine
+from app.models import Job, celery_queue_name, utcnow
+from app.services import dispatch
+from app.services.dispatch import ConsumeQueue, Dispatch, Staged
+from tasks.celery_app import app
+
+logger = logging.getLogger(__name__)
+
+RUN_JOB = "taskforge.run_job"
+# Jobs due further out than this wait in SQL; the relay publishes them when due,
+# so no long ETA sits unacknowledged in a worker or outlives the visibility timeout.
+ETA_HORIZON = timedelta(seconds=60)
+BROKER_ERRORS = (KombuOperationalError, RedisError, ConnectionError, OSError, TimeoutError)
+
+
+def celery_priority(priority: int) -> int:
+    """Map TaskForge priority (9 most urgent) to a Redis priority step (0 first)."""
+    return 9 - priority
+
+
+def due_for_publish(item: Dispatch) -> bool:
+    """Tell whether ``item`` may go to the broker now (no ETA beyond the horizon)."""
+    return item.eta is None or item.eta - utcnow() <= ETA_HORIZON
+
+
+def send(items: Sequence[Dispatch]) -> list[Dispatch]:
+    """Publish due dispatches through one pooled producer; return those sent."""
+    sent: list[Dispatch] = []
+    with app.producer_or_acquire() as producer:
+        for item in items:
+            if not due_for_publish(item):
+                continue
+            app.send_task(
+                RUN_JOB,
+                args=[str(item.job_id), item.attempt],
+                queue=celery_queue_name(item.queue_id),
+                priority=celery_priority(item.priority),
+                eta=item.eta,
+                producer=producer,
+            )
+            sent.append(item)
+    return sent
+
+
+def mark_published(database_url: str, items: Sequence[Dispatch]) -> None:
+    """Stamp ``published_at`` on the jobs whose message went out for this attempt."""
+    now = utcnow()
+    with get_engine(database_url).begin() as connection:
+        for item in items:
+            connection.execute(
+                update(Job)
+                .where(Job.id == item.job_id, Job.attempt_count == item.attempt)
+                .values(published_at=now)
+            )
+
+
+def broadcast_consume(items: Sequence[ConsumeQueue]) -> None:
+    """Tell running workers to consume new queues, without waiting for replies."""
+    for item in items:
+        app.control.add_consumer(item.celery_queue, reply=False)
+
+
+class Publisher:
+    """Send what a committed transaction staged; never raise into the caller."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+
+    def __call__(self, staged: Sequence[Staged]) -> None:
+        jobs = [item for item in staged if isinstance(item, Dispatch)]
+        consumers = [item for item in staged if isinstance(item, ConsumeQueue)]
+        try:
+            if consumers:
+                broadcast_consume(consumers)
+            if jobs:
+                sent = send(jobs)
+                if sent:
+                    mark_published(self.database_url, sent)
+        except BROKER_ERRORS:
+            logger.warning("broker unavailable; %d job(s) left for the relay", len(jobs))
+        except SQLAlchemyError:
+            logger.warning("could not stamp published_at; the relay will re-publish", exc_info=True)
+
+
+def install(database_url: str) -> None:
+    """Make this process publish staged dispatches after each commit."""
+    dispatch.set_publisher(Publisher(database_url))
