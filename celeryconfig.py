@@ -26,7 +26,8 @@ task_protocol = 2
 # (SIGKILL, OOM).  The executor's compare-and-set claim drops the duplicates.
 task_acks_late = True
 task_reject_on_worker_lost = True
-task_acks_on_failure_or_timeout = True
+task_acks_on_failure = True
+task_acks_on_timeout = True
 # With late acks each pool process reserves only the job it is running, so a
 # long job never holds others hostage behind it.
 worker_prefetch_multiplier = 1

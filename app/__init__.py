@@ -6,12 +6,11 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask, Response, request
+from flask_smorest import Api
 
 from app.api.errors import error_response, register_error_handlers
 from app.broker import BrokerProbe
 from app.config import Settings, load_settings
-from flask_smorest import Api
-
 from app.extensions import jwt, limiter, make_api
 from app.tokens import TokenStore
 
@@ -35,9 +34,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.extensions["taskforge.tokens"] = TokenStore.from_url(settings.redis_url)
     app.extensions["taskforge.broker"] = BrokerProbe.from_url(settings.redis_url)
 
-    from tasks.dispatch import install as install_publisher  # noqa: PLC0415
+    from tasks.dispatch import install as install_publisher
 
-    install_publisher(settings.database_url)
+    install_publisher(settings.database_url, settings.redis_url)
     api = make_api()
     _init_extensions(app, api)
     _register_blueprints(app, api)
@@ -78,8 +77,8 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
 
 
 def _init_extensions(app: Flask, api: Api) -> None:
-    from app.api import context  # noqa: PLC0415
-    from app.api.auth_jwt import init_jwt  # noqa: PLC0415
+    from app.api import context
+    from app.api.auth_jwt import init_jwt
 
     api.init_app(app)
     jwt.init_app(app)
@@ -89,7 +88,7 @@ def _init_extensions(app: Flask, api: Api) -> None:
 
 
 def _register_blueprints(app: Flask, api: Api) -> None:
-    from app.api import auth, health, jobs, organizations, projects, queues  # noqa: PLC0415
+    from app.api import auth, health, jobs, organizations, projects, queues
 
     app.register_blueprint(health.blp)
     limiter.exempt(health.blp)

@@ -17,10 +17,27 @@ app.config_from_object("celeryconfig")
 app.conf.include = ["tasks.executor", "tasks.maintenance"]
 
 
-def _install_publisher() -> None:
-    from tasks.dispatch import install  # noqa: PLC0415 - tasks.dispatch imports this module
+def use_broker(url: str) -> None:
+    """Point this process's Celery app at ``url`` when its settings name another broker.
 
-    install(load_settings().database_url)
+    Every process normally reads the same ``REDIS_URL``, so this is a no-op; it
+    matters where settings are built in code (tests, embedded servers).  Celery
+    caches its connection and producer pools, so both are dropped here.
+    """
+    if app.conf.broker_url == url:
+        return
+    app.conf.broker_url = url
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    app.amqp._producer_pool = None
+
+
+def _install_publisher() -> None:
+    from tasks.dispatch import install
+
+    settings = load_settings()
+    install(settings.database_url, settings.redis_url)
 
 
 @signals.worker_process_init.connect
@@ -38,7 +55,7 @@ def _worker_publishes_retries(**_: Any) -> None:
 @signals.celeryd_after_setup.connect
 def _consume_taskforge_queues(sender: str, instance: Any, **_: Any) -> None:
     """Subscribe a starting worker to every active TaskForge queue."""
-    from tasks.consumers import queues_to_consume  # noqa: PLC0415 - needs the worker's settings
+    from tasks.consumers import queues_to_consume
 
     queues = instance.app.amqp.queues
     # kombu keeps the -Q selection in ``_consume_from``; None means "no -Q given".

@@ -22,7 +22,7 @@ from app.db import get_engine
 from app.models import Job, celery_queue_name, utcnow
 from app.services import dispatch
 from app.services.dispatch import ConsumeQueue, Dispatch, Staged
-from tasks.celery_app import app
+from tasks.celery_app import app, use_broker
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ def mark_published(database_url: str, items: Sequence[Dispatch]) -> None:
             connection.execute(
                 update(Job)
                 .where(Job.id == item.job_id, Job.attempt_count == item.attempt)
-                .values(published_at=now)
+                # Publishing is bookkeeping, not a change a client sees.
+                .values(published_at=now, updated_at=Job.updated_at)
             )
 
 
@@ -102,6 +103,7 @@ class Publisher:
             logger.warning("could not stamp published_at; the relay will re-publish", exc_info=True)
 
 
-def install(database_url: str) -> None:
+def install(database_url: str, broker_url: str) -> None:
     """Make this process publish staged dispatches after each commit."""
+    use_broker(broker_url)
     dispatch.set_publisher(Publisher(database_url))

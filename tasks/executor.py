@@ -72,7 +72,9 @@ def claim(database_url: str, job_id: uuid.UUID, attempt: int, worker: str) -> Cl
         if not changed:
             _release_if_paused(session, job_id, attempt)
             return None
-        session.add(JobAttempt(job_id=job_id, number=attempt + 1, worker_name=worker, started_at=now))
+        session.add(
+            JobAttempt(job_id=job_id, number=attempt + 1, worker_name=worker, started_at=now)
+        )
         row = session.execute(
             select(Job.job_type, Job.payload, Job.max_attempts, Queue.settings)
             .join(Queue, Queue.id == Job.queue_id)
@@ -98,7 +100,7 @@ def _release_if_paused(session: Any, job_id: uuid.UUID, attempt: int) -> None:
             Job.status.in_([JobStatus.PENDING, JobStatus.SCHEDULED]),
             paused,
         )
-        .values(published_at=None)
+        .values(published_at=None, updated_at=Job.updated_at)
         .execution_options(synchronize_session=False)
     )
 
@@ -140,8 +142,13 @@ def record_success(database_url: str, job_id: uuid.UUID, claimed: Claimed, resul
         _finish_attempt(session, job_id, claimed.attempt, AttemptStatus.SUCCEEDED, now)
         changed = session.execute(
             _processing(job_id, claimed.attempt)
-            .values(status=JobStatus.SUCCEEDED, result=result, error=None,
-                    completed_at=now, updated_at=now)
+            .values(
+                status=JobStatus.SUCCEEDED,
+                result=result,
+                error=None,
+                completed_at=now,
+                updated_at=now,
+            )
             .execution_options(synchronize_session=False)
         ).rowcount
     return bool(changed)
@@ -156,13 +163,22 @@ def record_failure(
     with session_scope(database_url) as session:
         _finish_attempt(session, job_id, claimed.attempt, AttemptStatus.FAILED, now, error, trace)
         if retry:
-            values: dict[str, Any] = {"status": JobStatus.PENDING, "error": error,
-                                      "published_at": None, "updated_at": now}
+            values: dict[str, Any] = {
+                "status": JobStatus.PENDING,
+                "error": error,
+                "published_at": None,
+                "updated_at": now,
+            }
         else:
-            values = {"status": JobStatus.FAILED, "error": error, "completed_at": now,
-                      "updated_at": now}
+            values = {
+                "status": JobStatus.FAILED,
+                "error": error,
+                "completed_at": now,
+                "updated_at": now,
+            }
         changed = session.execute(
-            _processing(job_id, claimed.attempt).values(**values)
+            _processing(job_id, claimed.attempt)
+            .values(**values)
             .execution_options(synchronize_session=False)
         ).rowcount
         if not changed:
@@ -194,7 +210,7 @@ def execute(job_id: str, attempt: int, worker: str, database_url: str) -> str:
         timeout = claimed.queue_settings["timeout_seconds"]
         record_failure(database_url, jid, claimed, f"Timed out after {timeout} seconds", None)
         return "failed"
-    except Exception as exc:  # noqa: BLE001 - a handler's failure is data, not a crash
+    except Exception as exc:
         message = str(exc) or type(exc).__name__
         outcome = record_failure(database_url, jid, claimed, message, traceback.format_exc())
         return "retrying" if outcome is JobStatus.PENDING else "failed"

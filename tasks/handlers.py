@@ -92,7 +92,11 @@ def echo(payload: Any) -> Any:
 def sleep(payload: Any) -> dict[str, float]:
     """Sleep ``payload["seconds"]`` seconds (at most an hour)."""
     seconds = _mapping(payload).get("seconds", 1)
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= 3600:
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 <= seconds <= 3600
+    ):
         raise JobFailed("sleep needs {'seconds': a number between 0 and 3600}")
     time.sleep(seconds)
     return {"slept": float(seconds)}

@@ -27,7 +27,9 @@ def _register_limit() -> str:
     return settings().rate_limit_register
 
 
-def _issue_tokens(user_id: str, claims: dict[str, Any], *, with_refresh: bool = True) -> dict[str, Any]:
+def _issue_tokens(
+    user_id: str, claims: dict[str, Any], *, with_refresh: bool = True
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "access_token": create_access_token(identity=user_id, additional_claims=claims),
         "token_type": "Bearer",
@@ -40,7 +42,7 @@ def _issue_tokens(user_id: str, claims: dict[str, Any], *, with_refresh: bool = 
 
 @blp.route("/register")
 class Register(MethodView):
-    decorators = [limiter.limit(_register_limit, key_func=address_key)]
+    decorators = (limiter.limit(_register_limit, key_func=address_key),)
 
     @blp.arguments(schemas.RegisterSchema)
     @blp.response(201, schemas.RegisteredSchema)
@@ -56,7 +58,7 @@ class Register(MethodView):
 
 @blp.route("/login")
 class Login(MethodView):
-    decorators = [limiter.limit(_login_limit, key_func=login_key)]
+    decorators = (limiter.limit(_login_limit, key_func=login_key),)
 
     @blp.arguments(schemas.LoginSchema)
     @blp.response(200, schemas.TokensSchema)

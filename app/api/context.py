@@ -50,7 +50,9 @@ def current_actor() -> Actor:
         g.jwt_claims = get_jwt()
         actor = actor_for_user_id(db(), g.jwt_claims["sub"])
     else:
-        raise Unauthenticated("Authentication required: send 'Authorization: Bearer <token>' or 'X-API-Key'")
+        raise Unauthenticated(
+            "Authentication required: send 'Authorization: Bearer <token>' or 'X-API-Key'"
+        )
     g.actor = actor
     return actor
 

@@ -68,9 +68,7 @@ def _flatten(messages: Any) -> dict[str, Any]:
 
 
 def handle_taskforge_error(exc: TaskForgeError) -> Response:
-    status = next(
-        (code for cls, code in STATUS_BY_ERROR.items() if isinstance(exc, cls)), 400
-    )
+    status = next((code for cls, code in STATUS_BY_ERROR.items() if isinstance(exc, cls)), 400)
     return error_response(status, exc.message, exc.errors or None)
 
 

@@ -21,7 +21,10 @@ def healthz() -> Response:
 @blp.get("/readyz")
 def readyz() -> Response:
     """Answer 200 when SQL and the broker answer, else 503 naming what failed."""
-    checks = {"database": _database_ok(), "broker": current_app.extensions["taskforge.broker"].ping()}
+    checks = {
+        "database": _database_ok(),
+        "broker": current_app.extensions["taskforge.broker"].ping(),
+    }
     ready = all(checks.values())
     body = {name: "ok" if ok else "unavailable" for name, ok in checks.items()}
     if ready:

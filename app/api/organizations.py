@@ -24,7 +24,9 @@ class CurrentOrganization(MethodView):
     def get(self) -> Organization:
         """Get the caller's own organization."""
         actor = current_actor()
-        return org_service.get_organization(db(), actor=actor, organization_id=actor.organization_id)
+        return org_service.get_organization(
+            db(), actor=actor, organization_id=actor.organization_id
+        )
 
 
 @blp.route("/<organization_id>")
@@ -32,7 +34,9 @@ class OrganizationItem(MethodView):
     @blp.response(200, schemas.OrganizationSchema)
     def get(self, organization_id: str) -> Organization:
         """Get an organization (only the caller's own exists for them)."""
-        return org_service.get_organization(db(), actor=current_actor(), organization_id=organization_id)
+        return org_service.get_organization(
+            db(), actor=current_actor(), organization_id=organization_id
+        )
 
     @blp.arguments(schemas.OrganizationUpdateSchema)
     @blp.response(200, schemas.OrganizationSchema)

@@ -22,7 +22,9 @@ class Projects(MethodView):
     @blp.response(200, schemas.ProjectListSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """List projects."""
-        return page_body("projects", project_service.list_projects(db(), actor=current_actor(), **args))
+        return page_body(
+            "projects", project_service.list_projects(db(), actor=current_actor(), **args)
+        )
 
     @blp.arguments(schemas.ProjectCreateSchema)
     @blp.response(201, schemas.ProjectSchema)

@@ -94,5 +94,3 @@ class QueueStats(MethodView):
             oldest_pending_age_seconds=stats.oldest_pending_age_seconds,
         )
         return body
-
-

@@ -22,7 +22,9 @@ class StrictSchema(Schema):
 
 class RegisterSchema(StrictSchema):
     email = fields.Email(required=True, validate=validate.Length(max=254))
-    password = fields.String(required=True, validate=validate.Length(min=8, max=128), load_only=True)
+    password = fields.String(
+        required=True, validate=validate.Length(min=8, max=128), load_only=True
+    )
     organization_name = fields.String(required=True, validate=NAME)
 
 
@@ -34,7 +36,9 @@ class RegisteredSchema(Schema):
 
 class LoginSchema(StrictSchema):
     email = fields.String(required=True, validate=validate.Length(min=1, max=254))
-    password = fields.String(required=True, validate=validate.Length(min=1, max=128), load_only=True)
+    password = fields.String(
+        required=True, validate=validate.Length(min=1, max=128), load_only=True
+    )
 
 
 class TokensSchema(Schema):
@@ -103,7 +107,9 @@ class MemberSchema(Schema):
 
 class MemberCreateSchema(StrictSchema):
     email = fields.Email(required=True, validate=validate.Length(max=254))
-    password = fields.String(required=True, validate=validate.Length(min=8, max=128), load_only=True)
+    password = fields.String(
+        required=True, validate=validate.Length(min=8, max=128), load_only=True
+    )
     role = fields.Enum(Role, by_value=True, load_default=Role.MEMBER)
 
 

@@ -110,9 +110,7 @@ class JobAttempt(UUIDPrimaryKey, Base):
     __tablename__ = "job_attempts"
     __table_args__ = (UniqueConstraint("job_id", "number"),)
 
-    job_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("jobs.id", ondelete="CASCADE"), index=True
-    )
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     number: Mapped[int]
     status: Mapped[AttemptStatus] = mapped_column(
         _enum(AttemptStatus), default=AttemptStatus.RUNNING

@@ -52,9 +52,7 @@ class Worker(UUIDPrimaryKey, Base):
     )
     name: Mapped[str] = mapped_column(String(255))
     hostname: Mapped[str | None] = mapped_column(String(255))
-    worker_type: Mapped[WorkerType] = mapped_column(
-        _enum(WorkerType), default=WorkerType.GENERAL
-    )
+    worker_type: Mapped[WorkerType] = mapped_column(_enum(WorkerType), default=WorkerType.GENERAL)
     status: Mapped[WorkerStatus] = mapped_column(_enum(WorkerStatus), default=WorkerStatus.ONLINE)
     capabilities: Mapped[Any] = mapped_column(JSONType, nullable=True)
     max_concurrent_jobs: Mapped[int] = mapped_column(default=1)

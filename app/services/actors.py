@@ -24,9 +24,7 @@ class Permission(enum.StrEnum):
 
 
 ALL_PERMISSIONS = frozenset(Permission)
-READ_PERMISSIONS = frozenset(
-    {Permission.QUEUE_READ, Permission.JOB_READ, Permission.WORKER_READ}
-)
+READ_PERMISSIONS = frozenset({Permission.QUEUE_READ, Permission.JOB_READ, Permission.WORKER_READ})
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.OWNER: ALL_PERMISSIONS,

@@ -90,7 +90,9 @@ class Registration:
     project: Project
 
 
-def register(session: Session, *, email: str, password: str, organization_name: str) -> Registration:
+def register(
+    session: Session, *, email: str, password: str, organization_name: str
+) -> Registration:
     """Create an organization, its owner and its ``default`` project."""
     name = organization_name.strip()
     if not 1 <= len(name) <= 100:
@@ -163,6 +165,8 @@ def actor_for_api_key(session: Session, raw_key: str) -> Actor:
     key.last_used_at = now
     return Actor(
         organization_id=key.organization_id,
-        permissions=frozenset(Permission(s) for s in key.scopes if s in Permission._value2member_map_),
+        permissions=frozenset(
+            Permission(s) for s in key.scopes if s in Permission._value2member_map_
+        ),
         api_key_id=key.id,
     )

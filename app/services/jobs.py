@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.errors import Conflict, NotFound, ValidationFailed
+from app.errors import Conflict, NotFound, TaskForgeError, ValidationFailed
 from app.models import Job, JobAttempt, JobStatus, Queue, utcnow
 from app.services import queues as queue_service
 from app.services.actors import Actor, Permission
@@ -24,6 +24,7 @@ from app.services.validation import check_json_document, check_range, parse_uuid
 JOB_TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]{1,100}$")
 PAYLOAD_MAX_BYTES = 512 * 1024
 IDEMPOTENCY_KEY_MAX = 255
+BATCH_MAX = 500
 
 
 def _load(session: Session, actor: Actor, job_id: str | uuid.UUID) -> Job:
@@ -128,6 +129,8 @@ def submit_job(
     check_range(max_attempts, "max_attempts", 1, 10)
     if scheduled_for is not None and scheduled_for.tzinfo is None:
         raise ValidationFailed.field("scheduled_for", "Must include a timezone offset.")
+    if scheduled_for is not None:
+        scheduled_for = scheduled_for.astimezone(UTC)
     now = utcnow()
     future = scheduled_for is not None and scheduled_for > now
     job = Job(
@@ -162,6 +165,21 @@ def submit_job(
             return winner
     stage(session, Dispatch.for_job(job, eta=scheduled_for if future else None))
     return job
+
+
+def submit_jobs(session: Session, *, actor: Actor, jobs: Sequence[Mapping[str, Any]]) -> list[Job]:
+    """Submit ``submit_job`` keyword sets at once; the first bad one fails all as ``jobs[i]``."""
+    actor.require(Permission.JOB_WRITE)
+    if not 1 <= len(jobs) <= BATCH_MAX:
+        raise ValidationFailed.field("jobs", f"Send between 1 and {BATCH_MAX} jobs.")
+    submitted: list[Job] = []
+    for index, spec in enumerate(jobs):
+        try:
+            submitted.append(submit_job(session, actor=actor, **spec))
+        except TaskForgeError as exc:
+            errors = {f"jobs[{index}].{name}": msgs for name, msgs in exc.errors.items()}
+            raise type(exc)(f"jobs[{index}]: {exc.message}", errors=errors) from exc
+    return submitted
 
 
 def cancel_job(session: Session, *, actor: Actor, job_id: str | uuid.UUID) -> Job:

@@ -23,7 +23,9 @@ def _check_org_id(actor: Actor, organization_id: str | uuid.UUID) -> None:
         raise NotFound("Organization not found")
 
 
-def get_organization(session: Session, *, actor: Actor, organization_id: str | uuid.UUID) -> Organization:
+def get_organization(
+    session: Session, *, actor: Actor, organization_id: str | uuid.UUID
+) -> Organization:
     """Return the actor's organization; any other id is not found."""
     _check_org_id(actor, organization_id)
     organization = session.get(Organization, actor.organization_id)
@@ -120,9 +122,9 @@ def update_member_role(
     _check_can_grant(actor, role)
     if user.role is Role.OWNER and actor.role is not Role.OWNER:
         raise PermissionDenied("Only an owner can change an owner's role")
-    if user.role is Role.OWNER and role is not Role.OWNER:
-        if _owner_count(session, actor.organization_id) <= 1:
-            raise Conflict("The organization's last owner cannot be demoted")
+    demoting_owner = user.role is Role.OWNER and role is not Role.OWNER
+    if demoting_owner and _owner_count(session, actor.organization_id) <= 1:
+        raise Conflict("The organization's last owner cannot be demoted")
     user.role = role
     session.flush()
     return user

@@ -36,7 +36,9 @@ def list_projects(session: Session, *, actor: Actor, page: int, limit: int) -> P
     return paginate(session, query, page=page, limit=limit)
 
 
-def _check_unique_name(session: Session, actor: Actor, name: str, exclude: uuid.UUID | None) -> None:
+def _check_unique_name(
+    session: Session, actor: Actor, name: str, exclude: uuid.UUID | None
+) -> None:
     query = select(Project.id).where(
         Project.organization_id == actor.organization_id, Project.name == name
     )
@@ -69,7 +71,7 @@ def update_project(
     actor: Actor,
     project_id: str | uuid.UUID,
     name: str | None = None,
-    description: str | None | object = _UNSET,
+    description: str | object | None = _UNSET,
 ) -> Project:
     """Rename a project or change its description."""
     project = get_project(session, actor=actor, project_id=project_id)

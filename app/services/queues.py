@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound, ValidationFailed
@@ -126,7 +126,9 @@ def _resolve_project(session: Session, actor: Actor, project_id: str | uuid.UUID
     return project
 
 
-def _check_unique_name(session: Session, actor: Actor, name: str, exclude: uuid.UUID | None) -> None:
+def _check_unique_name(
+    session: Session, actor: Actor, name: str, exclude: uuid.UUID | None
+) -> None:
     query = select(Queue.id).where(
         Queue.organization_id == actor.organization_id, Queue.name == name
     )
@@ -272,7 +274,7 @@ def queue_stats(
     rows = session.execute(
         select(Job.status, func.count()).where(Job.queue_id == queue.id).group_by(Job.status)
     ).all()
-    counts = {status: 0 for status in JobStatus}
+    counts = dict.fromkeys(JobStatus, 0)
     counts.update({status: int(n) for status, n in rows})
     last_activity = session.scalar(select(func.max(Job.updated_at)).where(Job.queue_id == queue.id))
     oldest_pending = session.scalar(

@@ -14,7 +14,7 @@ MAX_JSON_DEPTH = 32
 
 
 def check_name(value: str, field: str = "name") -> str:
-    """Trim a name and enforce 1–100 characters."""
+    """Trim a name and enforce 1-100 characters."""
     name = value.strip()
     if not 1 <= len(name) <= NAME_MAX:
         raise ValidationFailed.field(field, f"Length must be between 1 and {NAME_MAX}.")
@@ -24,9 +24,7 @@ def check_name(value: str, field: str = "name") -> str:
 def check_description(value: str | None) -> str | None:
     """Enforce at most 500 characters."""
     if value is not None and len(value) > DESCRIPTION_MAX:
-        raise ValidationFailed.field(
-            "description", f"Length must be at most {DESCRIPTION_MAX}."
-        )
+        raise ValidationFailed.field("description", f"Length must be at most {DESCRIPTION_MAX}.")
     return value
 
 

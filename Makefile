@@ -1,0 +1,49 @@
+# TaskForge's front door: `make help` lists the targets.  Everything runs from .venv,
+# which `make venv` (a prerequisite of the others) creates from python3 when missing.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test lint typecheck protos migrate clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' \
+		$(MAKEFILE_LIST)
+
+venv: $(STAMP) ## Create .venv and install TaskForge with its dev tools (again when setup.cfg changes)
+
+$(BIN)/python:
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+		echo "could not create $(VENV): on Debian, apt-get install python3-venv" >&2; exit 1; }
+
+$(STAMP): setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+run: venv ## Run Redis, the API, gRPC, a Celery worker and beat on this machine
+	$(BIN)/taskforge run
+
+test: venv ## Run the tests (pass options with PYTEST_ARGS='-k name -x')
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: venv ## Check style with ruff (lint and formatting)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv ## Type-check with mypy
+	$(BIN)/mypy app tasks grpc_service
+
+protos: venv ## Generate the gRPC stubs from proto/
+	$(BIN)/python -m grpc_service.codegen
+
+migrate: venv ## Apply database migrations to DATABASE_URL (default: SQLite in var/)
+	$(BIN)/taskforge db upgrade
+
+clean: ## Remove caches and build output (keeps .venv and the data in var/)
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov test-output build dist \
+		*.egg-info

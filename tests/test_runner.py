@@ -1,0 +1,100 @@
+"""Tests for the ``make run`` supervisor: planning children, relaying output, stopping."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from app.runner import CHILDREN, PlannedChild, Supervisor, banner, env_port, plan_children
+
+PY = "/venv/bin/python"
+
+
+def _root(tmp_path: Path, *, with_grpc: bool) -> Path:
+    if with_grpc:
+        (tmp_path / "grpc_service").mkdir()
+        (tmp_path / "grpc_service" / "server.py").write_text("")
+    return tmp_path
+
+
+def test_default_plan_runs_everything_with_the_venv_python(tmp_path: Path) -> None:
+    root = _root(tmp_path, with_grpc=True)
+    children, skipped = plan_children({}, root=root, var_dir=root / "var", python=PY)
+    assert [c.name for c in children] == ["api", "grpc", "worker", "beat"]
+    assert skipped == []
+    by_name = {c.name: c.argv for c in children}
+    assert by_name["api"] == (
+        PY, "-m", "gunicorn", "--bind", "127.0.0.1:8000", "--workers", "2",
+        "--worker-class", "sync", "--access-logfile", "-", "wsgi:app",
+    )  # fmt: skip
+    assert by_name["grpc"] == (PY, "-m", "grpc_service.server")
+    assert by_name["worker"][:6] == (PY, "-m", "celery", "-A", "tasks.celery_app", "worker")
+    assert "taskforge@%h" in by_name["worker"]
+    assert by_name["beat"][-2:] == ("-s", f"{root / 'var'}/celerybeat-schedule")
+
+
+def test_ports_come_from_the_environment(tmp_path: Path) -> None:
+    env = {"TASKFORGE_HTTP_PORT": "8100", "TASKFORGE_GRPC_PORT": "50100"}
+    children, _ = plan_children(env, root=_root(tmp_path, with_grpc=True), python=PY)
+    api = next(c for c in children if c.name == "api")
+    assert "127.0.0.1:8100" in api.argv
+    assert "50100" in banner(8100, 50100)
+    assert "http://127.0.0.1:8100/api/v1/docs" in banner(8100, 50100)
+
+
+def test_grpc_is_skipped_with_a_note_until_its_server_exists(tmp_path: Path) -> None:
+    children, skipped = plan_children({}, root=_root(tmp_path, with_grpc=False), python=PY)
+    assert "grpc" not in [c.name for c in children]
+    assert skipped == ["skipping grpc: grpc_service/server.py does not exist yet"]
+
+
+@pytest.mark.parametrize("raw", ["http", "0", "70000", "-1"])
+def test_bad_port_is_a_clear_error(raw: str) -> None:
+    with pytest.raises(ValueError, match="TASKFORGE_HTTP_PORT"):
+        env_port({"TASKFORGE_HTTP_PORT": raw}, "TASKFORGE_HTTP_PORT", 8000)
+
+
+def test_empty_port_means_default() -> None:
+    assert env_port({"TASKFORGE_GRPC_PORT": ""}, "TASKFORGE_GRPC_PORT", 50051) == 50051
+
+
+def test_child_names_are_unique() -> None:
+    names = [spec.name for spec in CHILDREN]
+    assert len(names) == len(set(names))
+
+
+def _python(code: str, name: str = "fake") -> PlannedChild:
+    return PlannedChild(name, (sys.executable, "-c", code))
+
+
+def test_a_dying_child_is_reported_and_the_others_are_stopped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    supervisor = Supervisor()
+    env = {"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
+    supervisor.spawn(_python("import time; time.sleep(60)", "sleeper"), env)
+    supervisor.spawn(_python("print('hello'); raise SystemExit(3)", "crasher"), env)
+    assert supervisor.watch() == "crasher exited unexpectedly with code 3"
+    supervisor.stop_children(timeout=5.0)
+    sleeper = supervisor.children[0][1]
+    assert sleeper.returncode == -signal.SIGTERM  # stopped gracefully, not killed
+    assert "crasher   | hello" in capsys.readouterr().out
+
+
+def test_a_child_that_ignores_sigterm_is_killed_after_the_timeout(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    code = (
+        "import pathlib, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        f"pathlib.Path({str(ready)!r}).touch(); time.sleep(60)"
+    )
+    supervisor = Supervisor()
+    supervisor.spawn(_python(code, "stubborn"), {"PATH": "/usr/bin:/bin"})
+    deadline = time.monotonic() + 10
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    supervisor.stop_children(timeout=0.5)
+    assert supervisor.children[0][1].returncode == -signal.SIGKILL
