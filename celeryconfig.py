@@ -68,8 +68,12 @@ task_default_priority = 0
 worker_send_task_events = True
 task_send_sent_event = False
 
+# The relay publishes jobs whose message never left (and far-future ones as
+# they come due, with an ETA inside the horizon); the sweeper takes over jobs of
+# workers whose lease ran out.  Both are cheap indexed queries.
 beat_schedule = {
     "relay-unpublished-jobs": {"task": "taskforge.relay", "schedule": 2.0},
+    "sweep-expired-leases": {"task": "taskforge.sweep", "schedule": 5.0},
 }
 timezone = "UTC"
 enable_utc = True

@@ -76,6 +76,7 @@ class Settings:
     rate_limit_enabled: bool = field(
         default_factory=lambda: _env_bool("TASKFORGE_RATE_LIMIT_ENABLED", True)
     )
+    lease_seconds: int = field(default_factory=lambda: _env_int("TASKFORGE_LEASE_SECONDS", 30))
     handler_modules: str = field(default_factory=lambda: _env("TASKFORGE_HANDLER_MODULES", ""))
 
     @property
@@ -89,6 +90,8 @@ class Settings:
                 raise ConfigError("JWT_SECRET_KEY must be set in production")
             if len(self.jwt_secret_key.encode()) < 32:
                 raise ConfigError("JWT_SECRET_KEY must be at least 32 bytes in production")
+        if self.lease_seconds < 3:
+            raise ConfigError("TASKFORGE_LEASE_SECONDS must be at least 3")
         if self.max_content_length <= 0:
             raise ConfigError("TASKFORGE_MAX_BODY_BYTES must be positive")
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import kombu.pools
 from celery import Celery, signals
 
 from app.config import load_settings
 from app.db import dispose_engines
+from tasks.consumers import WorkerScope, queues_to_consume
 
 app = Celery("taskforge")
 app.config_from_object("celeryconfig")
@@ -27,9 +29,10 @@ def use_broker(url: str) -> None:
     if app.conf.broker_url == url:
         return
     app.conf.broker_url = url
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    # kombu keeps producer pools per connection in a process-wide registry that
+    # would hand back a pool whose connections were closed: reset it all.
+    kombu.pools.reset()
+    app._pool = None
     app.amqp._producer_pool = None
 
 
@@ -61,5 +64,5 @@ def _consume_taskforge_queues(sender: str, instance: Any, **_: Any) -> None:
     # kombu keeps the -Q selection in ``_consume_from``; None means "no -Q given".
     if getattr(queues, "_consume_from", None) is not None:
         return  # the operator chose the queues with -Q; respect that choice
-    for name in queues_to_consume(load_settings().database_url):
+    for name in queues_to_consume(load_settings().database_url, WorkerScope.from_env()):
         queues.select_add(name)

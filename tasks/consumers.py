@@ -1,19 +1,75 @@
-"""Which Celery queues a worker consumes."""
+"""Which Celery queues a worker consumes.
+
+A worker's scope comes from its environment:
+
+- ``TASKFORGE_WORKER_ORGANIZATION``: an organization id; the worker consumes only
+  that organization's queues.  Unset: a platform worker consuming every queue.
+- ``TASKFORGE_WORKER_TYPE``: ``general`` (default), ``specialized_cpu``,
+  ``specialized_io`` or ``specialized_gpu``.  A queue whose ``worker_type``
+  setting names a type is consumed only by workers of that type.
+
+Paused queues are consumed too: the executor's claim drops their messages and
+resume re-publishes them, so pausing never depends on a broadcast arriving.
+"""
 
 from __future__ import annotations
 
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from celery.worker.control import control_command
 from sqlalchemy import select
 
 from app.db import session_scope
-from app.models import Queue, celery_queue_name
+from app.models import Queue, WorkerType, celery_queue_name
 
 
-def queues_to_consume(database_url: str) -> list[str]:
-    """Celery queue names of every TaskForge queue, paused ones included.
+@dataclass(frozen=True)
+class WorkerScope:
+    """Whose queues a worker may consume."""
 
-    Paused queues are consumed too: the executor's claim drops their messages
-    and the resume re-publishes them, so pause never depends on a broadcast.
-    """
+    organization_id: uuid.UUID | None
+    worker_type: WorkerType
+
+    @classmethod
+    def from_env(cls) -> WorkerScope:
+        """Read the scope from ``TASKFORGE_WORKER_ORGANIZATION`` / ``_TYPE``."""
+        org = os.environ.get("TASKFORGE_WORKER_ORGANIZATION") or None
+        kind = os.environ.get("TASKFORGE_WORKER_TYPE") or WorkerType.GENERAL.value
+        return cls(organization_id=uuid.UUID(org) if org else None, worker_type=WorkerType(kind))
+
+    def accepts(self, organization_id: uuid.UUID, required_type: str | None) -> bool:
+        """Tell whether a queue of ``organization_id`` needing ``required_type`` is ours."""
+        if self.organization_id is not None and organization_id != self.organization_id:
+            return False
+        return not required_type or required_type == self.worker_type.value
+
+
+def queues_to_consume(database_url: str, scope: WorkerScope) -> list[str]:
+    """Celery queue names of every TaskForge queue within ``scope``."""
+    query = select(Queue.id, Queue.organization_id, Queue.settings).order_by(Queue.created_at)
+    if scope.organization_id is not None:
+        query = query.where(Queue.organization_id == scope.organization_id)
     with session_scope(database_url) as session:
-        ids = session.scalars(select(Queue.id).order_by(Queue.created_at)).all()
-    return [celery_queue_name(queue_id) for queue_id in ids]
+        rows = session.execute(query).all()
+    return [
+        celery_queue_name(row.id)
+        for row in rows
+        if scope.accepts(row.organization_id, (row.settings or {}).get("worker_type"))
+    ]
+
+
+@control_command(
+    args=[("queue", str), ("organization_id", str), ("worker_type", str)],
+    signature="<queue> <organization_id> <worker_type>",
+)
+def taskforge_consume(
+    state: Any, queue: str, organization_id: str, worker_type: str = "", **_: Any
+) -> dict[str, str]:
+    """Consume a newly created TaskForge queue if it is within this worker's scope."""
+    if not WorkerScope.from_env().accepts(uuid.UUID(organization_id), worker_type or None):
+        return {"ok": f"{queue} is outside this worker's scope"}
+    state.consumer.call_soon(state.consumer.add_task_queue, queue)
+    return {"ok": f"add consumer {queue}"}

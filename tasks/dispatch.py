@@ -4,7 +4,7 @@ Installed once per process with :func:`install`.  After a commit it sends each
 job's wake-up message on the job's own Celery queue through one pooled
 producer, then stamps ``published_at``.  If Redis does not answer, the job
 stays accepted with ``published_at`` NULL and the relay (``tasks.maintenance``)
-publishes it when the broker is back: submit never fails because of the broker.
+publishes it when the broker is back.
 """
 
 from __future__ import annotations
@@ -21,15 +21,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.db import get_engine
 from app.models import Job, celery_queue_name, utcnow
 from app.services import dispatch
-from app.services.dispatch import ConsumeQueue, Dispatch, Staged
+from app.services.dispatch import ConsumeQueue, Dispatch, Revoke, Staged
 from tasks.celery_app import app, use_broker
 
 logger = logging.getLogger(__name__)
 
 RUN_JOB = "taskforge.run_job"
+CONSUME_COMMAND = "taskforge_consume"
 # Jobs due further out than this wait in SQL; the relay publishes them when due,
 # so no long ETA sits unacknowledged in a worker or outlives the visibility timeout.
 ETA_HORIZON = timedelta(seconds=60)
+# The hard limit leaves the soft limit's handler time to record the timeout.
+HARD_LIMIT_GRACE_SECONDS = 30
 BROKER_ERRORS = (KombuOperationalError, RedisError, ConnectionError, OSError, TimeoutError)
 
 
@@ -46,6 +49,7 @@ def due_for_publish(item: Dispatch) -> bool:
 def send(items: Sequence[Dispatch]) -> list[Dispatch]:
     """Publish due dispatches through one pooled producer; return those sent."""
     sent: list[Dispatch] = []
+    now = utcnow()
     with app.producer_or_acquire() as producer:
         for item in items:
             if not due_for_publish(item):
@@ -53,9 +57,12 @@ def send(items: Sequence[Dispatch]) -> list[Dispatch]:
             app.send_task(
                 RUN_JOB,
                 args=[str(item.job_id), item.attempt],
+                task_id=item.task_id,
                 queue=celery_queue_name(item.queue_id),
                 priority=celery_priority(item.priority),
-                eta=item.eta,
+                eta=item.eta if item.eta and item.eta > now else None,
+                soft_time_limit=item.timeout_seconds,
+                time_limit=item.timeout_seconds + HARD_LIMIT_GRACE_SECONDS,
                 producer=producer,
             )
             sent.append(item)
@@ -76,9 +83,17 @@ def mark_published(database_url: str, items: Sequence[Dispatch]) -> None:
 
 
 def broadcast_consume(items: Sequence[ConsumeQueue]) -> None:
-    """Tell running workers to consume new queues, without waiting for replies."""
+    """Tell running workers about new queues; each decides whether it may consume them."""
     for item in items:
-        app.control.add_consumer(item.celery_queue, reply=False)
+        app.control.broadcast(
+            CONSUME_COMMAND,
+            arguments={
+                "queue": item.celery_queue,
+                "organization_id": str(item.organization_id),
+                "worker_type": item.worker_type or "",
+            },
+            reply=False,
+        )
 
 
 class Publisher:
@@ -89,10 +104,13 @@ class Publisher:
 
     def __call__(self, staged: Sequence[Staged]) -> None:
         jobs = [item for item in staged if isinstance(item, Dispatch)]
-        consumers = [item for item in staged if isinstance(item, ConsumeQueue)]
         try:
+            consumers = [item for item in staged if isinstance(item, ConsumeQueue)]
             if consumers:
                 broadcast_consume(consumers)
+            revokes = [item.task_id for item in staged if isinstance(item, Revoke)]
+            if revokes:
+                app.control.revoke(revokes)
             if jobs:
                 sent = send(jobs)
                 if sent:
@@ -104,6 +122,6 @@ class Publisher:
 
 
 def install(database_url: str, broker_url: str) -> None:
-    """Make this process publish staged dispatches after each commit."""
+    """Make this process publish staged items after each commit."""
     use_broker(broker_url)
     dispatch.set_publisher(Publisher(database_url))

@@ -5,6 +5,11 @@ the message names the attempt it was published for, so a duplicate, late or
 revoked-but-delivered message changes no row and is acknowledged and dropped.
 A cancelled job or a job of a paused queue therefore never starts, whatever
 Celery's revokes and broadcasts did.
+
+While a handler runs, a lease on the job row (``TASKFORGE_LEASE_SECONDS``,
+30 by default) is renewed three times per lease.  A worker that dies (SIGKILL, OOM, power) stops
+renewing; ``tasks.maintenance.sweep_expired_leases`` then records the attempt as
+lost and queues the job again, or fails it once its attempts are spent.
 """
 
 from __future__ import annotations
@@ -12,18 +17,22 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import traceback
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, or_, select, update
+from sqlalchemy.orm import Session
 
 from app.config import load_settings
-from app.db import session_scope
+from app.db import get_engine, session_scope
 from app.models import AttemptStatus, Job, JobAttempt, JobStatus, Queue, utcnow
 from app.services.dispatch import Dispatch, stage
 from app.services.queues import DEFAULT_SETTINGS
@@ -35,6 +44,12 @@ logger = logging.getLogger(__name__)
 _settings = load_settings()
 load_handler_modules(_settings.handler_modules)
 
+# A dead worker's job is taken over within about one lease; renewing three times
+# per lease rides out a slow database write or two.
+LEASE_SECONDS = _settings.lease_seconds
+LEASE_RENEW_SECONDS = LEASE_SECONDS / 3
+CLAIMABLE = (JobStatus.PENDING, JobStatus.SCHEDULED)
+
 
 @dataclass(frozen=True)
 class Claimed:
@@ -44,6 +59,8 @@ class Claimed:
     payload: Any
     attempt: int
     max_attempts: int
+    priority: int
+    queue_id: uuid.UUID
     queue_settings: dict[str, Any]
 
 
@@ -57,7 +74,8 @@ def claim(database_url: str, job_id: uuid.UUID, attempt: int, worker: str) -> Cl
             .where(
                 Job.id == job_id,
                 Job.attempt_count == attempt,
-                Job.status.in_([JobStatus.PENDING, JobStatus.SCHEDULED]),
+                Job.status.in_(CLAIMABLE),
+                or_(Job.available_at.is_(None), Job.available_at <= now),
                 queue_active,
             )
             .values(
@@ -65,18 +83,20 @@ def claim(database_url: str, job_id: uuid.UUID, attempt: int, worker: str) -> Cl
                 attempt_count=attempt + 1,
                 started_at=now,
                 worker_name=worker,
+                lease_expires_at=now + timedelta(seconds=LEASE_SECONDS),
                 updated_at=now,
             )
             .execution_options(synchronize_session=False)
         ).rowcount
         if not changed:
-            _release_if_paused(session, job_id, attempt)
+            _reschedule_unclaimable(session, job_id, attempt, now)
             return None
         session.add(
             JobAttempt(job_id=job_id, number=attempt + 1, worker_name=worker, started_at=now)
         )
         row = session.execute(
-            select(Job.job_type, Job.payload, Job.max_attempts, Queue.settings)
+            select(Job.job_type, Job.payload, Job.max_attempts, Job.priority, Job.queue_id,
+                   Queue.settings)
             .join(Queue, Queue.id == Job.queue_id)
             .where(Job.id == job_id)
         ).one()
@@ -85,24 +105,64 @@ def claim(database_url: str, job_id: uuid.UUID, attempt: int, worker: str) -> Cl
         payload=row.payload,
         attempt=attempt + 1,
         max_attempts=row.max_attempts,
+        priority=row.priority,
+        queue_id=row.queue_id,
         queue_settings={**DEFAULT_SETTINGS, **(row.settings or {})},
     )
 
 
-def _release_if_paused(session: Any, job_id: uuid.UUID, attempt: int) -> None:
-    """Forget the publish of a job whose queue is paused, so resume re-publishes it."""
-    paused = exists().where(Queue.id == Job.queue_id, Queue.is_active.is_(False))
-    session.execute(
-        update(Job)
-        .where(
-            Job.id == job_id,
-            Job.attempt_count == attempt,
-            Job.status.in_([JobStatus.PENDING, JobStatus.SCHEDULED]),
-            paused,
+def _reschedule_unclaimable(session: Session, job_id: uuid.UUID, attempt: int, now: datetime) -> None:
+    """Give a still-waiting job a new message when this one came too early or while paused.
+
+    A job of a paused queue is marked unpublished; resume publishes it.  A
+    message that arrived before the job's time is sent again with its ETA.
+    Cancelled, finished, running or superseded jobs need nothing: the message
+    is simply dropped.
+    """
+    row = session.execute(
+        select(Job, Queue.is_active, Queue.settings)
+        .join(Queue, Queue.id == Job.queue_id)
+        .where(Job.id == job_id, Job.attempt_count == attempt, Job.status.in_(CLAIMABLE))
+    ).one_or_none()
+    if row is None:
+        return
+    job, active, settings = row
+    if not active:
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.attempt_count == attempt)
+            .values(published_at=None, updated_at=Job.updated_at)
+            .execution_options(synchronize_session=False)
         )
-        .values(published_at=None, updated_at=Job.updated_at)
-        .execution_options(synchronize_session=False)
-    )
+    elif job.available_at is not None and job.available_at > now:
+        stage(session, Dispatch.for_job(job, {**DEFAULT_SETTINGS, **(settings or {})}))
+
+
+@contextmanager
+def lease_renewal(database_url: str, job_id: uuid.UUID, attempt: int) -> Iterator[None]:
+    """Keep the job's lease alive from a background thread while the block runs."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(LEASE_RENEW_SECONDS):
+            try:
+                with get_engine(database_url).begin() as connection:
+                    connection.execute(
+                        _processing(job_id, attempt).values(
+                            lease_expires_at=utcnow() + timedelta(seconds=LEASE_SECONDS),
+                            updated_at=Job.updated_at,
+                        )
+                    )
+            except Exception:
+                logger.warning("could not renew the lease of job %s", job_id, exc_info=True)
+
+    thread = threading.Thread(target=renew, name=f"lease-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def backoff_seconds(attempt: int, settings: dict[str, Any]) -> float:
@@ -112,8 +172,8 @@ def backoff_seconds(attempt: int, settings: dict[str, Any]) -> float:
     return random.uniform(0, min(ceiling, base * 2 ** (attempt - 1)))
 
 
-def _finish_attempt(
-    session: Any,
+def finish_attempt(
+    session: Session,
     job_id: uuid.UUID,
     number: int,
     status: AttemptStatus,
@@ -121,9 +181,14 @@ def _finish_attempt(
     error: str | None = None,
     trace: str | None = None,
 ) -> None:
+    """Close a running attempt record (one already closed, e.g. as lost, stays as it is)."""
     session.execute(
         update(JobAttempt)
-        .where(JobAttempt.job_id == job_id, JobAttempt.number == number)
+        .where(
+            JobAttempt.job_id == job_id,
+            JobAttempt.number == number,
+            JobAttempt.status == AttemptStatus.RUNNING,
+        )
         .values(status=status, finished_at=now, error=error, traceback=trace)
         .execution_options(synchronize_session=False)
     )
@@ -139,19 +204,47 @@ def record_success(database_url: str, job_id: uuid.UUID, claimed: Claimed, resul
     """Mark the attempt and the job succeeded; False when the job moved on meanwhile."""
     now = utcnow()
     with session_scope(database_url) as session:
-        _finish_attempt(session, job_id, claimed.attempt, AttemptStatus.SUCCEEDED, now)
         changed = session.execute(
             _processing(job_id, claimed.attempt)
-            .values(
-                status=JobStatus.SUCCEEDED,
-                result=result,
-                error=None,
-                completed_at=now,
-                updated_at=now,
-            )
+            .values(status=JobStatus.SUCCEEDED, result=result, error=None, completed_at=now,
+                    lease_expires_at=None, updated_at=now)
             .execution_options(synchronize_session=False)
         ).rowcount
+        if changed:
+            finish_attempt(session, job_id, claimed.attempt, AttemptStatus.SUCCEEDED, now)
     return bool(changed)
+
+
+def end_attempt(
+    session: Session,
+    *,
+    job_id: uuid.UUID,
+    attempt: int,
+    max_attempts: int,
+    settings: dict[str, Any],
+    error: str,
+    now: datetime,
+) -> JobStatus | None:
+    """Move a processing job on after a failed or lost attempt: retry later, or fail."""
+    retry = attempt < max_attempts
+    if retry:
+        available_at = now + timedelta(seconds=backoff_seconds(attempt, settings))
+        values: dict[str, Any] = {"status": JobStatus.PENDING, "available_at": available_at,
+                                  "published_at": None}
+    else:
+        values = {"status": JobStatus.FAILED, "completed_at": now}
+    changed = session.execute(
+        _processing(job_id, attempt)
+        .values(error=error, lease_expires_at=None, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not changed:
+        return None
+    if retry:
+        job = session.get(Job, job_id, populate_existing=True)
+        assert job is not None
+        stage(session, Dispatch.for_job(job, settings))
+    return JobStatus.PENDING if retry else JobStatus.FAILED
 
 
 def record_failure(
@@ -159,36 +252,15 @@ def record_failure(
 ) -> JobStatus | None:
     """Record a failed attempt; retry with backoff while attempts remain, else fail."""
     now = utcnow()
-    retry = claimed.attempt < claimed.max_attempts
     with session_scope(database_url) as session:
-        _finish_attempt(session, job_id, claimed.attempt, AttemptStatus.FAILED, now, error, trace)
-        if retry:
-            values: dict[str, Any] = {
-                "status": JobStatus.PENDING,
-                "error": error,
-                "published_at": None,
-                "updated_at": now,
-            }
-        else:
-            values = {
-                "status": JobStatus.FAILED,
-                "error": error,
-                "completed_at": now,
-                "updated_at": now,
-            }
-        changed = session.execute(
-            _processing(job_id, claimed.attempt)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if not changed:
-            return None
-        if retry:
-            job = session.get(Job, job_id)
-            assert job is not None
-            delay = backoff_seconds(claimed.attempt, claimed.queue_settings)
-            stage(session, Dispatch.for_job(job, eta=now + timedelta(seconds=delay)))
-    return JobStatus.PENDING if retry else JobStatus.FAILED
+        outcome = end_attempt(
+            session, job_id=job_id, attempt=claimed.attempt,
+            max_attempts=claimed.max_attempts, settings=claimed.queue_settings,
+            error=error, now=now,
+        )
+        if outcome is not None:
+            finish_attempt(session, job_id, claimed.attempt, AttemptStatus.FAILED, now, error, trace)
+    return outcome
 
 
 def execute(job_id: str, attempt: int, worker: str, database_url: str) -> str:
@@ -204,12 +276,13 @@ def execute(job_id: str, attempt: int, worker: str, database_url: str) -> str:
         return "dropped"
     context = JobContext(job_id=job_id, attempt=claimed.attempt, max_attempts=claimed.max_attempts)
     try:
-        result = get_handler(claimed.job_type)(claimed.payload, context)
+        with lease_renewal(database_url, jid, claimed.attempt):
+            result = get_handler(claimed.job_type)(claimed.payload, context)
         _check_json(result)
     except SoftTimeLimitExceeded:
         timeout = claimed.queue_settings["timeout_seconds"]
-        record_failure(database_url, jid, claimed, f"Timed out after {timeout} seconds", None)
-        return "failed"
+        outcome = record_failure(database_url, jid, claimed, f"Timed out after {timeout} seconds", None)
+        return "retrying" if outcome is JobStatus.PENDING else "failed"
     except Exception as exc:
         message = str(exc) or type(exc).__name__
         outcome = record_failure(database_url, jid, claimed, message, traceback.format_exc())

@@ -1,53 +1,52 @@
-"""Periodic tasks driven by Celery beat."""
+"""Periodic tasks driven by Celery beat: the relay and the lease sweeper."""
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import or_, select
 
 from app.config import load_settings
 from app.db import session_scope
-from app.models import Job, JobStatus, Queue, utcnow
+from app.models import AttemptStatus, Job, JobStatus, Queue, utcnow
 from app.services.dispatch import Dispatch
+from app.services.queues import DEFAULT_SETTINGS
 from tasks.celery_app import app
 from tasks.dispatch import BROKER_ERRORS, ETA_HORIZON, mark_published, send
+from tasks.executor import end_attempt, finish_attempt
 
 logger = logging.getLogger(__name__)
 
-RELAY_BATCH = 500
+BATCH = 500
 # A job committed less than this long ago may still be mid-publish by the API.
 RELAY_GRACE = timedelta(seconds=5)
+LOST_ERROR = "The worker running this attempt stopped responding (its lease expired)"
 
 
 def relay_unpublished(database_url: str, *, grace: timedelta = RELAY_GRACE) -> int:
-    """Publish jobs whose message never left (crash, broker outage, far-future schedule)."""
+    """Publish jobs whose message never left (crash, broker outage, far-future time).
+
+    Served by ``ix_jobs_status_published``.
+    """
     now = utcnow()
-    active_queue = exists().where(Queue.id == Job.queue_id, Queue.is_active.is_(True))
     with session_scope(database_url) as session:
         rows = session.execute(
-            select(Job.id, Job.queue_id, Job.attempt_count, Job.priority, Job.scheduled_for)
+            select(Job, Queue.settings)
+            .join(Queue, Queue.id == Job.queue_id)
             .where(
                 Job.status.in_([JobStatus.PENDING, JobStatus.SCHEDULED]),
                 Job.published_at.is_(None),
                 Job.updated_at <= now - grace,
-                or_(Job.scheduled_for.is_(None), Job.scheduled_for <= now + ETA_HORIZON),
-                active_queue,
+                or_(Job.available_at.is_(None), Job.available_at <= now + ETA_HORIZON),
+                Queue.is_active.is_(True),
             )
             .order_by(Job.priority.desc(), Job.created_at)
-            .limit(RELAY_BATCH)
+            .limit(BATCH)
         ).all()
-    items = [
-        Dispatch(
-            job_id=row.id,
-            queue_id=row.queue_id,
-            attempt=row.attempt_count,
-            priority=row.priority,
-            eta=row.scheduled_for if row.scheduled_for and row.scheduled_for > now else None,
-        )
-        for row in rows
-    ]
+        items = [
+            Dispatch.for_job(job, {**DEFAULT_SETTINGS, **(settings or {})}) for job, settings in rows
+        ]
     if not items:
         return 0
     try:
@@ -59,7 +58,45 @@ def relay_unpublished(database_url: str, *, grace: timedelta = RELAY_GRACE) -> i
     return len(sent)
 
 
+def sweep_expired_leases(database_url: str) -> int:
+    """Record attempts of dead workers as lost; retry their jobs or fail them.
+
+    Served by ``ix_jobs_status_lease``.
+    """
+    now = utcnow()
+    expired = (
+        select(Job, Queue.settings)
+        .join(Queue, Queue.id == Job.queue_id)
+        .where(Job.status == JobStatus.PROCESSING, Job.lease_expires_at < now)
+        .limit(BATCH)
+    )
+    swept = 0
+    with session_scope(database_url) as session:
+        for job, settings in session.execute(expired).all():
+            outcome = end_attempt(
+                session,
+                job_id=job.id,
+                attempt=job.attempt_count,
+                max_attempts=job.max_attempts,
+                settings={**DEFAULT_SETTINGS, **(settings or {})},
+                error=LOST_ERROR,
+                now=now,
+            )
+            if outcome is not None:
+                finish_attempt(session, job.id, job.attempt_count, AttemptStatus.LOST, now, LOST_ERROR)
+                swept += 1
+    if swept:
+        logger.warning("sweeper: %d attempt(s) of dead workers recorded as lost", swept)
+    return swept
+
+
 @app.task(name="taskforge.relay", ignore_result=True)
 def relay() -> int:
     """Publish unpublished due jobs; runs every few seconds from beat."""
     return relay_unpublished(load_settings().database_url)
+
+
+@app.task(name="taskforge.sweep", ignore_result=True)
+def sweep() -> int:
+    """Take over the jobs of dead workers; runs every few seconds from beat."""
+    return sweep_expired_leases(load_settings().database_url)

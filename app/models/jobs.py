@@ -68,8 +68,10 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
     __table_args__ = (
         Index("ix_jobs_org_status_created", "organization_id", "status", "created_at"),
         Index("ix_jobs_org_created", "organization_id", "created_at"),
-        Index("ix_jobs_queue_status", "queue_id", "status"),
+        Index("ix_jobs_queue_status_created", "queue_id", "status", "created_at"),
+        Index("ix_jobs_queue_updated", "queue_id", "updated_at"),
         Index("ix_jobs_status_published", "status", "published_at"),
+        Index("ix_jobs_status_lease", "status", "lease_expires_at"),
         UniqueConstraint("organization_id", "idempotency_key"),
     )
 
@@ -90,9 +92,16 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
     error: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     worker_name: Mapped[str | None] = mapped_column(String(255))
+    # When the next attempt may start: ``scheduled_for`` at first, then the
+    # retry time chosen by the backoff.  NULL means "now".
+    available_at: Mapped[datetime | None]
     # Outbox marker: NULL until the wake-up message for the current attempt is
-    # handed to the broker; a sweeper re-publishes rows left NULL by a crash.
+    # handed to the broker; the relay publishes rows left NULL by a crash, a
+    # broker outage, a pause or a far-future schedule.
     published_at: Mapped[datetime | None]
+    # While ``processing``, the running worker keeps pushing this forward; a
+    # lease that runs out means the worker died, and the sweeper takes over.
+    lease_expires_at: Mapped[datetime | None]
 
 
 class AttemptStatus(enum.StrEnum):

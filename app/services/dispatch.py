@@ -1,11 +1,11 @@
-"""Publish-after-commit: how a job's wake-up message reaches the broker.
+"""Publish-after-commit: how a job's messages reach the broker.
 
-Services never talk to Celery.  They *stage* a :class:`Dispatch` on the session;
-once that session's transaction commits, the publisher installed by the
-process (``tasks.dispatch.install``) sends the messages and stamps the jobs'
-``published_at``.  A rolled-back transaction publishes nothing.  A crash between
-commit and publish leaves ``published_at`` NULL, and the relay in
-``tasks.maintenance`` publishes those rows later, so no accepted job is orphaned.
+Services never talk to Celery.  They *stage* items on the session; once that
+session's transaction commits, the publisher installed by the process
+(``tasks.dispatch.install``) sends them and stamps the jobs' ``published_at``.
+A rolled-back transaction sends nothing.  A crash between commit and publish
+leaves ``published_at`` NULL, and the relay in ``tasks.maintenance`` publishes
+those rows later, so no accepted job is orphaned.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from app.models import Job
+from app.models import Job, Queue
 
 _STAGED_KEY = "taskforge.dispatch"
 
@@ -31,34 +32,64 @@ class Dispatch:
     queue_id: uuid.UUID
     attempt: int
     priority: int
+    timeout_seconds: int
     eta: datetime | None = None
 
     @classmethod
-    def for_job(cls, job: Job, *, eta: datetime | None = None) -> Dispatch:
+    def for_job(cls, job: Job, settings: dict[str, Any]) -> Dispatch:
         """Describe the next message for ``job`` as it stands now."""
         return cls(
             job_id=job.id,
             queue_id=job.queue_id,
             attempt=job.attempt_count,
             priority=job.priority,
-            eta=eta,
+            timeout_seconds=int(settings["timeout_seconds"]),
+            eta=job.available_at,
         )
+
+    @property
+    def task_id(self) -> str:
+        """The Celery task id: one per job attempt, so a revoke hits exactly it."""
+        return task_id(self.job_id, self.attempt)
+
+
+def task_id(job_id: uuid.UUID, attempt: int) -> str:
+    """Name the Celery task that wakes ``job_id`` for attempt ``attempt + 1``."""
+    return f"{job_id}:{attempt}"
 
 
 @dataclass(frozen=True)
 class ConsumeQueue:
-    """Ask running workers to start consuming a newly created queue."""
+    """Ask the running workers entitled to a new queue to consume it."""
 
     celery_queue: str
+    organization_id: uuid.UUID
+    worker_type: str | None
+
+    @classmethod
+    def for_queue(cls, queue: Queue) -> ConsumeQueue:
+        """Describe who should consume ``queue``."""
+        return cls(
+            celery_queue=queue.celery_queue,
+            organization_id=queue.organization_id,
+            worker_type=(queue.settings or {}).get("worker_type"),
+        )
 
 
-Staged = Dispatch | ConsumeQueue
+@dataclass(frozen=True)
+class Revoke:
+    """Tell workers to discard a message they may hold (best effort; SQL decides)."""
+
+    task_id: str
+
+
+Staged = Dispatch | ConsumeQueue | Revoke
 Publisher = Callable[[Sequence[Staged]], None]
 _publisher: Publisher | None = None
 
 
 def set_publisher(publisher: Publisher | None) -> None:
-    """Install the function that sends staged dispatches after each commit."""
+    """Install the function that sends staged items after each commit."""
     global _publisher
     _publisher = publisher
 

@@ -17,7 +17,7 @@ from app.errors import Conflict, NotFound, TaskForgeError, ValidationFailed
 from app.models import Job, JobAttempt, JobStatus, Queue, utcnow
 from app.services import queues as queue_service
 from app.services.actors import Actor, Permission
-from app.services.dispatch import Dispatch, stage
+from app.services.dispatch import Dispatch, Revoke, stage, task_id
 from app.services.pagination import Page, paginate
 from app.services.validation import check_json_document, check_range, parse_uuid, parse_uuid_field
 
@@ -144,6 +144,7 @@ def submit_job(
         max_attempts=max_attempts,
         attempt_count=0,
         scheduled_for=scheduled_for,
+        available_at=scheduled_for if future else None,
         idempotency_key=idempotency_key,
         created_at=now,
         updated_at=now,
@@ -163,7 +164,9 @@ def submit_job(
             if winner is None:
                 raise
             return winner
-    stage(session, Dispatch.for_job(job, eta=scheduled_for if future else None))
+    if queue.is_active:
+        # A paused queue's jobs stay unpublished until resume publishes them.
+        stage(session, Dispatch.for_job(job, queue_service.effective_settings(queue)))
     return job
 
 
@@ -197,6 +200,7 @@ def cancel_job(session: Session, *, actor: Actor, job_id: str | uuid.UUID) -> Jo
     session.refresh(job)
     if not changed:
         raise Conflict(f"A {job.status.value} job cannot be cancelled")
+    stage(session, Revoke(task_id(job.id, job.attempt_count)))
     return job
 
 
@@ -213,8 +217,12 @@ def retry_job(session: Session, *, actor: Actor, job_id: str | uuid.UUID) -> Job
     job.error = None
     job.result = None
     job.published_at = None
+    job.available_at = None
     session.flush()
-    stage(session, Dispatch.for_job(job))
+    queue = session.get(Queue, job.queue_id)
+    assert queue is not None
+    if queue.is_active:
+        stage(session, Dispatch.for_job(job, queue_service.effective_settings(queue)))
     return job
 
 

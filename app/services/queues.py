@@ -164,7 +164,7 @@ def create_queue(
     )
     session.add(queue)
     session.flush()
-    stage(session, ConsumeQueue(queue.celery_queue))
+    stage(session, ConsumeQueue.for_queue(queue))
     return queue
 
 
@@ -213,16 +213,18 @@ def _set_active(session: Session, queue: Queue, active: bool) -> None:
     was_active = queue.is_active
     queue.is_active = active
     if active and not was_active:
-        # Messages a worker dropped while the queue was paused left their jobs
-        # unpublished; wake them up again now.
+        # Jobs submitted during the pause, and those whose messages a worker
+        # dropped, are unpublished; wake up the due ones now (the relay takes
+        # the rest when they come due).
+        settings = effective_settings(queue)
         for job in session.scalars(
             select(Job).where(
                 Job.queue_id == queue.id,
-                Job.status == JobStatus.PENDING,
+                Job.status.in_([JobStatus.PENDING, JobStatus.SCHEDULED]),
                 Job.published_at.is_(None),
             )
         ):
-            stage(session, Dispatch.for_job(job))
+            stage(session, Dispatch.for_job(job, settings))
 
 
 def pause_queue(session: Session, *, actor: Actor, queue_id: str | uuid.UUID) -> Queue:

@@ -217,8 +217,12 @@ def test_retry_only_failed_and_keeps_history(
 
 
 def test_job_stats_report_attempts_and_timings(
-    client: FlaskClient, owner: Account, queue: dict, settings: Settings
+    client: FlaskClient, owner: Account, settings: Settings
 ) -> None:
+    queue = client.post(
+        "/api/v1/queues", json={"name": "now", "settings": {"retry_backoff_seconds": 0}},
+        headers=owner.headers,
+    ).json
     job = _submit(client, owner, queue, job_type="flaky", payload={"failures": 1}).json
     fresh = client.get(f"/api/v1/jobs/{job['id']}/stats", headers=owner.headers).json
     assert (fresh["attempts"], fresh["wait_seconds"], fresh["run_seconds"]) == ([], None, 0)

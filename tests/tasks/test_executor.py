@@ -1,0 +1,260 @@
+"""The executor, relay and sweeper, run in-process against real SQL and Redis."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import select, update
+
+import tests.support.handlers  # noqa: F401 - registers the test handlers
+from app.config import Settings
+from app.db import session_scope
+from app.models import AttemptStatus, Job, JobAttempt, JobStatus, utcnow
+from app.services import dispatch
+from tasks.executor import backoff_seconds, claim, execute
+from tasks.maintenance import relay_unpublished, sweep_expired_leases
+from tests.conftest import Account
+
+
+def _queue(client: FlaskClient, owner: Account, name: str = "work", **settings: Any) -> dict:
+    response = client.post(
+        "/api/v1/queues", json={"name": name, "settings": {"retry_backoff_seconds": 0, **settings}},
+        headers=owner.headers,
+    )
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def _submit(client: FlaskClient, owner: Account, queue: dict, **body: Any) -> dict:
+    response = client.post(
+        "/api/v1/jobs", json={"queue_id": queue["id"], "job_type": "echo", **body}, headers=owner.headers
+    )
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def _job(settings: Settings, job_id: str) -> Job:
+    with session_scope(settings.database_url) as session:
+        job = session.get(Job, uuid.UUID(job_id))
+        assert job is not None
+        session.expunge(job)
+        return job
+
+
+def _attempts(settings: Settings, job_id: str) -> list[JobAttempt]:
+    with session_scope(settings.database_url) as session:
+        rows = session.scalars(
+            select(JobAttempt).where(JobAttempt.job_id == uuid.UUID(job_id)).order_by(JobAttempt.number)
+        ).all()
+        session.expunge_all()
+        return list(rows)
+
+
+def _depth(app: Flask, queue: dict) -> int:
+    return app.extensions["taskforge.broker"].depth(f"tf.{queue['id']}")
+
+
+def test_a_duplicate_message_is_dropped(client: FlaskClient, owner: Account, settings: Settings) -> None:
+    job = _submit(client, owner, _queue(client, owner), payload=[1])
+    assert execute(job["id"], 0, "w", settings.database_url) == "succeeded"
+    assert execute(job["id"], 0, "w", settings.database_url) == "dropped"
+    assert _job(settings, job["id"]).attempt_count == 1
+    assert len(_attempts(settings, job["id"])) == 1
+
+
+def test_a_message_for_another_attempt_is_dropped(client: FlaskClient, owner: Account, settings: Settings) -> None:
+    job = _submit(client, owner, _queue(client, owner))
+    assert execute(job["id"], 3, "w", settings.database_url) == "dropped"
+    assert execute("not-a-uuid", 0, "w", settings.database_url) == "dropped"
+    assert _job(settings, job["id"]).status is JobStatus.PENDING
+
+
+def test_unknown_job_type_fails_with_a_clear_error(client: FlaskClient, owner: Account, settings: Settings) -> None:
+    job = _submit(client, owner, _queue(client, owner), job_type="no.such.type", max_attempts=1)
+    assert execute(job["id"], 0, "w", settings.database_url) == "failed"
+    failed = _job(settings, job["id"])
+    assert failed.error == "No handler is registered for job type 'no.such.type'"
+
+
+def test_a_result_that_is_not_json_fails_the_attempt(client: FlaskClient, owner: Account, settings: Settings) -> None:
+    job = _submit(client, owner, _queue(client, owner), job_type="test.not_json", max_attempts=1)
+    assert execute(job["id"], 0, "w", settings.database_url) == "failed"
+    assert "not JSON" in (_job(settings, job["id"]).error or "")
+
+
+def test_retries_until_max_attempts_then_fails(client: FlaskClient, owner: Account, settings: Settings) -> None:
+    job = _submit(client, owner, _queue(client, owner), job_type="fail", max_attempts=3)
+    assert [execute(job["id"], n, "w", settings.database_url) for n in range(3)] == [
+        "retrying", "retrying", "failed"
+    ]
+    assert [a.status for a in _attempts(settings, job["id"])] == [AttemptStatus.FAILED] * 3
+    done = _job(settings, job["id"])
+    assert (done.status, done.attempt_count) == (JobStatus.FAILED, 3)
+
+
+@given(
+    attempt=st.integers(min_value=1, max_value=30),
+    base=st.integers(min_value=0, max_value=3600),
+    ceiling=st.integers(min_value=0, max_value=86400),
+)
+def test_backoff_is_bounded_exponential_with_jitter(attempt: int, base: int, ceiling: int) -> None:
+    delay = backoff_seconds(attempt, {"retry_backoff_seconds": base, "retry_backoff_max_seconds": ceiling})
+    assert 0 <= delay <= min(ceiling, base * 2 ** (attempt - 1))
+
+
+def test_a_retry_waits_for_its_backoff(client: FlaskClient, owner: Account, settings: Settings) -> None:
+    queue = _queue(client, owner, retry_backoff_seconds=3600, retry_backoff_max_seconds=3600)
+    job = _submit(client, owner, queue, job_type="flaky", payload={"failures": 1})
+    assert execute(job["id"], 0, "w", settings.database_url) == "retrying"
+    waiting = _job(settings, job["id"])
+    assert waiting.status is JobStatus.PENDING
+    assert waiting.available_at is not None and waiting.available_at > waiting.updated_at
+    if waiting.available_at > utcnow() + timedelta(seconds=1):
+        assert execute(job["id"], 1, "w", settings.database_url) == "dropped"
+
+
+def test_paused_queue_drops_the_message_and_resume_publishes_again(
+    app: Flask, client: FlaskClient, owner: Account, settings: Settings
+) -> None:
+    queue = _queue(client, owner)
+    job = _submit(client, owner, queue)
+    assert _job(settings, job["id"]).published_at is not None
+    client.post(f"/api/v1/queues/{queue['id']}/pause", headers=owner.headers)
+    assert execute(job["id"], 0, "w", settings.database_url) == "dropped"
+    assert _job(settings, job["id"]).published_at is None
+    assert relay_unpublished(settings.database_url, grace=timedelta(0)) == 0
+    depth = _depth(app, queue)
+    client.post(f"/api/v1/queues/{queue['id']}/resume", headers=owner.headers)
+    assert _job(settings, job["id"]).published_at is not None
+    assert _depth(app, queue) == depth + 1
+    assert execute(job["id"], 0, "w", settings.database_url) == "succeeded"
+
+
+def test_jobs_submitted_while_paused_wait_unpublished(
+    app: Flask, client: FlaskClient, owner: Account, settings: Settings
+) -> None:
+    queue = _queue(client, owner)
+    client.post(f"/api/v1/queues/{queue['id']}/pause", headers=owner.headers)
+    job = _submit(client, owner, queue)
+    assert (job["status"], _job(settings, job["id"]).published_at) == ("pending", None)
+    assert _depth(app, queue) == 0
+    client.post(f"/api/v1/queues/{queue['id']}/resume", headers=owner.headers)
+    assert _depth(app, queue) == 1
+
+
+def test_an_early_message_is_sent_again_for_its_time(
+    app: Flask, client: FlaskClient, owner: Account, settings: Settings
+) -> None:
+    queue = _queue(client, owner)
+    due = (utcnow() + timedelta(seconds=30)).isoformat()
+    job = _submit(client, owner, queue, scheduled_for=due)
+    assert job["status"] == "scheduled"
+    depth = _depth(app, queue)
+    assert execute(job["id"], 0, "w", settings.database_url) == "dropped"
+    assert _job(settings, job["id"]).status is JobStatus.SCHEDULED
+    assert _depth(app, queue) == depth + 1
+
+
+def test_far_future_jobs_wait_in_sql_until_the_horizon(
+    app: Flask, client: FlaskClient, owner: Account, settings: Settings
+) -> None:
+    queue = _queue(client, owner)
+    job = _submit(client, owner, queue, scheduled_for=(utcnow() + timedelta(hours=2)).isoformat())
+    assert _depth(app, queue) == 0
+    assert relay_unpublished(settings.database_url, grace=timedelta(0)) == 0
+    with session_scope(settings.database_url) as session:
+        session.execute(
+            update(Job).where(Job.id == uuid.UUID(job["id"]))
+            .values(available_at=utcnow() + timedelta(seconds=20))
+        )
+    assert relay_unpublished(settings.database_url, grace=timedelta(0)) == 1
+    assert _depth(app, queue) == 1
+
+
+def test_relay_publishes_a_job_committed_without_a_publish(
+    app: Flask, client: FlaskClient, owner: Account, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = _queue(client, owner)
+    monkeypatch.setattr(dispatch, "_publisher", None)  # the API died right after its commit
+    job = _submit(client, owner, queue)
+    assert _job(settings, job["id"]).published_at is None
+    assert _depth(app, queue) == 0
+    assert relay_unpublished(settings.database_url) == 0, "inside the grace period"
+    assert relay_unpublished(settings.database_url, grace=timedelta(0)) == 1
+    assert _depth(app, queue) == 1
+    assert _job(settings, job["id"]).published_at is not None
+    assert execute(job["id"], 0, "w", settings.database_url) == "succeeded"
+
+
+def _expire_lease(settings: Settings, job_id: str) -> None:
+    with session_scope(settings.database_url) as session:
+        session.execute(
+            update(Job).where(Job.id == uuid.UUID(job_id))
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+
+
+def test_sweeper_takes_over_the_job_of_a_dead_worker(
+    client: FlaskClient, owner: Account, settings: Settings
+) -> None:
+    job = _submit(client, owner, _queue(client, owner), max_attempts=2)
+    assert claim(settings.database_url, uuid.UUID(job["id"]), 0, "doomed") is not None
+    assert sweep_expired_leases(settings.database_url) == 0, "the lease is still alive"
+    _expire_lease(settings, job["id"])
+    assert sweep_expired_leases(settings.database_url) == 1
+    requeued = _job(settings, job["id"])
+    assert (requeued.status, requeued.attempt_count) == (JobStatus.PENDING, 1)
+    assert requeued.published_at is not None
+    [lost] = _attempts(settings, job["id"])
+    assert (lost.status, lost.worker_name) == (AttemptStatus.LOST, "doomed")
+    assert execute(job["id"], 1, "survivor", settings.database_url) == "succeeded"
+    assert [a.status for a in _attempts(settings, job["id"])] == [AttemptStatus.LOST, AttemptStatus.SUCCEEDED]
+
+
+def test_sweeper_fails_a_job_whose_attempts_are_spent(
+    client: FlaskClient, owner: Account, settings: Settings
+) -> None:
+    job = _submit(client, owner, _queue(client, owner), max_attempts=1)
+    claim(settings.database_url, uuid.UUID(job["id"]), 0, "doomed")
+    _expire_lease(settings, job["id"])
+    assert sweep_expired_leases(settings.database_url) == 1
+    failed = _job(settings, job["id"])
+    assert failed.status is JobStatus.FAILED
+    assert "stopped responding" in (failed.error or "")
+
+
+def test_a_late_result_of_a_swept_attempt_is_ignored(
+    client: FlaskClient, owner: Account, settings: Settings
+) -> None:
+    from tasks.executor import record_success  # noqa: PLC0415
+
+    job = _submit(client, owner, _queue(client, owner), max_attempts=2)
+    claimed = claim(settings.database_url, uuid.UUID(job["id"]), 0, "slow")
+    assert claimed is not None
+    _expire_lease(settings, job["id"])
+    sweep_expired_leases(settings.database_url)
+    assert record_success(settings.database_url, uuid.UUID(job["id"]), claimed, "late") is False
+    assert _attempts(settings, job["id"])[0].status is AttemptStatus.LOST
+    assert _job(settings, job["id"]).status is JobStatus.PENDING
+
+
+def test_cancel_races_a_claim_and_exactly_one_wins(
+    client: FlaskClient, owner: Account, settings: Settings
+) -> None:
+    queue = _queue(client, owner)
+    for _ in range(10):
+        job = _submit(client, owner, queue)
+        claimed = claim(settings.database_url, uuid.UUID(job["id"]), 0, "w")
+        cancel = client.post(f"/api/v1/jobs/{job['id']}/cancel", headers=owner.headers)
+        assert (claimed is not None) == (cancel.status_code == 409)
+        job2 = _submit(client, owner, queue)
+        cancel2 = client.post(f"/api/v1/jobs/{job2['id']}/cancel", headers=owner.headers)
+        assert cancel2.status_code == 204
+        assert claim(settings.database_url, uuid.UUID(job2["id"]), 0, "w") is None
