@@ -58,7 +58,6 @@ def _worker_publishes_retries(**_: Any) -> None:
 @signals.celeryd_after_setup.connect
 def _consume_taskforge_queues(sender: str, instance: Any, **_: Any) -> None:
     """Subscribe a starting worker to every active TaskForge queue."""
-    from tasks.consumers import queues_to_consume
 
     queues = instance.app.amqp.queues
     # kombu keeps the -Q selection in ``_consume_from``; None means "no -Q given".

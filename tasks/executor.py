@@ -95,8 +95,14 @@ def claim(database_url: str, job_id: uuid.UUID, attempt: int, worker: str) -> Cl
             JobAttempt(job_id=job_id, number=attempt + 1, worker_name=worker, started_at=now)
         )
         row = session.execute(
-            select(Job.job_type, Job.payload, Job.max_attempts, Job.priority, Job.queue_id,
-                   Queue.settings)
+            select(
+                Job.job_type,
+                Job.payload,
+                Job.max_attempts,
+                Job.priority,
+                Job.queue_id,
+                Queue.settings,
+            )
             .join(Queue, Queue.id == Job.queue_id)
             .where(Job.id == job_id)
         ).one()
@@ -111,7 +117,9 @@ def claim(database_url: str, job_id: uuid.UUID, attempt: int, worker: str) -> Cl
     )
 
 
-def _reschedule_unclaimable(session: Session, job_id: uuid.UUID, attempt: int, now: datetime) -> None:
+def _reschedule_unclaimable(
+    session: Session, job_id: uuid.UUID, attempt: int, now: datetime
+) -> None:
     """Give a still-waiting job a new message when this one came too early or while paused.
 
     A job of a paused queue is marked unpublished; resume publishes it.  A
@@ -206,8 +214,14 @@ def record_success(database_url: str, job_id: uuid.UUID, claimed: Claimed, resul
     with session_scope(database_url) as session:
         changed = session.execute(
             _processing(job_id, claimed.attempt)
-            .values(status=JobStatus.SUCCEEDED, result=result, error=None, completed_at=now,
-                    lease_expires_at=None, updated_at=now)
+            .values(
+                status=JobStatus.SUCCEEDED,
+                result=result,
+                error=None,
+                completed_at=now,
+                lease_expires_at=None,
+                updated_at=now,
+            )
             .execution_options(synchronize_session=False)
         ).rowcount
         if changed:
@@ -229,8 +243,11 @@ def end_attempt(
     retry = attempt < max_attempts
     if retry:
         available_at = now + timedelta(seconds=backoff_seconds(attempt, settings))
-        values: dict[str, Any] = {"status": JobStatus.PENDING, "available_at": available_at,
-                                  "published_at": None}
+        values: dict[str, Any] = {
+            "status": JobStatus.PENDING,
+            "available_at": available_at,
+            "published_at": None,
+        }
     else:
         values = {"status": JobStatus.FAILED, "completed_at": now}
     changed = session.execute(
@@ -254,12 +271,18 @@ def record_failure(
     now = utcnow()
     with session_scope(database_url) as session:
         outcome = end_attempt(
-            session, job_id=job_id, attempt=claimed.attempt,
-            max_attempts=claimed.max_attempts, settings=claimed.queue_settings,
-            error=error, now=now,
+            session,
+            job_id=job_id,
+            attempt=claimed.attempt,
+            max_attempts=claimed.max_attempts,
+            settings=claimed.queue_settings,
+            error=error,
+            now=now,
         )
         if outcome is not None:
-            finish_attempt(session, job_id, claimed.attempt, AttemptStatus.FAILED, now, error, trace)
+            finish_attempt(
+                session, job_id, claimed.attempt, AttemptStatus.FAILED, now, error, trace
+            )
     return outcome
 
 
@@ -281,7 +304,9 @@ def execute(job_id: str, attempt: int, worker: str, database_url: str) -> str:
         _check_json(result)
     except SoftTimeLimitExceeded:
         timeout = claimed.queue_settings["timeout_seconds"]
-        outcome = record_failure(database_url, jid, claimed, f"Timed out after {timeout} seconds", None)
+        outcome = record_failure(
+            database_url, jid, claimed, f"Timed out after {timeout} seconds", None
+        )
         return "retrying" if outcome is JobStatus.PENDING else "failed"
     except Exception as exc:
         message = str(exc) or type(exc).__name__

@@ -45,7 +45,8 @@ def relay_unpublished(database_url: str, *, grace: timedelta = RELAY_GRACE) -> i
             .limit(BATCH)
         ).all()
         items = [
-            Dispatch.for_job(job, {**DEFAULT_SETTINGS, **(settings or {})}) for job, settings in rows
+            Dispatch.for_job(job, {**DEFAULT_SETTINGS, **(settings or {})})
+            for job, settings in rows
         ]
     if not items:
         return 0
@@ -83,7 +84,9 @@ def sweep_expired_leases(database_url: str) -> int:
                 now=now,
             )
             if outcome is not None:
-                finish_attempt(session, job.id, job.attempt_count, AttemptStatus.LOST, now, LOST_ERROR)
+                finish_attempt(
+                    session, job.id, job.attempt_count, AttemptStatus.LOST, now, LOST_ERROR
+                )
                 swept += 1
     if swept:
         logger.warning("sweeper: %d attempt(s) of dead workers recorded as lost", swept)

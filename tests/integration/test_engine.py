@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import uuid
@@ -26,14 +27,18 @@ Start = Callable[..., WorkerProcess]
 
 
 def _queue(client: FlaskClient, owner: Account, name: str, **settings: Any) -> dict:
-    response = client.post("/api/v1/queues", json={"name": name, "settings": settings}, headers=owner.headers)
+    response = client.post(
+        "/api/v1/queues", json={"name": name, "settings": settings}, headers=owner.headers
+    )
     assert response.status_code == 201, response.json
     return response.json
 
 
 def _submit(client: FlaskClient, owner: Account, queue: dict, **body: Any) -> dict:
     response = client.post(
-        "/api/v1/jobs", json={"queue_id": queue["id"], "job_type": "echo", **body}, headers=owner.headers
+        "/api/v1/jobs",
+        json={"queue_id": queue["id"], "job_type": "echo", **body},
+        headers=owner.headers,
     )
     assert response.status_code == 201, response.json
     return response.json
@@ -43,36 +48,55 @@ def _get(client: FlaskClient, owner: Account, job: dict) -> dict:
     return client.get(f"/api/v1/jobs/{job['id']}", headers=owner.headers).json
 
 
-def _wait_status(client: FlaskClient, owner: Account, job: dict, status: str, worker: WorkerProcess,
-                 timeout: float = 30) -> dict:
-    wait_for(lambda: _get(client, owner, job)["status"] == status, timeout,
-             f"job never became {status}: {_get(client, owner, job)}\n{worker.log()[-3000:]}")
+def _wait_status(
+    client: FlaskClient,
+    owner: Account,
+    job: dict,
+    status: str,
+    worker: WorkerProcess,
+    timeout: float = 30,
+) -> dict:
+    wait_for(
+        lambda: _get(client, owner, job)["status"] == status,
+        timeout,
+        f"job never became {status}: {_get(client, owner, job)}\n{worker.log()[-3000:]}",
+    )
     return _get(client, owner, job)
 
 
 def _attempts(settings: Settings, job: dict) -> list[JobAttempt]:
     with session_scope(settings.database_url) as session:
         rows = session.scalars(
-            select(JobAttempt).where(JobAttempt.job_id == uuid.UUID(job["id"])).order_by(JobAttempt.number)
+            select(JobAttempt)
+            .where(JobAttempt.job_id == uuid.UUID(job["id"]))
+            .order_by(JobAttempt.number)
         ).all()
         session.expunge_all()
         return list(rows)
 
 
-def test_retries_count_and_back_off(client: FlaskClient, owner: Account, settings: Settings, start_worker: Start) -> None:
+def test_retries_count_and_back_off(
+    client: FlaskClient, owner: Account, settings: Settings, start_worker: Start
+) -> None:
     queue = _queue(client, owner, "retry", retry_backoff_seconds=1, retry_backoff_max_seconds=2)
     worker = start_worker("-P", "solo")
     job = _submit(client, owner, queue, job_type="flaky", payload={"failures": 2}, max_attempts=3)
     done = _wait_status(client, owner, job, "succeeded", worker)
     assert done["attempt_count"] == 3
     attempts = _attempts(settings, job)
-    assert [a.status for a in attempts] == [AttemptStatus.FAILED, AttemptStatus.FAILED, AttemptStatus.SUCCEEDED]
-    gaps = [(b.started_at - a.finished_at).total_seconds() for a, b in zip(attempts, attempts[1:], strict=False)]
+    assert [a.status for a in attempts] == [
+        AttemptStatus.FAILED,
+        AttemptStatus.FAILED,
+        AttemptStatus.SUCCEEDED,
+    ]
+    gaps = [(b.started_at - a.finished_at).total_seconds() for a, b in itertools.pairwise(attempts)]
     # Full jitter: each wait is within [0, min(max, base * 2**(n-1))] plus dispatch time.
     assert gaps[0] <= 1 + 1.5 and gaps[1] <= 2 + 1.5
 
 
-def test_a_scheduled_job_never_starts_early(client: FlaskClient, owner: Account, start_worker: Start) -> None:
+def test_a_scheduled_job_never_starts_early(
+    client: FlaskClient, owner: Account, start_worker: Start
+) -> None:
     queue = _queue(client, owner, "later")
     worker = start_worker("-P", "solo")
     due = utcnow() + timedelta(seconds=3)
@@ -109,23 +133,36 @@ def test_pause_holds_jobs_even_for_a_worker_started_mid_pause(
     sentinel = _submit(client, owner, sentinel_queue)
     _wait_status(client, owner, sentinel, "succeeded", worker)
     assert {_get(client, owner, job)["status"] for job in held} == {"pending"}
-    assert client.post(f"/api/v1/queues/{paused['id']}/resume", headers=owner.headers).status_code == 204
+    assert (
+        client.post(f"/api/v1/queues/{paused['id']}/resume", headers=owner.headers).status_code
+        == 204
+    )
     for job in held:
         _wait_status(client, owner, job, "succeeded", worker)
 
 
-def test_a_cancelled_job_never_starts(client: FlaskClient, owner: Account, start_worker: Start) -> None:
+def test_a_cancelled_job_never_starts(
+    client: FlaskClient, owner: Account, start_worker: Start
+) -> None:
     queue = _queue(client, owner, "cancel")
     worker = start_worker("-P", "solo")
     job = _submit(client, owner, queue, scheduled_for=(utcnow() + timedelta(seconds=2)).isoformat())
     assert client.post(f"/api/v1/jobs/{job['id']}/cancel", headers=owner.headers).status_code == 204
-    sentinel = _submit(client, owner, queue, scheduled_for=(utcnow() + timedelta(seconds=3)).isoformat())
+    sentinel = _submit(
+        client, owner, queue, scheduled_for=(utcnow() + timedelta(seconds=3)).isoformat()
+    )
     _wait_status(client, owner, sentinel, "succeeded", worker)
     cancelled = _get(client, owner, job)
-    assert (cancelled["status"], cancelled["attempt_count"], cancelled["started_at"]) == ("cancelled", 0, None)
+    assert (cancelled["status"], cancelled["attempt_count"], cancelled["started_at"]) == (
+        "cancelled",
+        0,
+        None,
+    )
 
 
-def test_an_over_long_attempt_times_out(client: FlaskClient, owner: Account, settings: Settings, start_worker: Start) -> None:
+def test_an_over_long_attempt_times_out(
+    client: FlaskClient, owner: Account, settings: Settings, start_worker: Start
+) -> None:
     queue = _queue(client, owner, "slow", timeout_seconds=1)
     worker = start_worker("-c", "1")
     job = _submit(client, owner, queue, job_type="sleep", payload={"seconds": 10}, max_attempts=1)
@@ -135,10 +172,16 @@ def test_an_over_long_attempt_times_out(client: FlaskClient, owner: Account, set
     assert [a.status for a in _attempts(settings, job)] == [AttemptStatus.FAILED]
 
 
-def _sweep_until(settings: Settings, condition: Callable[[], bool], timeout: float, message: str) -> None:
+def _sweep_until(
+    settings: Settings, condition: Callable[[], bool], timeout: float, message: str
+) -> None:
     """Act as beat: run the lease sweeper until ``condition`` holds."""
-    wait_for(lambda: sweep_expired_leases(settings.database_url) >= 0 and condition(), timeout, message,
-             interval=0.5)
+    wait_for(
+        lambda: sweep_expired_leases(settings.database_url) >= 0 and condition(),
+        timeout,
+        message,
+        interval=0.5,
+    )
 
 
 @pytest.fixture
@@ -161,25 +204,42 @@ def test_sigkill_mid_job_loses_nothing(
         os.kill(child, signal.SIGKILL)
     doomed.process.wait(10)
     survivor = start_worker("-P", "solo", "-n", "survivor@%h")
-    _sweep_until(short_leases, lambda: _get(client, owner, job)["status"] == "succeeded", 60,
-                 f"job never recovered: {_get(client, owner, job)}\n{survivor.log()[-3000:]}")
+    _sweep_until(
+        short_leases,
+        lambda: _get(client, owner, job)["status"] == "succeeded",
+        60,
+        f"job never recovered: {_get(client, owner, job)}\n{survivor.log()[-3000:]}",
+    )
     attempts = _attempts(short_leases, job)
     assert [a.status for a in attempts] == [AttemptStatus.LOST, AttemptStatus.SUCCEEDED]
-    assert attempts[0].worker_name.startswith("doomed@") and attempts[1].worker_name.startswith("survivor@")
+    assert attempts[0].worker_name.startswith("doomed@") and attempts[1].worker_name.startswith(
+        "survivor@"
+    )
 
 
 def test_a_job_that_kills_its_worker_stops_at_max_attempts(
-    client: FlaskClient, owner: Account, short_leases: Settings, start_worker: Start, monkeypatch: pytest.MonkeyPatch
+    client: FlaskClient,
+    owner: Account,
+    short_leases: Settings,
+    start_worker: Start,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TASKFORGE_HANDLER_MODULES", "tests.support.handlers")
     queue = _queue(client, owner, "poison", retry_backoff_seconds=0)
     worker = start_worker("-c", "1")
     job = _submit(client, owner, queue, job_type="test.crash", max_attempts=2)
-    _sweep_until(short_leases, lambda: _get(client, owner, job)["status"] == "failed", 90,
-                 f"poison job never failed: {_get(client, owner, job)}\n{worker.log()[-3000:]}")
+    _sweep_until(
+        short_leases,
+        lambda: _get(client, owner, job)["status"] == "failed",
+        90,
+        f"poison job never failed: {_get(client, owner, job)}\n{worker.log()[-3000:]}",
+    )
     failed = _get(client, owner, job)
     assert failed["attempt_count"] == 2
-    assert [a.status for a in _attempts(short_leases, job)] == [AttemptStatus.LOST, AttemptStatus.LOST]
+    assert [a.status for a in _attempts(short_leases, job)] == [
+        AttemptStatus.LOST,
+        AttemptStatus.LOST,
+    ]
 
 
 def _children(pid: int) -> list[int]:

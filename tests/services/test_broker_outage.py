@@ -7,7 +7,9 @@ import uuid
 from datetime import timedelta
 
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 
+from app import create_app
 from app.config import Settings
 from app.db import session_scope
 from app.models import Job
@@ -40,3 +42,22 @@ def test_submit_with_the_broker_down_is_accepted_then_relayed(
     assert relay_unpublished(settings.database_url, grace=timedelta(0)) == 1
     with session_scope(settings.database_url) as session:
         assert session.get(Job, uuid.UUID(str(job_id))).published_at is not None
+
+
+def test_token_requests_fail_closed_with_503_when_redis_is_down(
+    settings: Settings, owner: Account, queue: dict
+) -> None:
+    down = create_app(settings.replace(redis_url=DEAD_BROKER)).test_client()
+    try:
+        response = down.post(
+            "/api/v1/jobs",
+            json={"queue_id": queue["id"], "job_type": "echo"},
+            headers=owner.headers,
+        )
+    finally:
+        use_broker(settings.redis_url)
+    assert response.status_code == 503
+    assert response.json["status_code"] == 503
+    assert "unavailable" in response.json["error"]
+    with session_scope(settings.database_url) as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 0

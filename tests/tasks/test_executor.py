@@ -25,7 +25,8 @@ from tests.conftest import Account
 
 def _queue(client: FlaskClient, owner: Account, name: str = "work", **settings: Any) -> dict:
     response = client.post(
-        "/api/v1/queues", json={"name": name, "settings": {"retry_backoff_seconds": 0, **settings}},
+        "/api/v1/queues",
+        json={"name": name, "settings": {"retry_backoff_seconds": 0, **settings}},
         headers=owner.headers,
     )
     assert response.status_code == 201, response.json
@@ -34,7 +35,9 @@ def _queue(client: FlaskClient, owner: Account, name: str = "work", **settings: 
 
 def _submit(client: FlaskClient, owner: Account, queue: dict, **body: Any) -> dict:
     response = client.post(
-        "/api/v1/jobs", json={"queue_id": queue["id"], "job_type": "echo", **body}, headers=owner.headers
+        "/api/v1/jobs",
+        json={"queue_id": queue["id"], "job_type": "echo", **body},
+        headers=owner.headers,
     )
     assert response.status_code == 201, response.json
     return response.json
@@ -51,7 +54,9 @@ def _job(settings: Settings, job_id: str) -> Job:
 def _attempts(settings: Settings, job_id: str) -> list[JobAttempt]:
     with session_scope(settings.database_url) as session:
         rows = session.scalars(
-            select(JobAttempt).where(JobAttempt.job_id == uuid.UUID(job_id)).order_by(JobAttempt.number)
+            select(JobAttempt)
+            .where(JobAttempt.job_id == uuid.UUID(job_id))
+            .order_by(JobAttempt.number)
         ).all()
         session.expunge_all()
         return list(rows)
@@ -61,7 +66,9 @@ def _depth(app: Flask, queue: dict) -> int:
     return app.extensions["taskforge.broker"].depth(f"tf.{queue['id']}")
 
 
-def test_a_duplicate_message_is_dropped(client: FlaskClient, owner: Account, settings: Settings) -> None:
+def test_a_duplicate_message_is_dropped(
+    client: FlaskClient, owner: Account, settings: Settings
+) -> None:
     job = _submit(client, owner, _queue(client, owner), payload=[1])
     assert execute(job["id"], 0, "w", settings.database_url) == "succeeded"
     assert execute(job["id"], 0, "w", settings.database_url) == "dropped"
@@ -69,30 +76,40 @@ def test_a_duplicate_message_is_dropped(client: FlaskClient, owner: Account, set
     assert len(_attempts(settings, job["id"])) == 1
 
 
-def test_a_message_for_another_attempt_is_dropped(client: FlaskClient, owner: Account, settings: Settings) -> None:
+def test_a_message_for_another_attempt_is_dropped(
+    client: FlaskClient, owner: Account, settings: Settings
+) -> None:
     job = _submit(client, owner, _queue(client, owner))
     assert execute(job["id"], 3, "w", settings.database_url) == "dropped"
     assert execute("not-a-uuid", 0, "w", settings.database_url) == "dropped"
     assert _job(settings, job["id"]).status is JobStatus.PENDING
 
 
-def test_unknown_job_type_fails_with_a_clear_error(client: FlaskClient, owner: Account, settings: Settings) -> None:
+def test_unknown_job_type_fails_with_a_clear_error(
+    client: FlaskClient, owner: Account, settings: Settings
+) -> None:
     job = _submit(client, owner, _queue(client, owner), job_type="no.such.type", max_attempts=1)
     assert execute(job["id"], 0, "w", settings.database_url) == "failed"
     failed = _job(settings, job["id"])
     assert failed.error == "No handler is registered for job type 'no.such.type'"
 
 
-def test_a_result_that_is_not_json_fails_the_attempt(client: FlaskClient, owner: Account, settings: Settings) -> None:
+def test_a_result_that_is_not_json_fails_the_attempt(
+    client: FlaskClient, owner: Account, settings: Settings
+) -> None:
     job = _submit(client, owner, _queue(client, owner), job_type="test.not_json", max_attempts=1)
     assert execute(job["id"], 0, "w", settings.database_url) == "failed"
     assert "not JSON" in (_job(settings, job["id"]).error or "")
 
 
-def test_retries_until_max_attempts_then_fails(client: FlaskClient, owner: Account, settings: Settings) -> None:
+def test_retries_until_max_attempts_then_fails(
+    client: FlaskClient, owner: Account, settings: Settings
+) -> None:
     job = _submit(client, owner, _queue(client, owner), job_type="fail", max_attempts=3)
     assert [execute(job["id"], n, "w", settings.database_url) for n in range(3)] == [
-        "retrying", "retrying", "failed"
+        "retrying",
+        "retrying",
+        "failed",
     ]
     assert [a.status for a in _attempts(settings, job["id"])] == [AttemptStatus.FAILED] * 3
     done = _job(settings, job["id"])
@@ -105,11 +122,15 @@ def test_retries_until_max_attempts_then_fails(client: FlaskClient, owner: Accou
     ceiling=st.integers(min_value=0, max_value=86400),
 )
 def test_backoff_is_bounded_exponential_with_jitter(attempt: int, base: int, ceiling: int) -> None:
-    delay = backoff_seconds(attempt, {"retry_backoff_seconds": base, "retry_backoff_max_seconds": ceiling})
+    delay = backoff_seconds(
+        attempt, {"retry_backoff_seconds": base, "retry_backoff_max_seconds": ceiling}
+    )
     assert 0 <= delay <= min(ceiling, base * 2 ** (attempt - 1))
 
 
-def test_a_retry_waits_for_its_backoff(client: FlaskClient, owner: Account, settings: Settings) -> None:
+def test_a_retry_waits_for_its_backoff(
+    client: FlaskClient, owner: Account, settings: Settings
+) -> None:
     queue = _queue(client, owner, retry_backoff_seconds=3600, retry_backoff_max_seconds=3600)
     job = _submit(client, owner, queue, job_type="flaky", payload={"failures": 1})
     assert execute(job["id"], 0, "w", settings.database_url) == "retrying"
@@ -171,7 +192,8 @@ def test_far_future_jobs_wait_in_sql_until_the_horizon(
     assert relay_unpublished(settings.database_url, grace=timedelta(0)) == 0
     with session_scope(settings.database_url) as session:
         session.execute(
-            update(Job).where(Job.id == uuid.UUID(job["id"]))
+            update(Job)
+            .where(Job.id == uuid.UUID(job["id"]))
             .values(available_at=utcnow() + timedelta(seconds=20))
         )
     assert relay_unpublished(settings.database_url, grace=timedelta(0)) == 1
@@ -179,7 +201,11 @@ def test_far_future_jobs_wait_in_sql_until_the_horizon(
 
 
 def test_relay_publishes_a_job_committed_without_a_publish(
-    app: Flask, client: FlaskClient, owner: Account, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    app: Flask,
+    client: FlaskClient,
+    owner: Account,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     queue = _queue(client, owner)
     monkeypatch.setattr(dispatch, "_publisher", None)  # the API died right after its commit
@@ -196,7 +222,8 @@ def test_relay_publishes_a_job_committed_without_a_publish(
 def _expire_lease(settings: Settings, job_id: str) -> None:
     with session_scope(settings.database_url) as session:
         session.execute(
-            update(Job).where(Job.id == uuid.UUID(job_id))
+            update(Job)
+            .where(Job.id == uuid.UUID(job_id))
             .values(lease_expires_at=utcnow() - timedelta(seconds=1))
         )
 
@@ -215,7 +242,10 @@ def test_sweeper_takes_over_the_job_of_a_dead_worker(
     [lost] = _attempts(settings, job["id"])
     assert (lost.status, lost.worker_name) == (AttemptStatus.LOST, "doomed")
     assert execute(job["id"], 1, "survivor", settings.database_url) == "succeeded"
-    assert [a.status for a in _attempts(settings, job["id"])] == [AttemptStatus.LOST, AttemptStatus.SUCCEEDED]
+    assert [a.status for a in _attempts(settings, job["id"])] == [
+        AttemptStatus.LOST,
+        AttemptStatus.SUCCEEDED,
+    ]
 
 
 def test_sweeper_fails_a_job_whose_attempts_are_spent(
@@ -233,7 +263,7 @@ def test_sweeper_fails_a_job_whose_attempts_are_spent(
 def test_a_late_result_of_a_swept_attempt_is_ignored(
     client: FlaskClient, owner: Account, settings: Settings
 ) -> None:
-    from tasks.executor import record_success  # noqa: PLC0415
+    from tasks.executor import record_success
 
     job = _submit(client, owner, _queue(client, owner), max_attempts=2)
     claimed = claim(settings.database_url, uuid.UUID(job["id"]), 0, "slow")
