@@ -32,7 +32,7 @@ from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.config import load_settings
-from app.db import get_engine, session_scope
+from app.db import get_engine, rowcount, session_scope
 from app.models import AttemptStatus, Job, JobAttempt, JobStatus, Queue, utcnow
 from app.services.dispatch import Dispatch, stage
 from app.services.queues import DEFAULT_SETTINGS
@@ -69,7 +69,8 @@ def claim(database_url: str, job_id: uuid.UUID, attempt: int, worker: str) -> Cl
     now = utcnow()
     queue_active = exists().where(Queue.id == Job.queue_id, Queue.is_active.is_(True))
     with session_scope(database_url) as session:
-        changed = session.execute(
+        changed = rowcount(
+            session,
             update(Job)
             .where(
                 Job.id == job_id,
@@ -85,9 +86,8 @@ def claim(database_url: str, job_id: uuid.UUID, attempt: int, worker: str) -> Cl
                 worker_name=worker,
                 lease_expires_at=now + timedelta(seconds=LEASE_SECONDS),
                 updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        ).rowcount
+            ),
+        )
         if not changed:
             _reschedule_unclaimable(session, job_id, attempt, now)
             return None
@@ -212,18 +212,17 @@ def record_success(database_url: str, job_id: uuid.UUID, claimed: Claimed, resul
     """Mark the attempt and the job succeeded; False when the job moved on meanwhile."""
     now = utcnow()
     with session_scope(database_url) as session:
-        changed = session.execute(
-            _processing(job_id, claimed.attempt)
-            .values(
+        changed = rowcount(
+            session,
+            _processing(job_id, claimed.attempt).values(
                 status=JobStatus.SUCCEEDED,
                 result=result,
                 error=None,
                 completed_at=now,
                 lease_expires_at=None,
                 updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        ).rowcount
+            ),
+        )
         if changed:
             finish_attempt(session, job_id, claimed.attempt, AttemptStatus.SUCCEEDED, now)
     return bool(changed)
@@ -250,11 +249,12 @@ def end_attempt(
         }
     else:
         values = {"status": JobStatus.FAILED, "completed_at": now}
-    changed = session.execute(
-        _processing(job_id, attempt)
-        .values(error=error, lease_expires_at=None, updated_at=now, **values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    changed = rowcount(
+        session,
+        _processing(job_id, attempt).values(
+            error=error, lease_expires_at=None, updated_at=now, **values
+        ),
+    )
     if not changed:
         return None
     if retry:

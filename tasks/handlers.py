@@ -19,9 +19,10 @@ import importlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 Handler = Callable[[Any], Any]
+H = TypeVar("H", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -44,14 +45,17 @@ class JobFailed(Exception):
     """Raised by a handler to fail the attempt with a plain message."""
 
 
-def job(name: str, *, with_context: bool = False) -> Callable[[Handler], Handler]:
-    """Register the decorated function as the handler of job type ``name``."""
+def job(name: str, *, with_context: bool = False) -> Callable[[H], H]:
+    """Register the decorated function as the handler of job type ``name``.
 
-    def register(func: Handler) -> Handler:
+    With ``with_context=True`` the handler also receives a :class:`JobContext`.
+    """
+
+    def register(func: H) -> H:
         if name in _REGISTRY:
             raise ValueError(f"job type {name!r} is already registered")
         if with_context:
-            _REGISTRY[name] = func  # type: ignore[assignment]
+            _REGISTRY[name] = func
         else:
             _REGISTRY[name] = lambda payload, _ctx: func(payload)
         return func

@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.db import rowcount
 from app.errors import Conflict, NotFound, TaskForgeError, ValidationFailed
 from app.models import Job, JobAttempt, JobStatus, Queue, utcnow
 from app.services import queues as queue_service
@@ -191,12 +192,13 @@ def cancel_job(session: Session, *, actor: Actor, job_id: str | uuid.UUID) -> Jo
     actor.require(Permission.JOB_WRITE)
     # Compare-and-set: a worker claiming the job at the same moment wins or loses
     # atomically, never both.
-    changed = session.execute(
+    now = utcnow()
+    changed = rowcount(
+        session,
         update(Job)
         .where(Job.id == job.id, Job.status.in_([JobStatus.PENDING, JobStatus.SCHEDULED]))
-        .values(status=JobStatus.CANCELLED, completed_at=utcnow(), updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .values(status=JobStatus.CANCELLED, completed_at=now, updated_at=now),
+    )
     session.refresh(job)
     if not changed:
         raise Conflict(f"A {job.status.value} job cannot be cancelled")
