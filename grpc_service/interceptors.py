@@ -1,0 +1,106 @@
+"""The server interceptor: rate limits, authentication and error mapping for every RPC.
+
+Only ``taskforge.JobQueueService`` is guarded; health and reflection answer anyone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+import grpc
+
+from grpc_service.auth import Authenticator, acting_as
+from grpc_service.errors import status_for
+from grpc_service.gen import job_queue_pb2 as pb
+from grpc_service.ratelimit import RateLimited, RateLimiter, actor_key, address_key
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["JobQueueService"].full_name
+Around = Callable[[grpc.ServicerContext], AbstractContextManager[None]]
+
+
+def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMethodHandler:
+    """Run every call of ``handler`` inside ``around(context)``, streamed responses included."""
+
+    def unary(behavior: Callable[..., Any]) -> Callable[..., Any]:
+        def call(request: Any, context: grpc.ServicerContext) -> Any:
+            with around(context):
+                return behavior(request, context)
+
+        return call
+
+    def stream(behavior: Callable[..., Any]) -> Callable[..., Any]:
+        def call(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            with around(context):
+                yield from behavior(request, context)
+
+        return call
+
+    codecs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), **codecs)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(stream(handler.unary_stream), **codecs)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), **codecs)
+    return grpc.stream_stream_rpc_method_handler(stream(handler.stream_stream), **codecs)
+
+
+class EdgeInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Limit, authenticate, run, and answer errors with the status codes of ``errors.py``."""
+
+    def __init__(self, authenticator: Authenticator, rate_limiter: RateLimiter | None) -> None:
+        self._authenticator = authenticator
+        self._rate_limiter = rate_limiter
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None or not handler_call_details.method.startswith(f"/{SERVICE_NAME}/"):
+            return handler
+        method = handler_call_details.method
+        metadata = handler_call_details.invocation_metadata
+
+        @contextmanager
+        def around(context: grpc.ServicerContext) -> Iterator[None]:
+            try:
+                try:
+                    actor = self._authenticator.authenticate(metadata)
+                except Exception:
+                    self._count(address_key(context.peer()))
+                    raise
+                self._count(actor_key(actor))
+                with acting_as(actor):
+                    yield
+            except Exception as exc:
+                if context.code() is not None:
+                    raise  # the servicer aborted with its own status
+                _abort(context, method, exc)
+
+        return wrap_handler(handler, around)
+
+    def _count(self, key: str) -> None:
+        if self._rate_limiter is not None:
+            self._rate_limiter.check(key)
+
+
+def _abort(context: grpc.ServicerContext, method: str, exc: Exception) -> None:
+    if isinstance(exc, RateLimited):
+        context.set_trailing_metadata((("retry-after", str(exc.retry_after)),))
+    answer = status_for(exc)
+    if answer is None:
+        logger.exception("unhandled error in %s", method)
+        answer = (grpc.StatusCode.INTERNAL, "Internal server error")
+    elif answer[0] is grpc.StatusCode.UNAVAILABLE:
+        logger.warning("%s: backend unavailable: %s", method, exc)
+    context.abort(*answer)

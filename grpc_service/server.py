@@ -1,0 +1,99 @@
+"""The gRPC server: ``JobQueueService`` plus the standard health and reflection services.
+
+``python -m grpc_service.server`` serves on 127.0.0.1:$TASKFORGE_GRPC_PORT (50051)
+until SIGTERM or SIGINT, then lets running calls finish for a grace period.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from app import create_app
+from app.config import Settings, load_settings
+from grpc_service.auth import Authenticator
+from grpc_service.gen import job_queue_pb2_grpc as pb_grpc
+from grpc_service.interceptors import SERVICE_NAME, EdgeInterceptor
+from grpc_service.ratelimit import RateLimiter
+from grpc_service.servicers import JobQueueServicer
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# One thread per call in flight, matched to the SQL pool (8 + 8 overflow) so
+# threads do not queue for connections; calls beyond the cap get RESOURCE_EXHAUSTED.
+MAX_WORKERS = 16
+MAX_CONCURRENT_RPCS = 256
+WATCH_SLOTS = MAX_WORKERS // 2
+GRACE_SECONDS = 10.0
+
+
+def create_server(settings: Settings, address: str = "127.0.0.1:0") -> tuple[grpc.Server, int]:
+    """Build the server bound to ``address`` (not started); return it and its port."""
+    # The Flask app carries the JWT settings, the token blocklist and the broker
+    # probe, and installs the publish-after-commit hook for submitted jobs.
+    flask_app = create_app(settings)
+    rate_limiter = (
+        RateLimiter(settings.redis_url, settings.rate_limit_default)
+        if settings.rate_limit_enabled
+        else None
+    )
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="grpc"),
+        interceptors=[
+            EdgeInterceptor(Authenticator(flask_app, settings.database_url), rate_limiter)
+        ],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
+        maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
+    )
+    servicer = JobQueueServicer(
+        settings,
+        broker_depth=flask_app.extensions["taskforge.broker"].depth,
+        watch_slots=WATCH_SLOTS,
+    )
+    pb_grpc.add_JobQueueServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    health_servicer = health.HealthServicer()
+    for service in ("", SERVICE_NAME):
+        health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(address)
+    return server, port
+
+
+def main() -> None:
+    """Serve until SIGTERM or SIGINT, then stop gracefully."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = load_settings()
+    server, port = create_server(settings, f"127.0.0.1:{settings.grpc_port}")
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        logger.info("received %s; stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    server.start()
+    logger.info("gRPC JobQueueService listening on 127.0.0.1:%d", port)
+    stop.wait()
+    server.stop(GRACE_SECONDS).wait()
+    logger.info("gRPC server stopped")
+
+
+if __name__ == "__main__":
+    main()

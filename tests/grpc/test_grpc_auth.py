@@ -1,0 +1,132 @@
+"""Authentication from call metadata: access tokens, API keys, and every way they fail."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import jwt
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_jwt_extended import create_access_token
+from grpcsupport import (
+    Contract,
+    Metadata,
+    api_key,
+    assert_status,
+    bearer,
+    create_api_key,
+    rpc_error,
+)
+from sqlalchemy import update
+
+from app.config import Settings
+from app.db import session_scope
+from app.models import ApiKey, User
+
+if TYPE_CHECKING:
+    from tests.conftest import Account
+
+UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
+
+
+def list_queues(grpc_stub: SimpleNamespace, contract: Contract, metadata: Metadata | None) -> Any:
+    return grpc_stub.ListQueues(contract.ListQueuesRequest(), metadata=metadata)
+
+
+def test_an_access_token_authenticates(
+    grpc_stub: SimpleNamespace, contract: Contract, owner_md: Metadata, queue: Any
+) -> None:
+    assert list_queues(grpc_stub, contract, owner_md).total == 1
+
+
+@pytest.mark.parametrize(
+    ("metadata", "fragment"),
+    [
+        (None, "Authentication required"),
+        ((("authorization", "Bearer not.a.jwt"),), "Invalid token"),
+        ((("authorization", "Bearer "),), "Bearer"),
+        ((("authorization", "Basic dXNlcjpwYXNz"),), "Bearer"),
+        ((("x-api-key", "nonsense"),), "Malformed API key"),
+        ((("x-api-key", "tf_abc123_wrongsecret"),), "Invalid API key"),
+    ],
+)
+def test_missing_or_garbage_credentials_are_unauthenticated(
+    grpc_stub: SimpleNamespace, contract: Contract, metadata: Metadata | None, fragment: str
+) -> None:
+    error = rpc_error(list_queues, grpc_stub, contract, metadata)
+    assert_status(error, UNAUTHENTICATED, fragment)
+
+
+def test_a_refresh_token_is_not_an_access_token(
+    grpc_stub: SimpleNamespace, contract: Contract, owner: Account
+) -> None:
+    error = rpc_error(list_queues, grpc_stub, contract, bearer(owner.refresh_token))
+    assert_status(error, UNAUTHENTICATED, "Not an access token")
+
+
+def test_a_token_revoked_by_logout_is_unauthenticated(
+    grpc_stub: SimpleNamespace, contract: Contract, client: FlaskClient, owner: Account
+) -> None:
+    assert list_queues(grpc_stub, contract, bearer(owner.access_token)).total == 0
+    assert client.post("/api/v1/auth/logout", headers=owner.headers).status_code == 204
+    error = rpc_error(list_queues, grpc_stub, contract, bearer(owner.access_token))
+    assert_status(error, UNAUTHENTICATED, "revoked")
+
+
+def test_an_expired_token_is_unauthenticated(
+    grpc_stub: SimpleNamespace, contract: Contract, app: Flask, owner: Account
+) -> None:
+    with app.app_context():
+        token = create_access_token(identity=owner.user_id, expires_delta=timedelta(seconds=-30))
+    error = rpc_error(list_queues, grpc_stub, contract, bearer(token))
+    assert_status(error, UNAUTHENTICATED, "expired")
+
+
+def test_a_token_signed_with_another_key_is_unauthenticated(
+    grpc_stub: SimpleNamespace, contract: Contract, owner: Account
+) -> None:
+    now = datetime.now(UTC)
+    claims = {"sub": owner.user_id, "type": "access", "jti": uuid.uuid4().hex, "iat": now}
+    forged = jwt.encode({**claims, "exp": now + timedelta(minutes=5)}, "x" * 32, "HS256")
+    error = rpc_error(list_queues, grpc_stub, contract, bearer(forged))
+    assert_status(error, UNAUTHENTICATED, "Invalid token")
+
+
+def test_a_disabled_users_token_is_unauthenticated(
+    grpc_stub: SimpleNamespace, contract: Contract, owner: Account, settings: Settings
+) -> None:
+    with session_scope(settings.database_url) as session:
+        session.execute(
+            update(User).where(User.id == uuid.UUID(owner.user_id)).values(is_active=False)
+        )
+    error = rpc_error(list_queues, grpc_stub, contract, bearer(owner.access_token))
+    assert_status(error, UNAUTHENTICATED)
+
+
+def test_an_api_key_authenticates_within_its_scopes(
+    grpc_stub: SimpleNamespace,
+    contract: Contract,
+    owner: Account,
+    settings: Settings,
+    queue: Any,
+) -> None:
+    key = api_key(create_api_key(settings.database_url, owner.organization_id, ["queue:read"]))
+    assert list_queues(grpc_stub, contract, key).total == 1
+    request = contract.CreateQueueRequest(name="by-key")
+    error = rpc_error(grpc_stub.CreateQueue, request, metadata=key)
+    assert_status(error, grpc.StatusCode.PERMISSION_DENIED, "queue:write")
+
+
+def test_a_revoked_api_key_is_unauthenticated(
+    grpc_stub: SimpleNamespace, contract: Contract, owner: Account, settings: Settings
+) -> None:
+    raw = create_api_key(settings.database_url, owner.organization_id, ["queue:read"])
+    with session_scope(settings.database_url) as session:
+        session.execute(update(ApiKey).values(revoked_at=datetime.now(UTC)))
+    error = rpc_error(list_queues, grpc_stub, contract, api_key(raw))
+    assert_status(error, UNAUTHENTICATED, "revoked")
