@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import Iterator
@@ -28,7 +30,7 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import bindparam, exists, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.config import load_settings
@@ -64,48 +66,95 @@ class Claimed:
     queue_settings: dict[str, Any]
 
 
+# The hot path (claim, success) runs pre-built Core statements with bound
+# parameters on a plain connection: building ORM statements per job cost more
+# than the SQL itself (measured with cProfile: ~1.5 ms of ~6 ms per job).
+_jobs = Job.__table__
+_attempts = JobAttempt.__table__
+_queues = Queue.__table__
+
+_CLAIM = (
+    update(_jobs)
+    .where(
+        _jobs.c.id == bindparam("p_id"),
+        _jobs.c.attempt_count == bindparam("p_attempt"),
+        _jobs.c.status.in_(CLAIMABLE),
+        or_(_jobs.c.available_at.is_(None), _jobs.c.available_at <= bindparam("p_now")),
+        exists().where(_queues.c.id == _jobs.c.queue_id, _queues.c.is_active.is_(True)),
+    )
+    .values(
+        status=JobStatus.PROCESSING,
+        attempt_count=bindparam("p_next"),
+        started_at=bindparam("p_now"),
+        worker_name=bindparam("p_worker"),
+        lease_expires_at=bindparam("p_lease"),
+        updated_at=bindparam("p_now"),
+    )
+    .returning(
+        _jobs.c.job_type, _jobs.c.payload, _jobs.c.max_attempts, _jobs.c.priority, _jobs.c.queue_id
+    )
+)
+_INSERT_ATTEMPT = insert(_attempts)
+_QUEUE_SETTINGS = select(_queues.c.settings).where(_queues.c.id == bindparam("p_queue"))
+_SUCCEED = (
+    update(_jobs)
+    .where(
+        _jobs.c.id == bindparam("p_id"),
+        _jobs.c.status == JobStatus.PROCESSING,
+        _jobs.c.attempt_count == bindparam("p_attempt"),
+    )
+    .values(
+        status=JobStatus.SUCCEEDED,
+        result=bindparam("p_result"),
+        error=None,
+        completed_at=bindparam("p_now"),
+        lease_expires_at=None,
+        updated_at=bindparam("p_now"),
+    )
+)
+_ATTEMPT_SUCCEEDED = (
+    update(_attempts)
+    .where(
+        _attempts.c.job_id == bindparam("p_id"),
+        _attempts.c.number == bindparam("p_attempt"),
+        _attempts.c.status == AttemptStatus.RUNNING,
+    )
+    .values(status=AttemptStatus.SUCCEEDED, finished_at=bindparam("p_now"))
+)
+
+
 def claim(database_url: str, job_id: uuid.UUID, attempt: int, worker: str) -> Claimed | None:
     """Move the job to ``processing`` for attempt ``attempt + 1``, or return None."""
     now = utcnow()
-    queue_active = exists().where(Queue.id == Job.queue_id, Queue.is_active.is_(True))
-    with session_scope(database_url) as session:
-        changed = rowcount(
-            session,
-            update(Job)
-            .where(
-                Job.id == job_id,
-                Job.attempt_count == attempt,
-                Job.status.in_(CLAIMABLE),
-                or_(Job.available_at.is_(None), Job.available_at <= now),
-                queue_active,
+    with get_engine(database_url).begin() as connection:
+        row = connection.execute(
+            _CLAIM,
+            {
+                "p_id": job_id,
+                "p_attempt": attempt,
+                "p_next": attempt + 1,
+                "p_now": now,
+                "p_worker": worker,
+                "p_lease": now + timedelta(seconds=LEASE_SECONDS),
+            },
+        ).one_or_none()
+        if row is not None:
+            connection.execute(
+                _INSERT_ATTEMPT,
+                {
+                    "id": uuid.uuid4(),
+                    "job_id": job_id,
+                    "number": attempt + 1,
+                    "status": AttemptStatus.RUNNING,
+                    "worker_name": worker,
+                    "started_at": now,
+                },
             )
-            .values(
-                status=JobStatus.PROCESSING,
-                attempt_count=attempt + 1,
-                started_at=now,
-                worker_name=worker,
-                lease_expires_at=now + timedelta(seconds=LEASE_SECONDS),
-                updated_at=now,
-            ),
-        )
-        if not changed:
+            settings = connection.execute(_QUEUE_SETTINGS, {"p_queue": row.queue_id}).scalar_one()
+    if row is None:
+        with session_scope(database_url) as session:
             _reschedule_unclaimable(session, job_id, attempt, now)
-            return None
-        session.add(
-            JobAttempt(job_id=job_id, number=attempt + 1, worker_name=worker, started_at=now)
-        )
-        row = session.execute(
-            select(
-                Job.job_type,
-                Job.payload,
-                Job.max_attempts,
-                Job.priority,
-                Job.queue_id,
-                Queue.settings,
-            )
-            .join(Queue, Queue.id == Job.queue_id)
-            .where(Job.id == job_id)
-        ).one()
+        return None
     return Claimed(
         job_type=row.job_type,
         payload=row.payload,
@@ -113,7 +162,7 @@ def claim(database_url: str, job_id: uuid.UUID, attempt: int, worker: str) -> Cl
         max_attempts=row.max_attempts,
         priority=row.priority,
         queue_id=row.queue_id,
-        queue_settings={**DEFAULT_SETTINGS, **(row.settings or {})},
+        queue_settings={**DEFAULT_SETTINGS, **(settings or {})},
     )
 
 
@@ -146,31 +195,69 @@ def _reschedule_unclaimable(
         stage(session, Dispatch.for_job(job, {**DEFAULT_SETTINGS, **(settings or {})}))
 
 
-@contextmanager
-def lease_renewal(database_url: str, job_id: uuid.UUID, attempt: int) -> Iterator[None]:
-    """Keep the job's lease alive from a background thread while the block runs."""
-    stop = threading.Event()
+class LeaseKeeper:
+    """Renew the leases of every job this process is running, from one daemon thread.
 
-    def renew() -> None:
-        while not stop.wait(LEASE_RENEW_SECONDS):
-            try:
-                with get_engine(database_url).begin() as connection:
+    Started lazily on first use, so each forked pool process gets its own.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self._running: set[tuple[uuid.UUID, int]] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    @contextmanager
+    def hold(self, job_id: uuid.UUID, attempt: int) -> Iterator[None]:
+        """Keep the lease of ``job_id``'s attempt alive while the block runs."""
+        self._ensure_thread()
+        with self._lock:
+            self._running.add((job_id, attempt))
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running.discard((job_id, attempt))
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._thread = threading.Thread(target=self._loop, name="lease-keeper", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(LEASE_RENEW_SECONDS)
+            with self._lock:
+                running = list(self._running)
+            if running:
+                self.renew(running)
+
+    def renew(self, running: list[tuple[uuid.UUID, int]]) -> None:
+        """Push the leases of ``running`` attempts one lease into the future."""
+        expires = utcnow() + timedelta(seconds=LEASE_SECONDS)
+        try:
+            with get_engine(self.database_url).begin() as connection:
+                for job_id, attempt in running:
                     connection.execute(
                         _processing(job_id, attempt).values(
-                            lease_expires_at=utcnow() + timedelta(seconds=LEASE_SECONDS),
-                            updated_at=Job.updated_at,
+                            lease_expires_at=expires, updated_at=Job.updated_at
                         )
                     )
-            except Exception:
-                logger.warning("could not renew the lease of job %s", job_id, exc_info=True)
+        except Exception:
+            logger.warning("could not renew %d lease(s)", len(running), exc_info=True)
 
-    thread = threading.Thread(target=renew, name=f"lease-{job_id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+
+_keepers: dict[str, LeaseKeeper] = {}
+
+
+def lease_keeper(database_url: str) -> LeaseKeeper:
+    """The process's lease keeper for ``database_url``."""
+    keeper = _keepers.get(database_url)
+    if keeper is None:
+        keeper = _keepers[database_url] = LeaseKeeper(database_url)
+    return keeper
 
 
 def backoff_seconds(attempt: int, settings: dict[str, Any]) -> float:
@@ -191,14 +278,18 @@ def finish_attempt(
 ) -> None:
     """Close a running attempt record (one already closed, e.g. as lost, stays as it is)."""
     session.execute(
-        update(JobAttempt)
-        .where(
-            JobAttempt.job_id == job_id,
-            JobAttempt.number == number,
-            JobAttempt.status == AttemptStatus.RUNNING,
-        )
-        .values(status=status, finished_at=now, error=error, traceback=trace)
-        .execution_options(synchronize_session=False)
+        _running_attempt(job_id, number).values(
+            status=status, finished_at=now, error=error, traceback=trace
+        ),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def _running_attempt(job_id: uuid.UUID, number: int) -> Any:
+    return update(JobAttempt).where(
+        JobAttempt.job_id == job_id,
+        JobAttempt.number == number,
+        JobAttempt.status == AttemptStatus.RUNNING,
     )
 
 
@@ -210,21 +301,11 @@ def _processing(job_id: uuid.UUID, attempt: int) -> Any:
 
 def record_success(database_url: str, job_id: uuid.UUID, claimed: Claimed, result: Any) -> bool:
     """Mark the attempt and the job succeeded; False when the job moved on meanwhile."""
-    now = utcnow()
-    with session_scope(database_url) as session:
-        changed = rowcount(
-            session,
-            _processing(job_id, claimed.attempt).values(
-                status=JobStatus.SUCCEEDED,
-                result=result,
-                error=None,
-                completed_at=now,
-                lease_expires_at=None,
-                updated_at=now,
-            ),
-        )
+    params = {"p_id": job_id, "p_attempt": claimed.attempt, "p_now": utcnow(), "p_result": result}
+    with get_engine(database_url).begin() as connection:
+        changed = connection.execute(_SUCCEED, params).rowcount
         if changed:
-            finish_attempt(session, job_id, claimed.attempt, AttemptStatus.SUCCEEDED, now)
+            connection.execute(_ATTEMPT_SUCCEEDED, params)
     return bool(changed)
 
 
@@ -299,7 +380,7 @@ def execute(job_id: str, attempt: int, worker: str, database_url: str) -> str:
         return "dropped"
     context = JobContext(job_id=job_id, attempt=claimed.attempt, max_attempts=claimed.max_attempts)
     try:
-        with lease_renewal(database_url, jid, claimed.attempt):
+        with lease_keeper(database_url).hold(jid, claimed.attempt):
             result = get_handler(claimed.job_type)(claimed.payload, context)
         _check_json(result)
     except SoftTimeLimitExceeded:
