@@ -31,10 +31,11 @@ from typing import Any
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import bindparam, exists, insert, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.config import load_settings
-from app.db import get_engine, rowcount, session_scope
+from app.db import get_engine, is_unavailable, rowcount, session_scope
 from app.models import AttemptStatus, Job, JobAttempt, JobStatus, Queue, utcnow
 from app.services.dispatch import Dispatch, stage
 from app.services.queues import DEFAULT_SETTINGS
@@ -412,7 +413,20 @@ class JobTask(Task):  # type: ignore[misc]
     reject_on_worker_lost = True
 
 
-@app.task(name="taskforge.run_job", base=JobTask, bind=True)
+# While the database is unreachable a message must not be acknowledged as if it
+# had been handled: the job's row still says "pending", and nothing else would
+# wake it.  Celery re-sends it with a growing delay instead.
+DB_RETRY_MAX_SECONDS = 30
+
+
+@app.task(name="taskforge.run_job", base=JobTask, bind=True, max_retries=None)
 def run_job(self: JobTask, job_id: str, attempt: int) -> str:
     """Run one attempt of a TaskForge job."""
-    return execute(job_id, attempt, self.request.hostname or "unknown", _settings.database_url)
+    try:
+        return execute(job_id, attempt, self.request.hostname or "unknown", _settings.database_url)
+    except SQLAlchemyError as exc:
+        if not is_unavailable(exc):
+            raise
+        delay = min(DB_RETRY_MAX_SECONDS, 2 ** min(self.request.retries, 5))
+        logger.warning("database unavailable; job %s retried in %ss", job_id, delay)
+        raise self.retry(exc=exc, countdown=delay) from exc

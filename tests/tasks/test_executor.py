@@ -288,3 +288,24 @@ def test_cancel_races_a_claim_and_exactly_one_wins(
         cancel2 = client.post(f"/api/v1/jobs/{job2['id']}/cancel", headers=owner.headers)
         assert cancel2.status_code == 204
         assert claim(settings.database_url, uuid.UUID(job2["id"]), 0, "w") is None
+
+
+def test_a_database_outage_retries_the_message_instead_of_dropping_it(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
+    from celery.exceptions import Retry  # noqa: PLC0415
+
+    from tasks import executor  # noqa: PLC0415
+
+    unreachable = settings.replace(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
+    monkeypatch.setattr(executor, "_settings", unreachable)
+    args = [str(uuid.uuid4()), 0]
+    executor.run_job.push_request(
+        id="outage-test", args=args, kwargs={}, retries=0, called_directly=False
+    )
+    try:
+        with pytest.raises(Retry) as retried:
+            executor.run_job.run(*args)
+    finally:
+        executor.run_job.pop_request()
+    assert retried.value.when == 1
