@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from celery.exceptions import Retry
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import given
@@ -18,7 +19,8 @@ from app.config import Settings
 from app.db import session_scope
 from app.models import AttemptStatus, Job, JobAttempt, JobStatus, utcnow
 from app.services import dispatch
-from tasks.executor import backoff_seconds, claim, execute
+from tasks import executor
+from tasks.executor import backoff_seconds, claim, execute, record_success
 from tasks.maintenance import relay_unpublished, sweep_expired_leases
 from tests.conftest import Account
 
@@ -263,7 +265,6 @@ def test_sweeper_fails_a_job_whose_attempts_are_spent(
 def test_a_late_result_of_a_swept_attempt_is_ignored(
     client: FlaskClient, owner: Account, settings: Settings
 ) -> None:
-    from tasks.executor import record_success
 
     job = _submit(client, owner, _queue(client, owner), max_attempts=2)
     claimed = claim(settings.database_url, uuid.UUID(job["id"]), 0, "slow")
@@ -293,10 +294,6 @@ def test_cancel_races_a_claim_and_exactly_one_wins(
 def test_a_database_outage_retries_the_message_instead_of_dropping_it(
     app: Flask, monkeypatch: pytest.MonkeyPatch, settings: Settings
 ) -> None:
-    from celery.exceptions import Retry  # noqa: PLC0415
-
-    from tasks import executor  # noqa: PLC0415
-
     unreachable = settings.replace(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
     monkeypatch.setattr(executor, "_settings", unreachable)
     args = [str(uuid.uuid4()), 0]
