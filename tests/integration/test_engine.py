@@ -5,20 +5,18 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
 
 from app.config import Settings
-from app.db import session_scope
 from app.models import AttemptStatus, JobAttempt, utcnow
 from tasks.maintenance import sweep_expired_leases
 from tests.conftest import Account
+from tests.support.api import create_queue, job_attempts, submit_job
 from tests.support.workers import WorkerProcess, wait_for
 
 pytestmark = pytest.mark.slow
@@ -27,21 +25,11 @@ Start = Callable[..., WorkerProcess]
 
 
 def _queue(client: FlaskClient, owner: Account, name: str, **settings: Any) -> dict:
-    response = client.post(
-        "/api/v1/queues", json={"name": name, "settings": settings}, headers=owner.headers
-    )
-    assert response.status_code == 201, response.json
-    return response.json
+    return create_queue(client, owner.headers, name, **settings)
 
 
 def _submit(client: FlaskClient, owner: Account, queue: dict, **body: Any) -> dict:
-    response = client.post(
-        "/api/v1/jobs",
-        json={"queue_id": queue["id"], "job_type": "echo", **body},
-        headers=owner.headers,
-    )
-    assert response.status_code == 201, response.json
-    return response.json
+    return submit_job(client, owner.headers, queue, **body)
 
 
 def _get(client: FlaskClient, owner: Account, job: dict) -> dict:
@@ -65,14 +53,7 @@ def _wait_status(
 
 
 def _attempts(settings: Settings, job: dict) -> list[JobAttempt]:
-    with session_scope(settings.database_url) as session:
-        rows = session.scalars(
-            select(JobAttempt)
-            .where(JobAttempt.job_id == uuid.UUID(job["id"]))
-            .order_by(JobAttempt.number)
-        ).all()
-        session.expunge_all()
-        return list(rows)
+    return job_attempts(settings, job["id"])
 
 
 def test_retries_count_and_back_off(

@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 import tests.support.handlers  # noqa: F401 - registers the test handlers
 from app.config import Settings
@@ -23,26 +23,15 @@ from tasks import executor
 from tasks.executor import backoff_seconds, claim, execute, record_success
 from tasks.maintenance import relay_unpublished, sweep_expired_leases
 from tests.conftest import Account
+from tests.support.api import create_queue, job_attempts, submit_job
 
 
 def _queue(client: FlaskClient, owner: Account, name: str = "work", **settings: Any) -> dict:
-    response = client.post(
-        "/api/v1/queues",
-        json={"name": name, "settings": {"retry_backoff_seconds": 0, **settings}},
-        headers=owner.headers,
-    )
-    assert response.status_code == 201, response.json
-    return response.json
+    return create_queue(client, owner.headers, name, **{"retry_backoff_seconds": 0, **settings})
 
 
 def _submit(client: FlaskClient, owner: Account, queue: dict, **body: Any) -> dict:
-    response = client.post(
-        "/api/v1/jobs",
-        json={"queue_id": queue["id"], "job_type": "echo", **body},
-        headers=owner.headers,
-    )
-    assert response.status_code == 201, response.json
-    return response.json
+    return submit_job(client, owner.headers, queue, **body)
 
 
 def _job(settings: Settings, job_id: str) -> Job:
@@ -54,14 +43,7 @@ def _job(settings: Settings, job_id: str) -> Job:
 
 
 def _attempts(settings: Settings, job_id: str) -> list[JobAttempt]:
-    with session_scope(settings.database_url) as session:
-        rows = session.scalars(
-            select(JobAttempt)
-            .where(JobAttempt.job_id == uuid.UUID(job_id))
-            .order_by(JobAttempt.number)
-        ).all()
-        session.expunge_all()
-        return list(rows)
+    return job_attempts(settings, job_id)
 
 
 def _depth(app: Flask, queue: dict) -> int:
