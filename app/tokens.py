@@ -2,6 +2,11 @@
 
 A revoked token's ``jti`` is stored with a TTL equal to the token's remaining
 life, so the set never grows beyond the tokens that could still be presented.
+
+Every token issued at one login shares a ``family`` claim, kept when a refresh
+token is rotated.  Presenting an already-rotated refresh token means it leaked:
+the whole family is revoked (OAuth 2.0 Security BCP, RFC 9700 §4.14.2) for as
+long as any of its tokens can live, the refresh lifetime.
 """
 
 from __future__ import annotations
@@ -13,10 +18,16 @@ import redis
 from app.errors import Unavailable
 
 _PREFIX = "taskforge:revoked:"
+_FAMILY_PREFIX = "taskforge:family-revoked:"
+_UNAVAILABLE = "The token store is unavailable; try again shortly"
+
+
+def _ttl(expires_at: float) -> int:
+    return max(1, int(expires_at - time.time()) + 1)
 
 
 class TokenStore:
-    """Remember revoked JWT ids until they would have expired anyway."""
+    """Remember revoked JWT ids and token families until they would have expired anyway."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
@@ -26,17 +37,37 @@ class TokenStore:
         """Connect to the Redis at ``url`` with short timeouts."""
         return cls(redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2))
 
+    def close(self) -> None:
+        """Close the connections to Redis."""
+        self._redis.close()
+
     def revoke(self, jti: str, expires_at: float) -> None:
         """Revoke ``jti`` until ``expires_at`` (a Unix time)."""
-        ttl = max(1, int(expires_at - time.time()) + 1)
         try:
-            self._redis.set(_PREFIX + jti, b"1", ex=ttl)
+            self._redis.set(_PREFIX + jti, b"1", ex=_ttl(expires_at))
         except redis.RedisError as exc:
-            raise Unavailable("The token store is unavailable; try again shortly") from exc
+            raise Unavailable(_UNAVAILABLE) from exc
 
-    def is_revoked(self, jti: str) -> bool:
-        """Tell whether ``jti`` was revoked; fail closed when Redis is down."""
+    def consume(self, jti: str, expires_at: float) -> bool:
+        """Revoke ``jti`` atomically; tell whether this call was the one that revoked it."""
         try:
-            return bool(self._redis.exists(_PREFIX + jti))
+            return bool(self._redis.set(_PREFIX + jti, b"1", ex=_ttl(expires_at), nx=True))
         except redis.RedisError as exc:
-            raise Unavailable("The token store is unavailable; try again shortly") from exc
+            raise Unavailable(_UNAVAILABLE) from exc
+
+    def revoke_family(self, family: str, lifetime_seconds: int) -> None:
+        """Revoke every token carrying ``family`` for ``lifetime_seconds``."""
+        try:
+            self._redis.set(_FAMILY_PREFIX + family, b"1", ex=max(1, lifetime_seconds))
+        except redis.RedisError as exc:
+            raise Unavailable(_UNAVAILABLE) from exc
+
+    def is_revoked(self, jti: str, family: str | None = None) -> bool:
+        """Tell whether ``jti`` or its ``family`` was revoked; fail closed when Redis is down."""
+        keys = [_PREFIX + jti]
+        if family:
+            keys.append(_FAMILY_PREFIX + family)
+        try:
+            return bool(self._redis.exists(*keys))
+        except redis.RedisError as exc:
+            raise Unavailable(_UNAVAILABLE) from exc

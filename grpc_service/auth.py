@@ -80,6 +80,6 @@ class Authenticator:
         jti = claims.get("jti")
         if not isinstance(jti, str):
             raise Unauthenticated("Invalid token: it carries no id (jti)")
-        if self._tokens.is_revoked(jti):
+        if self._tokens.is_revoked(jti, claims.get("family")):
             raise Unauthenticated("The token has been revoked")
         return claims

@@ -1,4 +1,9 @@
-"""/auth: register, login, refresh, validate, logout."""
+"""/auth: register, login, refresh, validate, logout.
+
+Every token of one login carries the same ``family`` claim.  Refreshing rotates
+the refresh token; presenting a rotated one again revokes the whole family, and
+logging out revokes the family of the presented access token.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import Any
 
 from flask.views import MethodView
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
+from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt.exceptions import PyJWTError
 
 from app.api import schemas
@@ -25,6 +31,13 @@ def _login_limit() -> str:
 
 def _register_limit() -> str:
     return settings().rate_limit_register
+
+
+def _refresh_lifetime() -> int:
+    return settings().refresh_token_days * 24 * 3600
+
+
+PUBLIC: dict[str, Any] = {"security": []}
 
 
 def _issue_tokens(
@@ -46,6 +59,9 @@ class Register(MethodView):
 
     @blp.arguments(schemas.RegisterSchema)
     @blp.response(201, schemas.RegisteredSchema)
+    @blp.alt_response(409, response="CONFLICT")
+    @blp.alt_response(429, response="TOO_MANY_REQUESTS")
+    @blp.doc(**PUBLIC)
     def post(self, args: dict[str, Any]) -> dict[str, Any]:
         """Create an organization and its owner."""
         created = auth_service.register(db(), **args)
@@ -62,40 +78,68 @@ class Login(MethodView):
 
     @blp.arguments(schemas.LoginSchema)
     @blp.response(200, schemas.TokensSchema)
+    @blp.alt_response(401, response="UNAUTHORIZED")
+    @blp.alt_response(429, response="TOO_MANY_REQUESTS")
+    @blp.doc(**PUBLIC)
     def post(self, args: dict[str, Any]) -> dict[str, Any]:
         """Exchange email and password for an access and a refresh token."""
         user = auth_service.authenticate(db(), **args)
-        return _issue_tokens(str(user.id), auth_service.token_claims(user))
+        family = auth_service.new_token_family()
+        return _issue_tokens(str(user.id), auth_service.token_claims(user, family=family))
 
 
 def _decode_refresh(token: str) -> dict[str, Any]:
     try:
         claims: dict[str, Any] = decode_token(token)
-    except PyJWTError as exc:
+    except (PyJWTError, JWTExtendedException) as exc:
         raise Unauthenticated(f"Invalid refresh token: {exc}") from exc
     if claims.get("type") != "refresh":
         raise Unauthenticated("Not a refresh token")
-    if token_store().is_revoked(claims["jti"]):
-        raise Unauthenticated("This refresh token has been revoked")
     return claims
+
+
+def _revoke_family(family: str | None) -> None:
+    if family:
+        token_store().revoke_family(family, _refresh_lifetime())
+
+
+def _rotate(claims: dict[str, Any]) -> None:
+    """Revoke the presented refresh token; a second use revokes its whole family."""
+    family = claims.get("family")
+    if token_store().is_revoked(claims["jti"], family):
+        # Revoked already, by rotation or logout: the token leaked, so end its session.
+        _revoke_family(family)
+        raise Unauthenticated(
+            "This refresh token was already used or revoked; its session is now revoked"
+        )
+    if not token_store().consume(claims["jti"], claims["exp"]):
+        _revoke_family(family)
+        raise Unauthenticated("This refresh token was already used; its session is now revoked")
 
 
 @blp.route("/refresh")
 class Refresh(MethodView):
     @blp.arguments(schemas.RefreshSchema)
     @blp.response(200, schemas.TokensSchema)
+    @blp.alt_response(401, response="UNAUTHORIZED")
+    @blp.doc(**PUBLIC)
     def post(self, args: dict[str, Any]) -> dict[str, Any]:
         """Rotate a refresh token: a new access and refresh token; the old one is revoked."""
         claims = _decode_refresh(args["refresh_token"])
         actor = auth_service.actor_for_user_id(db(), claims["sub"])
-        user_claims = {"org_id": str(actor.organization_id), "role": actor.role}
-        token_store().revoke(claims["jti"], claims["exp"])
+        _rotate(claims)
+        user_claims = {
+            "org_id": str(actor.organization_id),
+            "role": actor.role.value if actor.role else None,
+            "family": claims.get("family") or auth_service.new_token_family(),
+        }
         return _issue_tokens(claims["sub"], user_claims)
 
 
 @blp.route("/validate")
 class Validate(MethodView):
     @blp.response(200, schemas.ValidateSchema)
+    @blp.alt_response(401, response="UNAUTHORIZED")
     def get(self) -> dict[str, Any]:
         """Check the presented access token and tell whose it is."""
         actor = current_actor()
@@ -113,15 +157,18 @@ class Validate(MethodView):
 class Logout(MethodView):
     @blp.arguments(schemas.LogoutSchema, required=False)
     @blp.response(204)
+    @blp.alt_response(401, response="UNAUTHORIZED")
     def post(self, args: dict[str, Any]) -> None:
-        """Revoke the presented access token (and a refresh token sent in the body)."""
+        """Revoke the presented access token, its session and a refresh token sent in the body."""
         claims = current_token_claims()
         if not claims:
             raise Unauthenticated("Log out with an access token, not an API key")
         token_store().revoke(claims["jti"], claims["exp"])
+        _revoke_family(claims.get("family"))
         refresh = (args or {}).get("refresh_token")
         if refresh:
             refresh_claims = _decode_refresh(refresh)
             if refresh_claims["sub"] != claims["sub"]:
                 raise Unauthenticated("The refresh token belongs to another user")
             token_store().revoke(refresh_claims["jti"], refresh_claims["exp"])
+            _revoke_family(refresh_claims.get("family"))

@@ -16,7 +16,7 @@ def init_jwt(manager: JWTManager) -> None:
 
     @manager.token_in_blocklist_loader
     def _revoked(_header: dict[str, Any], payload: dict[str, Any]) -> bool:
-        return token_store().is_revoked(payload["jti"])
+        return token_store().is_revoked(payload["jti"], payload.get("family"))
 
     @manager.revoked_token_loader
     def _on_revoked(_header: dict[str, Any], _payload: dict[str, Any]) -> Response:

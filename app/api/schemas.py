@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from typing import Any
 
+from marshmallow import Schema, ValidationError, fields, validate
+
+from app.api.ratelimit import ORG_RATE_LIMIT_SETTING, check_rate_limit
 from app.models import JobStatus, Role
+from app.services.actors import Permission
 from app.services.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 NAME = validate.Length(min=1, max=100)
@@ -15,6 +19,14 @@ MAX_ATTEMPTS = validate.Range(min=1, max=10)
 
 class StrictSchema(Schema):
     """Unknown fields are errors (marshmallow's RAISE), never silently dropped."""
+
+
+class ErrorSchema(Schema):
+    """The body of every error response."""
+
+    error = fields.String(required=True)
+    status_code = fields.Integer(required=True)
+    errors = fields.Dict(keys=fields.String())
 
 
 # --- auth ---------------------------------------------------------------------------
@@ -92,9 +104,22 @@ class OrganizationSchema(Schema):
     updated_at = fields.DateTime()
 
 
+def _check_org_settings(value: dict[str, Any]) -> None:
+    if ORG_RATE_LIMIT_SETTING in value:
+        try:
+            check_rate_limit(value[ORG_RATE_LIMIT_SETTING])
+        except ValueError as exc:
+            message = f"{ORG_RATE_LIMIT_SETTING}: {exc} Example: '600 per minute'."
+            raise ValidationError(message) from exc
+
+
 class OrganizationUpdateSchema(StrictSchema):
     name = fields.String(validate=NAME)
-    settings = fields.Dict()
+    settings = fields.Dict(
+        keys=fields.String(),
+        validate=_check_org_settings,
+        metadata={"description": "Free-form; `rate_limit` (e.g. '600 per minute') is enforced."},
+    )
 
 
 class MemberSchema(Schema):
@@ -272,3 +297,38 @@ class JobStatsSchema(Schema):
     wait_seconds = fields.Float(allow_none=True)
     run_seconds = fields.Float()
     attempts = fields.List(fields.Nested(AttemptSchema))
+
+
+# --- API keys -----------------------------------------------------------------------
+
+
+class ApiKeySchema(Schema):
+    id = fields.UUID()
+    organization_id = fields.UUID()
+    created_by_id = fields.UUID(allow_none=True)
+    name = fields.String()
+    prefix = fields.String()
+    scopes = fields.List(fields.String())
+    expires_at = fields.DateTime(allow_none=True)
+    revoked_at = fields.DateTime(allow_none=True)
+    last_used_at = fields.DateTime(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class ApiKeyCreatedSchema(ApiKeySchema):
+    key = fields.String(metadata={"description": "The full key; shown in this response only."})
+
+
+class ApiKeyCreateSchema(StrictSchema):
+    name = fields.String(required=True, validate=NAME)
+    scopes = fields.List(
+        fields.String(validate=validate.OneOf([p.value for p in Permission])),
+        required=True,
+        validate=validate.Length(min=1, max=len(Permission)),
+    )
+    expires_at = fields.AwareDateTime(allow_none=True, load_default=None)
+
+
+class ApiKeyListSchema(Schema):
+    api_keys = fields.List(fields.Nested(ApiKeySchema))
+    pagination = fields.Nested(PaginationSchema)

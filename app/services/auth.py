@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict, Unauthenticated, ValidationFailed
 from app.models import ApiKey, Organization, Project, Role, User, utcnow
-from app.services.actors import Actor, Permission
+from app.services.actors import ROLE_PERMISSIONS, Actor, Permission
 
 # OWASP's argon2id floor: 19 MiB, two passes, one lane (~20 ms here).
 _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
@@ -124,9 +125,14 @@ def authenticate(session: Session, *, email: str, password: str) -> User:
     return user
 
 
-def token_claims(user: User) -> dict[str, Any]:
+def new_token_family() -> str:
+    """A fresh id for the tokens of one login; rotation keeps it, reuse revokes it."""
+    return uuid.uuid4().hex
+
+
+def token_claims(user: User, *, family: str) -> dict[str, Any]:
     """Claims embedded in a user's tokens besides ``sub``."""
-    return {"org_id": str(user.organization_id), "role": user.role.value}
+    return {"org_id": str(user.organization_id), "role": user.role.value, "family": family}
 
 
 def actor_for_user_id(session: Session, user_id: str) -> Actor:
@@ -142,6 +148,9 @@ def actor_for_user_id(session: Session, user_id: str) -> Actor:
 
 
 API_KEY_PREFIX = "tf"
+API_KEY_PREFIX_MAX = 32
+# Record ``last_used_at`` at this resolution, so an API-key request is not also a write.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
 def hash_api_key_secret(secret: str) -> str:
@@ -149,24 +158,46 @@ def hash_api_key_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def actor_for_api_key(session: Session, raw_key: str) -> Actor:
-    """Resolve a presented ``tf_<prefix>_<secret>`` key to its actor."""
+def split_api_key(raw_key: str) -> tuple[str, str] | None:
+    """Split ``tf_<prefix>_<secret>`` into prefix and secret; None when malformed."""
     parts = raw_key.strip().split("_", 2)
     if len(parts) != 3 or parts[0] != API_KEY_PREFIX or not parts[1] or not parts[2]:
+        return None
+    if len(parts[1]) > API_KEY_PREFIX_MAX or not parts[1].isalnum():
+        return None
+    return parts[1], parts[2]
+
+
+def _key_permissions(key: ApiKey, creator: User | None) -> frozenset[Permission]:
+    scopes = frozenset(Permission(s) for s in key.scopes if s in Permission._value2member_map_)
+    if creator is None:
+        return scopes
+    if not creator.is_active:
+        raise Unauthenticated("This API key's creator is disabled")
+    # A key never holds more than its creator holds now, even after a demotion.
+    return scopes & ROLE_PERMISSIONS[creator.role]
+
+
+def actor_for_api_key(session: Session, raw_key: str) -> Actor:
+    """Resolve a presented ``tf_<prefix>_<secret>`` key to its actor."""
+    parts = split_api_key(raw_key)
+    if parts is None:
         raise Unauthenticated("Malformed API key")
-    key = session.scalar(select(ApiKey).where(ApiKey.prefix == parts[1]))
-    if key is None or not hmac.compare_digest(key.key_hash, hash_api_key_secret(parts[2])):
+    prefix, secret = parts
+    row = session.execute(
+        select(ApiKey, User)
+        .outerjoin(User, User.id == ApiKey.created_by_id)
+        .where(ApiKey.prefix == prefix)
+    ).first()
+    if row is None or not hmac.compare_digest(row[0].key_hash, hash_api_key_secret(secret)):
         raise Unauthenticated("Invalid API key")
+    key, creator = row[0], row[1]
     now = utcnow()
     if key.revoked_at is not None:
         raise Unauthenticated("This API key has been revoked")
     if key.expires_at is not None and key.expires_at <= now:
         raise Unauthenticated("This API key has expired")
-    key.last_used_at = now
-    return Actor(
-        organization_id=key.organization_id,
-        permissions=frozenset(
-            Permission(s) for s in key.scopes if s in Permission._value2member_map_
-        ),
-        api_key_id=key.id,
-    )
+    permissions = _key_permissions(key, creator)
+    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
+        key.last_used_at = now
+    return Actor(organization_id=key.organization_id, permissions=permissions, api_key_id=key.id)

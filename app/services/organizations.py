@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from app.models import Organization, Role, User
+from app.models import ApiKey, Organization, Role, User, utcnow
 from app.services.actors import Actor, Permission
 from app.services.auth import create_user
 from app.services.pagination import Page, paginate
@@ -141,5 +141,12 @@ def remove_member(
         raise Conflict("You cannot remove yourself")
     if user.role is Role.OWNER and actor.role is not Role.OWNER:
         raise PermissionDenied("Only an owner can remove an owner")
+    # The member's keys would otherwise outlive them with their full scopes.
+    session.execute(
+        update(ApiKey)
+        .where(ApiKey.created_by_id == user.id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=utcnow()),
+        execution_options={"synchronize_session": False},
+    )
     session.delete(user)
     session.flush()

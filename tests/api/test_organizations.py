@@ -104,3 +104,18 @@ def test_added_member_can_log_in_with_the_given_password(
 ) -> None:
     member = auth.member(owner, "viewer")
     assert client.get("/api/v1/auth/validate", headers=member.headers).json["role"] == "viewer"
+
+
+def test_removing_a_member_revokes_their_api_keys(client: FlaskClient, auth: Auth, owner: Account) -> None:
+    admin = auth.member(owner, "admin")
+    created = client.post(
+        "/api/v1/api-keys", json={"name": "ci", "scopes": ["queue:read"]}, headers=admin.headers
+    )
+    assert created.status_code == 201, created.json
+    key_headers = {"X-API-Key": created.json["key"]}
+    assert client.get("/api/v1/queues", headers=key_headers).status_code == 200
+    removed = client.delete(f"{_members_url(owner)}/{admin.user_id}", headers=owner.headers)
+    assert removed.status_code == 204
+    response = client.get("/api/v1/queues", headers=key_headers)
+    assert response.status_code == 401
+    assert "revoked" in response.json["error"]

@@ -78,6 +78,19 @@ def test_a_token_revoked_by_logout_is_unauthenticated(
     assert_status(error, UNAUTHENTICATED, "revoked")
 
 
+def test_reusing_a_rotated_refresh_token_revokes_the_sessions_access_tokens(
+    grpc_stub: SimpleNamespace, contract: Contract, client: FlaskClient, owner: Account
+) -> None:
+    rotated = client.post("/api/v1/auth/refresh", json={"refresh_token": owner.refresh_token})
+    assert rotated.status_code == 200
+    fresh = rotated.json["access_token"]
+    assert list_queues(grpc_stub, contract, bearer(fresh)).total == 0
+    reuse = client.post("/api/v1/auth/refresh", json={"refresh_token": owner.refresh_token})
+    assert reuse.status_code == 401
+    error = rpc_error(list_queues, grpc_stub, contract, bearer(fresh))
+    assert_status(error, UNAUTHENTICATED, "revoked")
+
+
 def test_an_expired_token_is_unauthenticated(
     grpc_stub: SimpleNamespace, contract: Contract, app: Flask, owner: Account
 ) -> None:

@@ -1,0 +1,130 @@
+"""API keys: create (the secret is shown once), list, get and revoke.
+
+A key reads ``tf_<prefix>_<secret>``.  Only the prefix (to find the key) and a
+hash of the secret are stored.  A key's scopes are a subset of its creator's
+permissions when it is made, and are capped by the creator's role on every use
+(``app.services.auth.actor_for_api_key``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import NotFound, PermissionDenied, ValidationFailed
+from app.models import ApiKey, utcnow
+from app.services.actors import Actor, Permission
+from app.services.auth import API_KEY_PREFIX, hash_api_key_secret
+from app.services.pagination import Page, paginate
+from app.services.validation import check_name, parse_uuid
+
+PREFIX_LENGTH = 12
+SECRET_BYTES = 32
+# Alphanumeric only: ``_`` separates the parts of a key and must not occur in a prefix.
+_PREFIX_ALPHABET = string.ascii_letters + string.digits
+
+
+@dataclass(frozen=True)
+class CreatedApiKey:
+    """A new key and its full secret, which is never available again."""
+
+    api_key: ApiKey
+    key: str
+
+
+def _check_scopes(actor: Actor, scopes: Iterable[str]) -> list[str]:
+    requested: set[Permission] = set()
+    for scope in scopes:
+        if scope not in Permission._value2member_map_:
+            raise ValidationFailed.field("scopes", f"Unknown scope {scope!r}.")
+        requested.add(Permission(scope))
+    if not requested:
+        raise ValidationFailed.field("scopes", "Give at least one scope.")
+    beyond = requested - actor.permissions
+    if beyond:
+        names = ", ".join(sorted(beyond))
+        raise PermissionDenied(f"A key cannot hold permissions its creator lacks: {names}")
+    return sorted(requested)
+
+
+def _check_expiry(expires_at: datetime | None) -> datetime | None:
+    if expires_at is None:
+        return None
+    if expires_at.tzinfo is None:
+        raise ValidationFailed.field("expires_at", "Give a timezone.")
+    if expires_at <= utcnow():
+        raise ValidationFailed.field("expires_at", "Must be in the future.")
+    return expires_at
+
+
+def _new_prefix(session: Session) -> str:
+    while True:
+        prefix = "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(PREFIX_LENGTH))
+        if session.scalar(select(ApiKey.id).where(ApiKey.prefix == prefix)) is None:
+            return prefix
+
+
+def create_api_key(
+    session: Session,
+    *,
+    actor: Actor,
+    name: str,
+    scopes: Iterable[str],
+    expires_at: datetime | None = None,
+) -> CreatedApiKey:
+    """Create a key with ``scopes`` (a subset of the actor's permissions)."""
+    actor.require(Permission.APIKEY_ADMIN)
+    name = check_name(name)
+    checked_scopes = _check_scopes(actor, scopes)
+    expires_at = _check_expiry(expires_at)
+    prefix = _new_prefix(session)
+    secret = secrets.token_urlsafe(SECRET_BYTES)
+    api_key = ApiKey(
+        organization_id=actor.organization_id,
+        created_by_id=actor.user_id,
+        name=name,
+        prefix=prefix,
+        key_hash=hash_api_key_secret(secret),
+        scopes=checked_scopes,
+        expires_at=expires_at,
+    )
+    session.add(api_key)
+    session.flush()
+    return CreatedApiKey(api_key=api_key, key=f"{API_KEY_PREFIX}_{prefix}_{secret}")
+
+
+def list_api_keys(session: Session, *, actor: Actor, page: int, limit: int) -> Page[ApiKey]:
+    """List the organization's keys, newest first, revoked ones included."""
+    actor.require(Permission.APIKEY_ADMIN)
+    query = (
+        select(ApiKey)
+        .where(ApiKey.organization_id == actor.organization_id)
+        .order_by(ApiKey.created_at.desc(), ApiKey.id)
+    )
+    return paginate(session, query, page=page, limit=limit)
+
+
+def get_api_key(session: Session, *, actor: Actor, api_key_id: str | uuid.UUID) -> ApiKey:
+    """Return one of the organization's keys; any other id is not found."""
+    key_id = parse_uuid(api_key_id, what="API key")
+    api_key = session.get(ApiKey, key_id)
+    if api_key is None or api_key.organization_id != actor.organization_id:
+        raise NotFound("API key not found")
+    actor.require(Permission.APIKEY_ADMIN)
+    return api_key
+
+
+def revoke_api_key(session: Session, *, actor: Actor, api_key_id: str | uuid.UUID) -> ApiKey:
+    """Revoke a key for good; revoking it again changes nothing."""
+    api_key = get_api_key(session, actor=actor, api_key_id=api_key_id)
+    if api_key.revoked_at is None:
+        api_key.revoked_at = utcnow()
+        session.flush()
+    return api_key
