@@ -67,6 +67,8 @@ task_default_queue = "taskforge.internal"
 task_default_priority = 0
 worker_send_task_events = True
 task_send_sent_event = False
+# Lets an organization admin restart a worker's pool (POST /monitor/workers/<host>/pool).
+worker_pool_restarts = True
 
 # The relay publishes jobs whose message never left (and far-future ones as
 # they come due, with an ETA inside the horizon); the sweeper takes over jobs of
@@ -74,6 +76,11 @@ task_send_sent_event = False
 beat_schedule = {
     "relay-unpublished-jobs": {"task": "taskforge.relay", "schedule": 2.0},
     "sweep-expired-leases": {"task": "taskforge.sweep", "schedule": 5.0},
+    # Workers silent for three heartbeat intervals are marked offline.
+    "mark-silent-workers-offline": {
+        "task": "taskforge.workers_offline",
+        "schedule": float(_settings.heartbeat_seconds),
+    },
 }
 timezone = "UTC"
 enable_utc = True

@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from flask_smorest import Api
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.api.errors import error_response, register_error_handlers
+from app.api.ratelimit import application_limit
+from app.api.schemas import ErrorSchema
 from app.broker import BrokerProbe
 from app.config import Settings, load_settings
 from app.extensions import jwt, limiter, make_api
 from app.tokens import TokenStore
 
 JSON_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Services bound client documents at 32 levels; the edge refuses far deeper
+# bodies before a recursive step (parser, schema, encoder) can overflow.
+JSON_MAX_DEPTH = 64
+INVALID_JSON = "Validation failed: json: Invalid JSON body."
+TOO_DEEP = f"The JSON body nests deeper than {JSON_MAX_DEPTH} levels"
+UNSTORABLE_TEXT = "Text may not contain NUL characters or unpaired surrogates"
+
+CORS_ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE"
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, X-API-Key, Idempotency-Key"
+CORS_EXPOSE_HEADERS = "Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset"
+CORS_MAX_AGE = "600"
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -29,6 +44,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     settings = settings or load_settings(**overrides)
     settings.validate()
     app = Flask(__name__)
+    if settings.trusted_proxies:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies
+        )
     app.config.update(_flask_config(settings))
     app.extensions["taskforge.settings"] = settings
     app.extensions["taskforge.tokens"] = TokenStore.from_url(settings.redis_url)
@@ -43,6 +62,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     register_error_handlers(app)
     app.before_request(_require_json_body)
     app.after_request(_security_headers)
+    app.after_request(_cors_headers)
     return app
 
 
@@ -58,6 +78,7 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         "API_TITLE": "TaskForge",
         "API_VERSION": "v1",
         "OPENAPI_VERSION": "3.0.3",
+        "API_SPEC_OPTIONS": {"security": [{"bearerAuth": []}, {"apiKey": []}]},
         "OPENAPI_URL_PREFIX": "/api/v1",
         "OPENAPI_JSON_PATH": "openapi.json",
         "OPENAPI_SWAGGER_UI_PATH": "/docs",
@@ -66,7 +87,8 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         "OPENAPI_REDOC_URL": "https://cdn.jsdelivr.net/npm/redoc/bundles/redoc.standalone.js",
         "RATELIMIT_STORAGE_URI": settings.redis_url,
         "RATELIMIT_ENABLED": settings.rate_limit_enabled,
-        "RATELIMIT_APPLICATION": settings.rate_limit_default,
+        # A callable: read per request from this app's settings and the caller's organization.
+        "RATELIMIT_APPLICATION": application_limit,
         "RATELIMIT_HEADERS_ENABLED": True,
         # Fail open: a Redis outage must not take the API down with it (the
         # token blocklist, by contrast, fails closed).
@@ -80,6 +102,7 @@ def _init_extensions(app: Flask, api: Api) -> None:
     from app.api import context
     from app.api.auth_jwt import init_jwt
 
+    api.ERROR_SCHEMA = ErrorSchema
     api.init_app(app)
     jwt.init_app(app)
     init_jwt(jwt)
@@ -88,11 +111,27 @@ def _init_extensions(app: Flask, api: Api) -> None:
 
 
 def _register_blueprints(app: Flask, api: Api) -> None:
-    from app.api import auth, health, jobs, organizations, projects, queues
+    from app.api import (
+        apikeys,
+        auth,
+        health,
+        jobs,
+        metrics,
+        monitor,
+        organizations,
+        projects,
+        queues,
+        workers,
+    )
 
     app.register_blueprint(health.blp)
     limiter.exempt(health.blp)
-    for module in (auth, organizations, projects, queues, jobs):
+    app.register_blueprint(metrics.blp)
+    limiter.exempt(metrics.blp)
+    from app import dashboard
+
+    dashboard.init_app(app)
+    for module in (auth, organizations, projects, queues, jobs, apikeys, workers, monitor):
         api.register_blueprint(module.blp)
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
@@ -103,12 +142,79 @@ def _register_blueprints(app: Flask, api: Api) -> None:
 
 
 def _require_json_body() -> Response | None:
-    if request.method in JSON_METHODS and request.content_length and not request.is_json:
+    if request.method not in JSON_METHODS:
+        return None
+    if not (request.content_length or request.headers.get("Transfer-Encoding")):
+        return None
+    if not request.is_json:
         return error_response(415, "Send the request body as application/json")
+    return _check_json_body(request.get_data(cache=True))
+
+
+def _check_json_body(data: bytes) -> Response | None:
+    """Refuse JSON that would crash a later step: the parser, the schema or the database."""
+    if not data:
+        return None
+    try:
+        document = json.loads(data)
+    except RecursionError:
+        return error_response(400, TOO_DEEP)
+    except ValueError:  # also numbers past Python's 4,300-digit limit
+        return error_response(400, INVALID_JSON, {"json": ["Invalid JSON body."]})
+    problem = _json_problem(document)
+    return error_response(400, problem) if problem else None
+
+
+def _json_problem(document: Any) -> str | None:
+    """Name what no later step can handle: deep nesting, or text SQL cannot store."""
+    stack: list[tuple[Any, int]] = [(document, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > JSON_MAX_DEPTH:
+            return TOO_DEEP
+        if isinstance(node, str):
+            if not _storable(node):
+                return UNSTORABLE_TEXT
+        elif isinstance(node, dict):
+            stack.extend((key, depth) for key in node)
+            stack.extend((value, depth + 1) for value in node.values())
+        elif isinstance(node, list):
+            stack.extend((item, depth + 1) for item in node)
     return None
+
+
+def _storable(text: str) -> bool:
+    """Tell whether PostgreSQL can store ``text`` (SQLite could, but the two must agree)."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _security_headers(response: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    return response
+
+
+def _cors_headers(response: Response) -> Response:
+    """Let the configured browser origins call the API; add nothing when none are."""
+    origins: tuple[str, ...] = current_app.extensions["taskforge.settings"].cors_origins
+    if not origins:
+        return response
+    response.vary.add("Origin")
+    origin = request.headers.get("Origin")
+    if not origin or ("*" not in origins and origin not in origins):
+        return response
+    response.headers["Access-Control-Allow-Origin"] = "*" if "*" in origins else origin
+    response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
+    if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+        response.headers["Access-Control-Allow-Methods"] = CORS_ALLOW_METHODS
+        response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+        response.headers["Access-Control-Max-Age"] = CORS_MAX_AGE
     return response

@@ -3,6 +3,11 @@
 Every setting has an environment variable of the same name (``DATABASE_URL``,
 ``REDIS_URL``, ``JWT_SECRET_KEY`` …).  ``TASKFORGE_ENV=production`` turns on the
 checks that refuse an unsafe start (a default or short JWT secret).
+
+Request hardening is off by default and opted into per deployment:
+``TASKFORGE_TRUSTED_PROXIES`` (how many proxy hops may set ``X-Forwarded-For``)
+and ``TASKFORGE_CORS_ORIGINS`` (comma-separated origins allowed to call the API
+from a browser, or ``*``).
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from limits import parse_many
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TASKFORGE_VAR_DIR", PROJECT_ROOT / "var"))
@@ -41,6 +49,21 @@ def _env_bool(name: str, default: bool) -> bool:
     if raw is None or raw == "":
         return default
     return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_list(name: str) -> tuple[str, ...]:
+    raw = os.environ.get(name, "")
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _check_origin(origin: str) -> None:
+    if origin == "*":
+        return
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query:
+        raise ConfigError(
+            f"TASKFORGE_CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com"
+        )
 
 
 @dataclass
@@ -78,6 +101,26 @@ class Settings:
     )
     lease_seconds: int = field(default_factory=lambda: _env_int("TASKFORGE_LEASE_SECONDS", 30))
     handler_modules: str = field(default_factory=lambda: _env("TASKFORGE_HANDLER_MODULES", ""))
+    trusted_proxies: int = field(default_factory=lambda: _env_int("TASKFORGE_TRUSTED_PROXIES", 0))
+    cors_origins: tuple[str, ...] = field(
+        default_factory=lambda: _env_list("TASKFORGE_CORS_ORIGINS")
+    )
+    # Monitoring (docs/monitoring.md).
+    heartbeat_seconds: int = field(
+        default_factory=lambda: _env_int("TASKFORGE_HEARTBEAT_SECONDS", 10)
+    )
+    drain_shutdown: bool = field(
+        default_factory=lambda: _env_bool("TASKFORGE_DRAIN_SHUTDOWN", False)
+    )
+    monitor_inspect_seconds: int = field(
+        default_factory=lambda: _env_int("TASKFORGE_MONITOR_INSPECT_SECONDS", 10)
+    )
+    sse_max_seconds: int = field(default_factory=lambda: _env_int("TASKFORGE_SSE_MAX_SECONDS", 30))
+    sse_keepalive_seconds: int = field(
+        default_factory=lambda: _env_int("TASKFORGE_SSE_KEEPALIVE_SECONDS", 10)
+    )
+    sse_max_streams: int = field(default_factory=lambda: _env_int("TASKFORGE_SSE_MAX_STREAMS", 4))
+    metrics_token: str = field(default_factory=lambda: _env("TASKFORGE_METRICS_TOKEN", ""))
 
     @property
     def is_production(self) -> bool:
@@ -94,6 +137,21 @@ class Settings:
             raise ConfigError("TASKFORGE_LEASE_SECONDS must be at least 3")
         if self.max_content_length <= 0:
             raise ConfigError("TASKFORGE_MAX_BODY_BYTES must be positive")
+        if not 0 <= self.trusted_proxies <= 10:
+            raise ConfigError("TASKFORGE_TRUSTED_PROXIES must be a hop count from 0 to 10")
+        for origin in self.cors_origins:
+            _check_origin(origin)
+        if self.heartbeat_seconds < 1 or self.monitor_inspect_seconds < 1:
+            raise ConfigError("Heartbeat and monitor intervals must be at least 1 second")
+        if not 1 <= self.sse_keepalive_seconds <= self.sse_max_seconds <= 300:
+            raise ConfigError("Need 1 <= TASKFORGE_SSE_KEEPALIVE_SECONDS <= _MAX_SECONDS <= 300")
+        if self.sse_max_streams < 1:
+            raise ConfigError("TASKFORGE_SSE_MAX_STREAMS must be at least 1")
+        for name in ("rate_limit_default", "rate_limit_login", "rate_limit_register"):
+            try:
+                parse_many(getattr(self, name))
+            except ValueError as exc:
+                raise ConfigError(f"{name} is not a rate limit like '100 per minute'") from exc
 
     def replace(self, **overrides: Any) -> Settings:
         """Return a copy with some settings changed (tests use this)."""

@@ -1,8 +1,10 @@
 """Run the whole TaskForge stack on this machine: the supervisor behind ``make run``.
 
 It starts a private Redis (unless ``REDIS_URL`` is set), applies migrations, then runs
-the API (gunicorn), the gRPC server, one Celery worker and Celery beat as children,
-prefixing their output with their names.  Ctrl-C or SIGTERM stops them all; if one dies,
+the API (gunicorn), the gRPC server, one Celery worker, Celery beat and the monitor
+(``python -m app.monitor``) as children, prefixing their output with their names.  Every
+child shares a fresh ``PROMETHEUS_MULTIPROC_DIR`` under ``var/`` so one scrape of
+``/api/v1/metrics`` adds up all of them.  Ctrl-C or SIGTERM stops them all; if one dies,
 the others are stopped too and the exit code is non-zero.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,13 +44,18 @@ class ChildSpec:
 # One line per child; {http_port}, {grpc_port} and {var_dir} are filled in by plan_children.
 # fmt: off
 CHILDREN: tuple[ChildSpec, ...] = (
+    # gthread, not sync: an open /monitor/events stream holds a thread for up to 30 s,
+    # and a sync worker would be pinned by it (docs/monitoring.md, "Event streams").
     ChildSpec("api", ("gunicorn", "--bind", "127.0.0.1:{http_port}", "--workers", "2",
-                      "--worker-class", "sync", "--access-logfile", "-", "wsgi:app")),
+                      "--worker-class", "gthread", "--threads", "8",
+                      "--config", "python:app.gunicorn_hooks", "--access-logfile", "-",
+                      "wsgi:app")),
     ChildSpec("grpc", ("grpc_service.server",), requires="grpc_service/server.py"),
     ChildSpec("worker", ("celery", "-A", "tasks.celery_app", "worker", "-l", "info", "-c", "2",
                          "-n", "taskforge@%h")),
     ChildSpec("beat", ("celery", "-A", "tasks.celery_app", "beat", "-l", "info",
                        "-s", "{var_dir}/celerybeat-schedule")),
+    ChildSpec("monitor", ("app.monitor",)),
 )
 # fmt: on
 
@@ -95,6 +103,13 @@ def plan_children(
     return planned, skipped
 
 
+def fresh_dir(path: Path) -> Path:
+    """Empty ``path`` (creating it) and return it: metric files of a past run must not count."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
 def banner(http_port: int, grpc_port: int) -> str:
     """Return the URLs and the how-to-log-in hint printed once everything started."""
     api = f"http://127.0.0.1:{http_port}/api/v1"
@@ -104,6 +119,7 @@ REST API     {api}
 OpenAPI UI   {api}/docs
 gRPC         127.0.0.1:{grpc_port}
 Dashboard    http://127.0.0.1:{http_port}/dashboard
+Metrics      {api}/metrics
 How to log in: register once, log in, then send the access_token:
   curl --json '{{{user}, "organization_name": "Acme"}}' {api}/auth/register
   curl --json '{{{user}}}' {api}/auth/login
@@ -216,7 +232,11 @@ class Supervisor:
             settings = load_settings()
             self.log("taskforge", "applying database migrations…")
             upgrade(settings.database_url)
-            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            env = {
+                **os.environ,
+                "PYTHONUNBUFFERED": "1",
+                "PROMETHEUS_MULTIPROC_DIR": str(fresh_dir(VAR_DIR / "prometheus")),
+            }
             for note in skipped:
                 self.log("taskforge", note)
             for child in children:

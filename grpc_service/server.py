@@ -21,6 +21,7 @@ from app.config import Settings, load_settings
 from grpc_service.auth import Authenticator
 from grpc_service.gen import job_queue_pb2_grpc as pb_grpc
 from grpc_service.interceptors import SERVICE_NAME, EdgeInterceptor
+from grpc_service.metrics import MetricsInterceptor
 from grpc_service.ratelimit import RateLimiter
 from grpc_service.servicers import JobQueueServicer
 
@@ -48,7 +49,8 @@ def create_server(settings: Settings, address: str = "127.0.0.1:0") -> tuple[grp
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="grpc"),
         interceptors=[
-            EdgeInterceptor(Authenticator(flask_app, settings.database_url), rate_limiter)
+            MetricsInterceptor(),
+            EdgeInterceptor(Authenticator(flask_app, settings.database_url), rate_limiter),
         ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -16,7 +16,7 @@ from tasks.consumers import WorkerScope, queues_to_consume
 
 app = Celery("taskforge")
 app.config_from_object("celeryconfig")
-app.conf.include = ["tasks.executor", "tasks.maintenance"]
+app.conf.include = ["tasks.executor", "tasks.maintenance", "tasks.lifecycle"]
 
 
 def use_broker(url: str) -> None:

@@ -10,11 +10,15 @@ A worker's scope comes from its environment:
 
 Paused queues are consumed too: the executor's claim drops their messages and
 resume re-publishes them, so pausing never depends on a broadcast arriving.
+
+A drained worker (``taskforge_drain``) cancels every consumer and ignores later
+``taskforge_consume`` broadcasts for the rest of its life.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +28,9 @@ from sqlalchemy import select
 
 from app.db import session_scope
 from app.models import Queue, WorkerType, celery_queue_name
+
+# Set once this process is drained; it never consumes again until restarted.
+DRAINING = threading.Event()
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,25 @@ def taskforge_consume(
     state: Any, queue: str, organization_id: str, worker_type: str = "", **_: Any
 ) -> dict[str, str]:
     """Consume a newly created TaskForge queue if it is within this worker's scope."""
+    if DRAINING.is_set():
+        return {"ok": f"draining: not consuming {queue}"}
     if not WorkerScope.from_env().accepts(uuid.UUID(organization_id), worker_type or None):
         return {"ok": f"{queue} is outside this worker's scope"}
     state.consumer.call_soon(state.consumer.add_task_queue, queue)
     return {"ok": f"add consumer {queue}"}
+
+
+def cancel_all_consumers(consumer: Any) -> list[str]:
+    """Mark this process drained and stop consuming every queue; return the queues."""
+    DRAINING.set()
+    queues = list(consumer.app.amqp.queues.consume_from)
+    for name in queues:
+        consumer.call_soon(consumer.cancel_task_queue, name)
+    return queues
+
+
+@control_command()
+def taskforge_drain(state: Any, **_: Any) -> dict[str, str]:
+    """Stop consuming every queue (Celery's cancel_consumer on each); running jobs finish."""
+    queues = cancel_all_consumers(state.consumer)
+    return {"ok": f"draining: cancelled {len(queues)} consumer(s)"}

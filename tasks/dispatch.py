@@ -19,10 +19,12 @@ from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.db import get_engine
+from app.metrics import count_submitted
 from app.models import Job, celery_queue_name, utcnow
 from app.services import dispatch
-from app.services.dispatch import ConsumeQueue, Dispatch, Revoke, Staged
+from app.services.dispatch import ConsumeQueue, Dispatch, DrainWorker, Revoke, Staged, Submitted
 from tasks.celery_app import app, use_broker
+from tasks.control import drain
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +105,7 @@ class Publisher:
         self.database_url = database_url
 
     def __call__(self, staged: Sequence[Staged]) -> None:
+        count_submitted(item.queue_id for item in staged if isinstance(item, Submitted))
         jobs = [item for item in staged if isinstance(item, Dispatch)]
         try:
             consumers = [item for item in staged if isinstance(item, ConsumeQueue)]
@@ -111,6 +114,9 @@ class Publisher:
             revokes = [item.task_id for item in staged if isinstance(item, Revoke)]
             if revokes:
                 app.control.revoke(revokes)
+            for item in staged:
+                if isinstance(item, DrainWorker):
+                    drain(item.hostname)
             if jobs:
                 sent = send(jobs)
                 if sent:

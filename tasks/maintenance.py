@@ -1,4 +1,4 @@
-"""Periodic tasks driven by Celery beat: the relay and the lease sweeper."""
+"""Periodic tasks driven by Celery beat: the relay, the lease sweeper, the offline sweeper."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sqlalchemy import or_, select
 from app.config import load_settings
 from app.db import session_scope
 from app.models import AttemptStatus, Job, JobStatus, Queue, utcnow
+from app.services import workers as worker_service
 from app.services.dispatch import Dispatch
 from app.services.queues import DEFAULT_SETTINGS
 from tasks.celery_app import app
@@ -103,3 +104,23 @@ def relay() -> int:
 def sweep() -> int:
     """Take over the jobs of dead workers; runs every few seconds from beat."""
     return sweep_expired_leases(load_settings().database_url)
+
+
+def mark_silent_workers_offline(database_url: str, *, heartbeat_seconds: float) -> int:
+    """Mark offline the workers that missed three heartbeats in a row; return how many."""
+    with session_scope(database_url) as session:
+        marked = worker_service.mark_silent_workers_offline(
+            session, interval=timedelta(seconds=heartbeat_seconds)
+        )
+    if marked:
+        logger.warning("offline sweeper: %d silent worker(s) marked offline", marked)
+    return marked
+
+
+@app.task(name="taskforge.workers_offline", ignore_result=True)
+def workers_offline() -> int:
+    """Mark silent workers offline; runs every heartbeat interval from beat."""
+    settings = load_settings()
+    return mark_silent_workers_offline(
+        settings.database_url, heartbeat_seconds=settings.heartbeat_seconds
+    )

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from app.runner import CHILDREN, PlannedChild, Supervisor, banner, env_port, plan_children
+from app.runner import (
+    CHILDREN,
+    PlannedChild,
+    Supervisor,
+    banner,
+    env_port,
+    fresh_dir,
+    plan_children,
+)
 
 PY = "/venv/bin/python"
 
@@ -24,13 +32,15 @@ def _root(tmp_path: Path, *, with_grpc: bool) -> Path:
 def test_default_plan_runs_everything_with_the_venv_python(tmp_path: Path) -> None:
     root = _root(tmp_path, with_grpc=True)
     children, skipped = plan_children({}, root=root, var_dir=root / "var", python=PY)
-    assert [c.name for c in children] == ["api", "grpc", "worker", "beat"]
+    assert [c.name for c in children] == ["api", "grpc", "worker", "beat", "monitor"]
     assert skipped == []
     by_name = {c.name: c.argv for c in children}
     assert by_name["api"] == (
         PY, "-m", "gunicorn", "--bind", "127.0.0.1:8000", "--workers", "2",
-        "--worker-class", "sync", "--access-logfile", "-", "wsgi:app",
+        "--worker-class", "gthread", "--threads", "8", "--config", "python:app.gunicorn_hooks",
+        "--access-logfile", "-", "wsgi:app",
     )  # fmt: skip
+    assert by_name["monitor"] == (PY, "-m", "app.monitor")
     assert by_name["grpc"] == (PY, "-m", "grpc_service.server")
     assert by_name["worker"][:6] == (PY, "-m", "celery", "-A", "tasks.celery_app", "worker")
     assert "taskforge@%h" in by_name["worker"]
@@ -60,6 +70,14 @@ def test_bad_port_is_a_clear_error(raw: str) -> None:
 
 def test_empty_port_means_default() -> None:
     assert env_port({"TASKFORGE_GRPC_PORT": ""}, "TASKFORGE_GRPC_PORT", 50051) == 50051
+
+
+def test_metric_files_of_a_past_run_are_removed(tmp_path: Path) -> None:
+    old = tmp_path / "prometheus" / "counter_123.db"
+    old.parent.mkdir()
+    old.write_bytes(b"stale")
+    assert fresh_dir(tmp_path / "prometheus") == old.parent
+    assert list(old.parent.iterdir()) == []
 
 
 def test_child_names_are_unique() -> None:

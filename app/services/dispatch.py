@@ -83,7 +83,21 @@ class Revoke:
     task_id: str
 
 
-Staged = Dispatch | ConsumeQueue | Revoke
+@dataclass(frozen=True)
+class Submitted:
+    """Count one accepted job (Prometheus) once its transaction has committed."""
+
+    queue_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class DrainWorker:
+    """Tell one Celery worker to stop consuming and finish what it runs."""
+
+    hostname: str
+
+
+Staged = Dispatch | ConsumeQueue | Revoke | Submitted | DrainWorker
 Publisher = Callable[[Sequence[Staged]], None]
 _publisher: Publisher | None = None
 

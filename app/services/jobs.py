@@ -18,7 +18,7 @@ from app.errors import Conflict, NotFound, TaskForgeError, ValidationFailed
 from app.models import Job, JobAttempt, JobStatus, Queue, utcnow
 from app.services import queues as queue_service
 from app.services.actors import Actor, Permission
-from app.services.dispatch import Dispatch, Revoke, stage, task_id
+from app.services.dispatch import Dispatch, Revoke, Submitted, stage, task_id
 from app.services.pagination import Page, paginate
 from app.services.validation import check_json_document, check_range, parse_uuid, parse_uuid_field
 
@@ -165,6 +165,7 @@ def submit_job(
             if winner is None:
                 raise
             return winner
+    stage(session, Submitted(queue.id))
     if queue.is_active:
         # A paused queue's jobs stay unpublished until resume publishes them.
         stage(session, Dispatch.for_job(job, queue_service.effective_settings(queue)))

@@ -1,4 +1,11 @@
-"""Workers: registration, heartbeats and listing, scoped to the actor's organization."""
+"""Workers: registration, heartbeats, listing and draining.
+
+Two paths share this module.  Tenants (REST and gRPC) act through an ``Actor``
+and see only their organization's workers.  Celery workers started with
+``taskforge worker`` register and heartbeat on their own behalf through the
+``*_system`` functions (``tasks/lifecycle.py``): no actor, matched by Celery
+nodename, organization taken from the worker's own configuration.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from app.errors import NotFound
+from app.db import rowcount
+from app.errors import Conflict, NotFound, PermissionDenied
 from app.models import Project, Worker, WorkerStatus, WorkerType, utcnow
 from app.services.actors import Actor, Permission
+from app.services.dispatch import DrainWorker, stage
 from app.services.pagination import Page, paginate
 from app.services.validation import (
     check_json_document,
@@ -23,6 +32,8 @@ from app.services.validation import (
 )
 
 HEARTBEAT_INTERVAL = timedelta(seconds=10)
+# A worker silent for this many heartbeat intervals is offline.
+MISSED_HEARTBEATS = 3
 MAX_CONCURRENT_JOBS = 1024
 CAPABILITIES_MAX_BYTES = 64 * 1024
 METADATA_MAX_BYTES = 16 * 1024
@@ -137,3 +148,139 @@ def heartbeat(
     worker.status = WorkerStatus.DRAINING if worker.drain_mode else WorkerStatus.ONLINE
     session.flush()
     return Heartbeat(worker=worker, next_heartbeat_at=now + interval)
+
+
+def drain_worker(session: Session, *, actor: Actor, worker_id: str | uuid.UUID) -> Worker:
+    """Stop a worker taking new jobs; it finishes the running ones, then goes offline."""
+    actor.require(Permission.WORKER_WRITE)
+    worker = _load(session, actor, worker_id)
+    if worker.status is WorkerStatus.OFFLINE:
+        raise Conflict("The worker is offline; there is nothing to drain")
+    worker.drain_mode = True
+    worker.status = WorkerStatus.DRAINING
+    session.flush()
+    if worker.hostname:
+        stage(session, DrainWorker(worker.hostname))
+    return worker
+
+
+def require_worker_control(actor: Actor) -> None:
+    """Allow remote control of workers to ``org:admin`` or ``worker:write`` holders only."""
+    if not (actor.can(Permission.ORG_ADMIN) or actor.can(Permission.WORKER_WRITE)):
+        raise PermissionDenied(f"This action needs the '{Permission.WORKER_WRITE}' permission")
+
+
+def get_controllable_worker(session: Session, *, actor: Actor, hostname: str) -> Worker:
+    """Return the actor's self-registered worker with Celery nodename ``hostname``.
+
+    Shared platform workers and other organizations' workers are not found.
+    """
+    require_worker_control(actor)
+    worker = session.scalar(
+        select(Worker)
+        .where(Worker.hostname == hostname, Worker.organization_id == actor.organization_id)
+        .order_by(Worker.registered_at.desc())
+        .limit(1)
+    )
+    if worker is None:
+        raise NotFound("Worker not found")
+    return worker
+
+
+def register_system_worker(
+    session: Session,
+    *,
+    hostname: str,
+    organization_id: uuid.UUID | None,
+    worker_type: WorkerType,
+    capabilities: Any,
+    concurrency: int,
+    queues: list[str],
+) -> Worker:
+    """Record a starting Celery worker on its own behalf, by nodename; it starts online.
+
+    A restart is a new life: an earlier drain of the same nodename is forgotten.
+    """
+    worker = session.scalar(
+        select(Worker).where(Worker.hostname == hostname).order_by(Worker.registered_at.desc())
+    )
+    if worker is None:
+        worker = Worker(hostname=hostname)
+        session.add(worker)
+    now = utcnow()
+    worker.organization_id = organization_id
+    worker.name = check_name(hostname[:100])
+    worker.worker_type = worker_type
+    worker.capabilities = check_json_document(
+        capabilities, "capabilities", max_bytes=CAPABILITIES_MAX_BYTES
+    )
+    worker.max_concurrent_jobs = min(max(concurrency, 1), MAX_CONCURRENT_JOBS)
+    worker.queues = list(queues)
+    worker.status = WorkerStatus.ONLINE
+    worker.drain_mode = False
+    worker.heartbeat_metadata = {}
+    worker.last_heartbeat = now
+    worker.registered_at = now
+    session.flush()
+    return worker
+
+
+@dataclass(frozen=True)
+class Health:
+    """What a worker's heartbeat thread reports about itself."""
+
+    active_jobs: int
+    queues: list[str]
+    problems: list[str]
+
+
+def record_system_heartbeat(
+    session: Session, *, worker_id: uuid.UUID, health: Health
+) -> Worker | None:
+    """Record a self-registered worker's heartbeat; None when its row is gone.
+
+    Status follows the report: ``draining`` once drained, ``unhealthy`` while it
+    reports problems, else ``online``.  A worker whose drain completed stays offline.
+    """
+    worker = session.get(Worker, worker_id)
+    if worker is None:
+        return None
+    if worker.drain_mode and worker.status is WorkerStatus.OFFLINE:
+        return worker
+    worker.last_heartbeat = utcnow()
+    worker.queues = list(health.queues)
+    worker.heartbeat_metadata = {
+        "active_jobs": health.active_jobs,
+        "problems": list(health.problems),
+    }
+    if worker.drain_mode:
+        worker.status = WorkerStatus.DRAINING
+    elif health.problems:
+        worker.status = WorkerStatus.UNHEALTHY
+    else:
+        worker.status = WorkerStatus.ONLINE
+    session.flush()
+    return worker
+
+
+def mark_system_worker_offline(session: Session, *, worker_id: uuid.UUID) -> None:
+    """Record that a self-registered worker stopped (shutdown, or its drain completed)."""
+    worker = session.get(Worker, worker_id)
+    if worker is not None:
+        worker.status = WorkerStatus.OFFLINE
+        worker.heartbeat_metadata = {**worker.heartbeat_metadata, "active_jobs": 0}
+        session.flush()
+
+
+def mark_silent_workers_offline(session: Session, *, interval: timedelta) -> int:
+    """Mark offline every worker silent for ``MISSED_HEARTBEATS`` intervals; return how many."""
+    cutoff = utcnow() - interval * MISSED_HEARTBEATS
+    return rowcount(
+        session,
+        update(Worker)
+        .where(
+            Worker.status != WorkerStatus.OFFLINE,
+            or_(Worker.last_heartbeat.is_(None), Worker.last_heartbeat < cutoff),
+        )
+        .values(status=WorkerStatus.OFFLINE),
+    )

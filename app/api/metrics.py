@@ -1,0 +1,76 @@
+"""GET /api/v1/metrics (Prometheus text format) and the HTTP request metrics of every route.
+
+The scrape is platform-wide (every organization's queues and workers): keep it
+on a private network.  With ``TASKFORGE_METRICS_TOKEN`` set it needs
+``Authorization: Bearer <that token>``; unset, it is open.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from app.api.context import settings
+from app.api.errors import error_response
+from app.metrics import HTTP_LATENCY, HTTP_REQUESTS, ClusterCollector, render
+from app.monitor.store import MonitorStore
+
+blp = Blueprint("metrics", __name__)
+
+_COLLECTOR_KEY = "taskforge.metrics"
+UNMATCHED_ROUTE = "<unmatched>"
+
+
+@blp.before_app_request
+def _start_timer() -> None:
+    g.metrics_started = time.perf_counter()
+
+
+@blp.after_app_request
+def _count_request(response: Response) -> Response:
+    rule = request.url_rule
+    route = rule.rule if rule is not None else UNMATCHED_ROUTE
+    HTTP_REQUESTS.labels(method=request.method, route=route, status=str(response.status_code)).inc()
+    # A request refused by an earlier hook (rate limit) has no start time: counted, not timed.
+    started = g.pop("metrics_started", None)
+    if started is not None:
+        HTTP_LATENCY.labels(method=request.method, route=route).observe(
+            time.perf_counter() - started
+        )
+    return response
+
+
+def _collector(app: Flask) -> ClusterCollector:
+    if _COLLECTOR_KEY not in app.extensions:
+        config = settings()
+        app.extensions.setdefault(
+            _COLLECTOR_KEY,
+            ClusterCollector(
+                config.database_url,
+                app.extensions["taskforge.broker"],
+                MonitorStore.from_url(config.redis_url),
+            ),
+        )
+    collector: ClusterCollector = app.extensions[_COLLECTOR_KEY]
+    return collector
+
+
+def _authorized() -> bool:
+    token = settings().metrics_token
+    if not token:
+        return True
+    presented = request.headers.get("Authorization", "")
+    return hmac.compare_digest(presented.encode(), f"Bearer {token}".encode())
+
+
+@blp.get("/api/v1/metrics")
+def metrics() -> Response:
+    """Every process's counters plus cluster values read now, in Prometheus text format."""
+    if not _authorized():
+        response = error_response(401, "A valid metrics token is required")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return Response(render(_collector(current_app)), content_type=CONTENT_TYPE_LATEST)

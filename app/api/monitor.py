@@ -1,0 +1,152 @@
+"""/monitor: the flower-style live view of the caller's organization (workers, tasks, queues).
+
+Everything here reads the monitor's Redis state (``app.monitor``); SQL only
+supplies the organization's queue ids and names.  Scoping is strictly per
+organization: there is no platform-wide view.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, current_app, g, request
+from flask.views import MethodView
+from flask_jwt_extended import get_jwt, verify_jwt_in_request
+
+from app.api import worker_schemas as schemas
+from app.api.context import current_actor, db, settings
+from app.api.errors import error_response
+from app.api.sse import event_stream_response, stream_slots
+from app.extensions import Blueprint
+from app.monitor.store import MonitorStore
+from app.services import monitor as monitor_service
+from app.services.actors import Actor, Permission
+from app.services.auth import actor_for_user_id
+from tasks.control import CeleryWorkerControl
+
+blp = Blueprint("monitor", __name__, url_prefix="/api/v1/monitor", description="Live monitor")
+
+ACCESS_TOKEN_PARAM = "access_token"
+_STORE_KEY = "taskforge.monitor"
+
+
+@blp.record_once
+def _query_token_name(state: Any) -> None:
+    # Only the event stream reads a token from the query string (EventSource
+    # cannot send headers); every other endpoint keeps JWT_TOKEN_LOCATION=headers.
+    state.app.config["JWT_QUERY_STRING_NAME"] = ACCESS_TOKEN_PARAM
+
+
+def monitor_store() -> MonitorStore:
+    """The running app's reader of the monitor's Redis state."""
+    extensions = current_app.extensions
+    if _STORE_KEY not in extensions:
+        extensions.setdefault(_STORE_KEY, MonitorStore.from_url(settings().redis_url))
+    store: MonitorStore = extensions[_STORE_KEY]
+    return store
+
+
+def _stream_actor() -> Actor:
+    """Authenticate by header as everywhere, or by ``?access_token=`` (this endpoint only)."""
+    has_header = request.headers.get("Authorization") or request.headers.get("X-API-Key")
+    if has_header or not request.args.get(ACCESS_TOKEN_PARAM):
+        return current_actor()
+    verify_jwt_in_request(locations=["query_string"])
+    g.jwt_claims = get_jwt()
+    g.actor = actor_for_user_id(db(), g.jwt_claims["sub"])
+    actor: Actor = g.actor
+    return actor
+
+
+@blp.route("/workers")
+class LiveWorkers(MethodView):
+    @blp.response(200, schemas.LiveWorkersSchema)
+    def get(self) -> dict[str, Any]:
+        """Workers registered to the organization or consuming its queues, with live state."""
+        return {
+            "workers": monitor_service.live_workers(
+                db(), actor=current_actor(), store=monitor_store()
+            )
+        }
+
+
+@blp.route("/workers/<hostname>/pool")
+class WorkerPool(MethodView):
+    @blp.arguments(schemas.PoolArgsSchema)
+    @blp.response(202, schemas.PoolReplySchema)
+    def post(self, args: dict[str, Any], hostname: str) -> dict[str, Any]:
+        """Grow, shrink or restart the pool of one of the organization's own workers."""
+        return monitor_service.control_pool(
+            db(), actor=current_actor(), hostname=hostname, control=CeleryWorkerControl(), **args
+        )
+
+
+@blp.route("/tasks")
+class TaskEvents(MethodView):
+    @blp.arguments(schemas.TaskArgsSchema, location="query")
+    @blp.response(200, schemas.TaskEventsSchema)
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The organization's recent task events, newest first."""
+        return {
+            "tasks": monitor_service.recent_tasks(
+                actor=current_actor(), store=monitor_store(), **args
+            )
+        }
+
+
+@blp.route("/queues")
+class LiveQueues(MethodView):
+    @blp.response(200, schemas.LiveQueuesSchema)
+    def get(self) -> dict[str, Any]:
+        """Each queue with broker depth, consumers, last minute's throughput and oldest wait."""
+        return {
+            "queues": monitor_service.queue_overview(
+                db(),
+                actor=current_actor(),
+                store=monitor_store(),
+                depth=current_app.extensions["taskforge.broker"].depth,
+            )
+        }
+
+
+@blp.route("/events")
+class Events(MethodView):
+    @blp.doc(
+        responses={
+            "200": {
+                "description": "Task and worker events as server-sent events",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }
+        },
+        parameters=[
+            {
+                "in": "query",
+                "name": ACCESS_TOKEN_PARAM,
+                "schema": {"type": "string"},
+                "description": "Access token, for EventSource clients that cannot send headers.",
+            }
+        ],
+    )
+    def get(self) -> Response:
+        """Stream the organization's task and worker events (server-sent events, ≤30 s each)."""
+        actor = _stream_actor()
+        actor.require(Permission.JOB_READ)
+        kinds = {"task", "worker"} if actor.can(Permission.WORKER_READ) else {"task"}
+        config = settings()
+        slots = stream_slots(current_app, config.sse_max_streams)
+        if not slots.acquire(blocking=False):
+            response = error_response(503, "Too many open event streams; retry shortly")
+            response.headers["Retry-After"] = "5"
+            return response
+        try:
+            pubsub = monitor_store().subscribe(str(actor.organization_id))
+        except BaseException:
+            slots.release()
+            raise
+        return event_stream_response(
+            pubsub,
+            slots.release,
+            kinds=kinds,
+            max_seconds=config.sse_max_seconds,
+            keepalive_seconds=config.sse_keepalive_seconds,
+        )

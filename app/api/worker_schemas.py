@@ -1,0 +1,134 @@
+"""Marshmallow schemas of /workers and /monitor (field names follow the seed's Worker)."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from app.api.schemas import NAME, PageArgsSchema, PaginationSchema, StrictSchema
+from app.models import WorkerStatus, WorkerType
+from app.monitor.store import TASK_STATES
+from app.services.monitor import POOL_ACTIONS, POOL_STEP_MAX, TASK_LIMIT_DEFAULT, TASK_LIMIT_MAX
+from app.services.workers import MAX_CONCURRENT_JOBS
+
+# --- workers ------------------------------------------------------------------------
+
+
+class WorkerSchema(Schema):
+    id = fields.UUID()
+    project_id = fields.UUID(allow_none=True)
+    name = fields.String()
+    hostname = fields.String(allow_none=True)
+    worker_type = fields.Enum(WorkerType, by_value=True)
+    status = fields.Enum(WorkerStatus, by_value=True)
+    capabilities = fields.Raw(allow_none=True)
+    max_concurrent_jobs = fields.Integer()
+    queues = fields.List(fields.String())
+    drain_mode = fields.Boolean()
+    metadata = fields.Dict(attribute="heartbeat_metadata")
+    last_heartbeat = fields.DateTime(allow_none=True)
+    registered_at = fields.DateTime()
+
+
+class WorkerListArgsSchema(PageArgsSchema):
+    worker_type = fields.Enum(WorkerType, by_value=True)
+    status = fields.Enum(WorkerStatus, by_value=True)
+    project_id = fields.UUID()
+
+
+class WorkerListSchema(Schema):
+    workers = fields.List(fields.Nested(WorkerSchema))
+    pagination = fields.Nested(PaginationSchema)
+
+
+class WorkerRegisterSchema(StrictSchema):
+    name = fields.String(required=True, validate=NAME)
+    worker_type = fields.Enum(WorkerType, by_value=True, load_default=WorkerType.GENERAL)
+    capabilities = fields.Raw(load_default=None, allow_none=True)
+    max_concurrent_jobs = fields.Integer(
+        load_default=1, validate=validate.Range(min=1, max=MAX_CONCURRENT_JOBS), strict=True
+    )
+    project_id = fields.UUID()
+
+
+class HeartbeatArgsSchema(StrictSchema):
+    metadata = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+
+
+class HeartbeatSchema(Schema):
+    success = fields.Boolean()
+    next_heartbeat_at = fields.DateTime()
+    status = fields.Enum(WorkerStatus, by_value=True)
+    drain_mode = fields.Boolean()
+
+
+# --- monitor ------------------------------------------------------------------------
+
+
+class LiveWorkerSchema(Schema):
+    id = fields.String(allow_none=True)
+    hostname = fields.String()
+    status = fields.String()
+    active = fields.Integer()
+    processed = fields.Integer()
+    failed = fields.Integer()
+    pool_size = fields.Integer(allow_none=True)
+    loadavg = fields.List(fields.Float())
+    queues = fields.List(fields.String())
+    last_heartbeat = fields.String(allow_none=True)
+    worker_type = fields.String(allow_none=True)
+
+
+class LiveWorkersSchema(Schema):
+    workers = fields.List(fields.Nested(LiveWorkerSchema))
+
+
+class TaskArgsSchema(StrictSchema):
+    queue_id = fields.UUID()
+    state = fields.String(validate=validate.OneOf(TASK_STATES))
+    job_type = fields.String(validate=validate.Length(min=1, max=100))
+    since = fields.AwareDateTime()
+    limit = fields.Integer(
+        load_default=TASK_LIMIT_DEFAULT, validate=validate.Range(min=1, max=TASK_LIMIT_MAX)
+    )
+
+
+class TaskEventSchema(Schema):
+    job_id = fields.String()
+    queue_id = fields.String()
+    job_type = fields.String()
+    state = fields.String()
+    worker = fields.String(allow_none=True)
+    timestamp = fields.String()
+    runtime = fields.Float(allow_none=True)
+    error = fields.String(allow_none=True)
+    attempt = fields.Integer()
+
+
+class TaskEventsSchema(Schema):
+    tasks = fields.List(fields.Nested(TaskEventSchema))
+
+
+class LiveQueueSchema(Schema):
+    queue_id = fields.String()
+    name = fields.String()
+    is_active = fields.Boolean()
+    depth = fields.Integer(allow_none=True)
+    consumers = fields.Integer()
+    throughput_per_minute = fields.Integer()
+    oldest_waiting_seconds = fields.Float(allow_none=True)
+
+
+class LiveQueuesSchema(Schema):
+    queues = fields.List(fields.Nested(LiveQueueSchema))
+
+
+class PoolArgsSchema(StrictSchema):
+    action = fields.String(required=True, validate=validate.OneOf(POOL_ACTIONS))
+    n = fields.Integer(load_default=1, validate=validate.Range(min=1, max=POOL_STEP_MAX))
+
+
+class PoolReplySchema(Schema):
+    hostname = fields.String()
+    action = fields.String()
+    n = fields.Integer()
+    reply = fields.Dict(allow_none=True)

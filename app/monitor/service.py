@@ -1,0 +1,105 @@
+"""The monitor process: receive Celery events until told to stop, reconnecting as needed."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+from celery import Celery
+
+from app.config import Settings, load_settings
+from app.monitor.directory import Directory
+from app.monitor.events import EventHandler
+from app.monitor.refresh import Refresher
+from app.monitor.store import MonitorStore
+
+logger = logging.getLogger(__name__)
+
+RECONNECT_SECONDS = 2.0
+# Events are applied in batches of up to this many, at most this many seconds late.
+BATCH_SIZE = 500
+BATCH_DELAY = 0.1
+
+
+class Monitor:
+    """An event receiver plus a refresher thread, both writing to the monitor store."""
+
+    def __init__(self, celery: Celery, settings: Settings) -> None:
+        self.celery = celery
+        self.store = MonitorStore.from_url(settings.redis_url)
+        self.directory = Directory(settings.database_url)
+        self.handler = EventHandler(
+            self.store, self.directory, batch_size=BATCH_SIZE, max_delay=BATCH_DELAY
+        )
+        self.refresher = Refresher(
+            celery, self.store, self.directory, self.handler, settings.monitor_inspect_seconds
+        )
+        self.stop_event = threading.Event()
+        self._receiver: Any = None
+
+    def stop(self) -> None:
+        """Ask the receiver and the refresher to finish (safe from a signal handler)."""
+        self.stop_event.set()
+        if self._receiver is not None:
+            self._receiver.should_stop = True
+
+    def run(self) -> None:
+        """Receive events until :meth:`stop`; survive broker restarts."""
+        threads = [
+            threading.Thread(target=target, name=name, daemon=True)
+            for name, target in (("refresh", self._refresh), ("flush", self._flush))
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    self._receive()
+                except Exception:
+                    logger.warning("monitor: event stream lost; reconnecting", exc_info=True)
+                    self.stop_event.wait(RECONNECT_SECONDS)
+        finally:
+            self.stop_event.set()
+            for thread in threads:
+                thread.join(timeout=5)
+            self.handler.flush()
+            self.store.close()
+
+    def _refresh(self) -> None:
+        self.refresher.run(self.stop_event)
+
+    def _flush(self) -> None:
+        while not self.stop_event.wait(BATCH_DELAY):
+            self.handler.flush()
+
+    def _receive(self) -> None:
+        with self.celery.connection_for_read() as connection:
+            receiver = self.celery.events.Receiver(connection, handlers={"*": self.handler})
+            self._receiver = receiver
+            if self.stop_event.is_set():
+                return
+            logger.info("monitor: receiving events from %s", connection.as_uri())
+            receiver.capture(limit=None, timeout=None, wakeup=True)
+
+
+def main() -> None:
+    """Run the monitor in the foreground until SIGTERM or SIGINT."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = load_settings()
+    from tasks.celery_app import app, use_broker
+
+    use_broker(settings.redis_url)
+    monitor = Monitor(app, settings)
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        logger.info("monitor: received %s; stopping", signal.Signals(signum).name)
+        monitor.stop()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    monitor.run()
+    logger.info("monitor: stopped")

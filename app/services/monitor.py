@@ -1,0 +1,179 @@
+"""The flower-style live view of one organization's cluster, read from the monitor's Redis.
+
+Live state (workers, task events, throughput, oldest waiting job) is what the
+monitor process wrote; SQL is read only for the organization's queue ids and
+names, which scope everything else.  There is no platform-wide view: every call
+is scoped to the actor's organization, whatever its role.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import ValidationFailed
+from app.models import Queue, celery_queue_name
+from app.monitor.store import (
+    TASK_STATES,
+    MonitorStore,
+    is_alive,
+    minute_of,
+    worker_queues,
+    worker_view,
+)
+from app.services.actors import Actor, Permission
+from app.services.validation import check_range, parse_uuid_field
+from app.services.workers import get_controllable_worker, require_worker_control
+
+TASK_LIMIT_DEFAULT = 100
+TASK_LIMIT_MAX = 500
+POOL_ACTIONS = ("grow", "shrink", "restart")
+POOL_STEP_MAX = 16
+
+
+class WorkerControl(Protocol):
+    """Sends a pool command to one Celery worker and returns its reply (None if silent)."""
+
+    def pool(self, hostname: str, action: str, n: int) -> dict[str, Any] | None: ...
+
+
+def _queues(session: Session, actor: Actor) -> list[Any]:
+    return list(
+        session.execute(
+            select(Queue.id, Queue.name, Queue.is_active)
+            .where(Queue.organization_id == actor.organization_id)
+            .order_by(Queue.name, Queue.id)
+        ).all()
+    )
+
+
+def live_workers(
+    session: Session, *, actor: Actor, store: MonitorStore, now: float | None = None
+) -> list[dict[str, Any]]:
+    """Workers registered to the organization or consuming its queues, with live state."""
+    actor.require(Permission.WORKER_READ)
+    org = str(actor.organization_id)
+    org_queues = {celery_queue_name(row.id) for row in _queues(session, actor)}
+    states = store.worker_states()
+    registry = store.registry()
+    relevant = [
+        host
+        for host, state in states.items()
+        if (registry.get(host) or {}).get("organization_id") == org
+        or org_queues.intersection(worker_queues(state, registry.get(host)))
+    ]
+    counts = store.org_counts(org, relevant)
+    views = []
+    for host in relevant:
+        view = worker_view(
+            states[host],
+            registry.get(host),
+            org=org,
+            org_queues=org_queues,
+            counts=counts[host],
+            now=now,
+        )
+        if view is not None:
+            views.append(view)
+    return views
+
+
+def recent_tasks(
+    *,
+    actor: Actor,
+    store: MonitorStore,
+    queue_id: str | uuid.UUID | None = None,
+    state: str | None = None,
+    job_type: str | None = None,
+    since: datetime | None = None,
+    limit: int = TASK_LIMIT_DEFAULT,
+) -> list[dict[str, Any]]:
+    """The organization's recent task events, newest first, optionally filtered."""
+    actor.require(Permission.JOB_READ)
+    check_range(limit, "limit", 1, TASK_LIMIT_MAX)
+    if state is not None and state not in TASK_STATES:
+        raise ValidationFailed.field("state", f"Must be one of: {', '.join(TASK_STATES)}.")
+    if since is not None and since.tzinfo is None:
+        raise ValidationFailed.field("since", "Must include a timezone offset.")
+    wanted_queue = str(parse_uuid_field(queue_id, "queue_id")) if queue_id is not None else None
+    found = []
+    for item in store.recent_tasks(str(actor.organization_id)):
+        if wanted_queue is not None and item.get("queue_id") != wanted_queue:
+            continue
+        if state is not None and item.get("state") != state:
+            continue
+        if job_type is not None and item.get("job_type") != job_type:
+            continue
+        if since is not None and datetime.fromisoformat(item["timestamp"]) < since:
+            continue
+        found.append(item)
+        if len(found) >= limit:
+            break
+    return found
+
+
+def queue_overview(
+    session: Session,
+    *,
+    actor: Actor,
+    store: MonitorStore,
+    depth: Callable[[str], int | None],
+    now: float | None = None,
+) -> list[dict[str, Any]]:
+    """Each of the organization's queues with depth, consumers, throughput and oldest wait."""
+    actor.require(Permission.QUEUE_READ)
+    now = now or time.time()
+    rows = _queues(session, actor)
+    ids = [str(row.id) for row in rows]
+    throughput = store.throughput(ids, minute_of(now) - 1)
+    oldest = store.oldest()
+    registry = store.registry()
+    consumers: dict[str, int] = {}
+    for host, state in store.worker_states().items():
+        if is_alive(state, now):
+            for name in worker_queues(state, registry.get(host)):
+                consumers[name] = consumers.get(name, 0) + 1
+    overview = []
+    for row, queue_id in zip(rows, ids, strict=True):
+        name = celery_queue_name(row.id)
+        waiting_since = oldest.get(queue_id)
+        overview.append(
+            {
+                "queue_id": queue_id,
+                "name": row.name,
+                "is_active": row.is_active,
+                "depth": depth(name),
+                "consumers": consumers.get(name, 0),
+                "throughput_per_minute": throughput.get(queue_id, 0),
+                "oldest_waiting_seconds": max(now - waiting_since, 0.0)
+                if waiting_since is not None
+                else None,
+            }
+        )
+    return overview
+
+
+def control_pool(
+    session: Session,
+    *,
+    actor: Actor,
+    hostname: str,
+    action: str,
+    n: int = 1,
+    control: WorkerControl,
+) -> dict[str, Any]:
+    """Grow, shrink or restart the pool of one of the organization's own workers."""
+    require_worker_control(actor)
+    if action not in POOL_ACTIONS:
+        raise ValidationFailed.field("action", f"Must be one of: {', '.join(POOL_ACTIONS)}.")
+    check_range(n, "n", 1, POOL_STEP_MAX)
+    worker = get_controllable_worker(session, actor=actor, hostname=hostname)
+    assert worker.hostname is not None
+    reply = control.pool(worker.hostname, action, n)
+    return {"hostname": worker.hostname, "action": action, "n": n, "reply": reply}

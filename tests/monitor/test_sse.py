@@ -1,0 +1,167 @@
+"""GET /monitor/events: a bounded server-sent event stream per organization."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from app import create_app
+from app.config import Settings
+from app.monitor.store import MonitorStore
+from tests.conftest import Account, Auth
+
+EVENTS = "/api/v1/monitor/events"
+
+
+@pytest.fixture
+def sse_app(settings: Settings) -> Flask:
+    """An app whose streams last 3 s with a keepalive every second, two at a time."""
+    return create_app(
+        settings.replace(sse_max_seconds=3, sse_keepalive_seconds=1, sse_max_streams=2)
+    )
+
+
+@pytest.fixture
+def sse_client(sse_app: Flask) -> FlaskClient:
+    """A test client of ``sse_app``."""
+    return sse_app.test_client()
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[MonitorStore]:
+    """The monitor store on the test Redis."""
+    store = MonitorStore.from_url(settings.redis_url)
+    yield store
+    store.close()
+
+
+def open_stream(client: FlaskClient, account: Account, *, query_token: bool = True) -> TestResponse:
+    """Open an event stream as ``account``; the subscription exists when this returns."""
+    if query_token:
+        token = {"access_token": account.access_token}
+        response = client.get(EVENTS, query_string=token, buffered=False)
+    else:
+        response = client.get(EVENTS, headers=account.headers, buffered=False)
+    assert response.status_code == 200, response.get_data()
+    return response
+
+
+def frames(response: TestResponse) -> Iterator[str]:
+    """The stream's frames as text, as they arrive."""
+    for chunk in response.response:
+        yield chunk.decode() if isinstance(chunk, bytes) else chunk
+
+
+def next_event(response: TestResponse, kind: str = "task") -> dict[str, Any]:
+    """Read frames until the first ``kind`` event; the stream's own bound limits the wait."""
+    for frame in frames(response):
+        if frame.startswith(f"event: {kind}\n"):
+            data = frame.split("data: ", 1)[1].strip()
+            return json.loads(data)  # type: ignore[no-any-return]
+    raise AssertionError(f"the stream ended without a {kind} event")
+
+
+def task_item(org: str, job_id: str) -> dict[str, Any]:
+    """A task item as the monitor writes it."""
+    return {
+        "job_id": job_id,
+        "queue_id": "q",
+        "job_type": "echo",
+        "state": "succeeded",
+        "worker": "w@h",
+        "timestamp": "2026-01-01T00:00:00+00:00",
+        "runtime": 0.1,
+        "error": None,
+        "attempt": 1,
+    }
+
+
+def test_a_task_event_reaches_the_stream(
+    sse_client: FlaskClient, owner: Account, store: MonitorStore
+) -> None:
+    response = open_stream(sse_client, owner)
+    try:
+        assert response.mimetype == "text/event-stream"
+        store.record_task(owner.organization_id, task_item("", "job-1"), task_id="j:0", at=1.0)
+        assert next_event(response)["job_id"] == "job-1"
+    finally:
+        response.close()
+
+
+def test_worker_events_reach_the_stream_with_a_header_token(
+    sse_client: FlaskClient, owner: Account, store: MonitorStore
+) -> None:
+    response = open_stream(sse_client, owner, query_token=False)
+    try:
+        store.publish(owner.organization_id, "worker", {"hostname": "w@h"})
+        assert next_event(response, "worker") == {"hostname": "w@h"}
+    finally:
+        response.close()
+
+
+def test_a_stream_keeps_alive_then_ends_asking_to_reconnect(
+    sse_client: FlaskClient, owner: Account
+) -> None:
+    started = time.monotonic()
+    response = open_stream(sse_client, owner)
+    try:
+        received = list(frames(response))
+    finally:
+        response.close()
+    assert received[0] == ": connected\n\n"
+    assert received.count(": keepalive\n\n") >= 2
+    assert received[-1] == "retry: 1000\n\n"
+    assert 2.5 < time.monotonic() - started < 10
+
+
+def test_another_organizations_events_never_arrive(
+    sse_client: FlaskClient, owner: Account, auth: Auth, store: MonitorStore
+) -> None:
+    stranger = auth.register("Other")
+    response = open_stream(sse_client, stranger)
+    try:
+        store.record_task(owner.organization_id, task_item("", "secret"), task_id="s:0", at=1.0)
+        store.record_task(stranger.organization_id, task_item("", "theirs"), task_id="t:0", at=1.0)
+        assert next_event(response)["job_id"] == "theirs"
+    finally:
+        response.close()
+
+
+def test_the_query_token_is_accepted_only_by_the_event_stream(
+    sse_client: FlaskClient, owner: Account
+) -> None:
+    token = {"access_token": owner.access_token}
+    assert sse_client.get("/api/v1/queues", query_string=token).status_code == 401
+    bad = sse_client.get(EVENTS, query_string={"access_token": "not-a-jwt"})
+    assert bad.status_code == 401
+    refresh = sse_client.get(EVENTS, query_string={"access_token": owner.refresh_token})
+    assert refresh.status_code == 401
+
+
+def test_a_revoked_token_cannot_open_a_stream(sse_client: FlaskClient, owner: Account) -> None:
+    assert sse_client.post("/api/v1/auth/logout", headers=owner.headers).status_code == 204
+    response = sse_client.get(EVENTS, query_string={"access_token": owner.access_token})
+    assert response.status_code == 401
+
+
+def test_streams_per_process_are_bounded(sse_client: FlaskClient, owner: Account) -> None:
+    first = open_stream(sse_client, owner)
+    second = open_stream(sse_client, owner)
+    try:
+        refused = sse_client.get(EVENTS, headers=owner.headers)
+        assert refused.status_code == 503
+        assert int(refused.headers["Retry-After"]) >= 5  # Flask-Limiter may raise it
+    finally:
+        first.close()
+    try:
+        third = open_stream(sse_client, owner)
+        third.close()
+    finally:
+        second.close()
