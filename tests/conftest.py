@@ -55,6 +55,21 @@ def _flush_redis(request: pytest.FixtureRequest) -> Iterator[None]:
                 client.flushdb()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run real-worker tests once, on SQLite.
+
+    They exercise processes, brokers and timing; the SQL they run is covered on
+    both backends by tests/api, tests/tasks and tests/grpc.  Running them twice
+    would double the suite's slowest part for no new coverage.
+    """
+    skip = pytest.mark.skip(reason="real-worker tests run on the SQLite backend only")
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("database_url") if callspec else None
+        if backend == "postgres" and item.get_closest_marker("real_workers"):
+            item.add_marker(skip)
+
+
 def _backends() -> list[Any]:
     return [
         pytest.param("sqlite", id="sqlite"),

@@ -21,7 +21,7 @@ from tasks.maintenance import relay_unpublished
 from tests.conftest import PASSWORD
 from tests.support.workers import WorkerProcess, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.real_workers]
 
 JOBS = 1000
 

@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from tests.conftest import Account
 from tests.support.workers import WorkerProcess, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.real_workers]
 
 
 def _status(client: FlaskClient, owner: Account, job_id: str) -> dict:

@@ -19,7 +19,7 @@ from tests.conftest import Account
 from tests.support.api import create_queue, job_attempts, submit_job
 from tests.support.workers import WorkerProcess, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.real_workers]
 
 Start = Callable[..., WorkerProcess]
 

@@ -27,7 +27,7 @@ from tests.support.monitor import (
 )
 from tests.support.workers import wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.real_workers]
 
 Env = Callable[..., None]
 

@@ -18,7 +18,7 @@ from tests.conftest import Account, Auth
 from tests.support.monitor import MonitorProcess, Start, api, create_queue, submit
 from tests.support.workers import WorkerProcess, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.real_workers]
 
 HOST = f"live@{socket.gethostname()}"
 
