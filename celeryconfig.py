@@ -76,6 +76,8 @@ worker_pool_restarts = True
 beat_schedule = {
     "relay-unpublished-jobs": {"task": "taskforge.relay", "schedule": 2.0},
     "sweep-expired-leases": {"task": "taskforge.sweep", "schedule": 5.0},
+    # Pending jobs whose message Redis lost (no persistence, FLUSHALL) go out again.
+    "republish-lost-messages": {"task": "taskforge.republish_lost", "schedule": 60.0},
     # Workers silent for three heartbeat intervals are marked offline.
     "mark-silent-workers-offline": {
         "task": "taskforge.workers_offline",

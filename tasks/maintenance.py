@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import or_, select
 
+from app.broker import BrokerProbe
 from app.config import load_settings
 from app.db import session_scope
-from app.models import AttemptStatus, Job, JobStatus, Queue, utcnow
+from app.models import AttemptStatus, Job, JobStatus, Queue, celery_queue_name, utcnow
 from app.services import workers as worker_service
 from app.services.dispatch import Dispatch
 from app.services.queues import DEFAULT_SETTINGS
@@ -94,10 +97,69 @@ def sweep_expired_leases(database_url: str) -> int:
     return swept
 
 
+# A job published this long ago and still pending, on a queue Redis holds no
+# message for, lost its message (Redis restarted without persistence, a FLUSHALL).
+LOST_MESSAGE_AFTER = timedelta(minutes=5)
+
+
+def republish_lost_messages(
+    database_url: str,
+    depth: Callable[[str], int | None],
+    *,
+    older_than: timedelta = LOST_MESSAGE_AFTER,
+) -> int:
+    """Publish again the due pending jobs whose queue is empty on the broker.
+
+    Only queues with no waiting message are considered, so a long backlog is
+    never duplicated; a duplicate of a message a worker still holds is dropped
+    by the claim.  Served by ``ix_jobs_status_published``.
+    """
+    now = utcnow()
+    with session_scope(database_url) as session:
+        rows = session.execute(
+            select(Job, Queue.settings)
+            .join(Queue, Queue.id == Job.queue_id)
+            .where(
+                Job.status == JobStatus.PENDING,
+                Job.published_at < now - older_than,
+                or_(Job.available_at.is_(None), Job.available_at <= now - older_than),
+                Queue.is_active.is_(True),
+            )
+            .order_by(Job.priority.desc(), Job.created_at)
+            .limit(BATCH)
+        ).all()
+        empty: dict[uuid.UUID, bool] = {}
+        items = []
+        for job, settings in rows:
+            if job.queue_id not in empty:
+                empty[job.queue_id] = depth(celery_queue_name(job.queue_id)) == 0
+            if empty[job.queue_id]:
+                items.append(Dispatch.for_job(job, {**DEFAULT_SETTINGS, **(settings or {})}))
+    if not items:
+        return 0
+    try:
+        sent = send(items)
+    except BROKER_ERRORS:
+        logger.warning("republish: broker unavailable; %d job(s) wait", len(items))
+        return 0
+    mark_published(database_url, sent)
+    logger.warning("republish: %d job(s) had lost their message", len(sent))
+    return len(sent)
+
+
 @app.task(name="taskforge.relay", ignore_result=True)
 def relay() -> int:
     """Publish unpublished due jobs; runs every few seconds from beat."""
     return relay_unpublished(load_settings().database_url)
+
+
+@app.task(name="taskforge.republish_lost", ignore_result=True)
+def republish_lost() -> int:
+    """Re-publish jobs whose message the broker lost; runs every minute from beat."""
+    settings = load_settings()
+    return republish_lost_messages(
+        settings.database_url, BrokerProbe.from_url(settings.redis_url).depth
+    )
 
 
 @app.task(name="taskforge.sweep", ignore_result=True)

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import redis
 from celery.exceptions import Retry
 from flask import Flask
 from flask.testing import FlaskClient
@@ -21,7 +22,7 @@ from app.models import AttemptStatus, Job, JobAttempt, JobStatus, utcnow
 from app.services import dispatch
 from tasks import executor
 from tasks.executor import backoff_seconds, claim, execute, record_success
-from tasks.maintenance import relay_unpublished, sweep_expired_leases
+from tasks.maintenance import relay_unpublished, republish_lost_messages, sweep_expired_leases
 from tests.conftest import Account
 from tests.support.api import create_queue, job_attempts, submit_job
 
@@ -288,3 +289,25 @@ def test_a_database_outage_retries_the_message_instead_of_dropping_it(
     finally:
         executor.run_job.pop_request()
     assert retried.value.when == 1
+
+
+def test_a_message_lost_by_the_broker_is_published_again(
+    app: Flask, client: FlaskClient, owner: Account, settings: Settings, redis_server: Any
+) -> None:
+    queue = _queue(client, owner)
+    job = _submit(client, owner, queue)
+    depth = app.extensions["taskforge.broker"].depth
+    assert republish_lost_messages(settings.database_url, depth) == 0, "published just now"
+    with session_scope(settings.database_url) as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == uuid.UUID(job["id"]))
+            .values(published_at=utcnow() - timedelta(minutes=10))
+        )
+    assert republish_lost_messages(settings.database_url, depth) == 0, "its message still waits"
+    with redis.Redis.from_url(settings.redis_url) as broker:
+        broker.flushdb()
+    assert _depth(app, queue) == 0
+    assert republish_lost_messages(settings.database_url, depth) == 1
+    assert _depth(app, queue) == 1
+    assert execute(job["id"], 0, "w", settings.database_url) == "succeeded"
