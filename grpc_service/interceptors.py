@@ -53,7 +53,7 @@ def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMeth
     return grpc.stream_stream_rpc_method_handler(stream(handler.stream_stream), **codecs)
 
 
-class EdgeInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class EdgeInterceptor(grpc.ServerInterceptor):
     """Limit, authenticate, run, and answer errors with the status codes of ``errors.py``."""
 
     def __init__(self, authenticator: Authenticator, rate_limiter: RateLimiter | None) -> None:

@@ -63,7 +63,7 @@ def create_server(settings: Settings, address: str = "127.0.0.1:0") -> tuple[grp
         broker_depth=flask_app.extensions["taskforge.broker"].depth,
         watch_slots=WATCH_SLOTS,
     )
-    pb_grpc.add_JobQueueServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_JobQueueServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     for service in ("", SERVICE_NAME):
         health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)

@@ -7,8 +7,9 @@ logging out revokes the family of the presented access token.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from flask.views import MethodView
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
@@ -55,7 +56,9 @@ def _issue_tokens(
 
 @blp.route("/register")
 class Register(MethodView):
-    decorators = (limiter.limit(_register_limit, key_func=address_key),)
+    decorators: ClassVar[list[Callable[..., Any]]] = [
+        limiter.limit(_register_limit, key_func=address_key)
+    ]
 
     @blp.arguments(schemas.RegisterSchema)
     @blp.response(201, schemas.RegisteredSchema)
@@ -74,7 +77,9 @@ class Register(MethodView):
 
 @blp.route("/login")
 class Login(MethodView):
-    decorators = (limiter.limit(_login_limit, key_func=login_key),)
+    decorators: ClassVar[list[Callable[..., Any]]] = [
+        limiter.limit(_login_limit, key_func=login_key)
+    ]
 
     @blp.arguments(schemas.LoginSchema)
     @blp.response(200, schemas.TokensSchema)

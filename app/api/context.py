@@ -23,25 +23,25 @@ logger = logging.getLogger(__name__)
 
 def settings() -> Settings:
     """The running app's settings."""
-    return current_app.extensions["taskforge.settings"]  # type: ignore[no-any-return]
+    return current_app.extensions["taskforge.settings"]
 
 
 def token_store() -> TokenStore:
     """The Redis-backed token blocklist of the running app."""
-    return current_app.extensions["taskforge.tokens"]  # type: ignore[no-any-return]
+    return current_app.extensions["taskforge.tokens"]
 
 
 def db() -> Session:
     """The request's session, opened on first use."""
     if "db_session" not in g:
         g.db_session = session_factory(settings().database_url)()
-    return g.db_session  # type: ignore[no-any-return]
+    return g.db_session
 
 
 def current_actor() -> Actor:
     """Authenticate the request by API key or access token, once per request."""
     if "actor" in g:
-        return g.actor  # type: ignore[no-any-return]
+        return g.actor
     api_key = request.headers.get("X-API-Key")
     if api_key:
         actor = actor_for_api_key(db(), api_key)

@@ -19,7 +19,9 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("available_at", sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(
+            sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True)
+        )
         batch_op.drop_index("ix_jobs_queue_status")
         batch_op.create_index(
             "ix_jobs_queue_status_created", ["queue_id", "status", "created_at"], unique=False

@@ -220,7 +220,8 @@ def test_job_stats_report_attempts_and_timings(
     client: FlaskClient, owner: Account, settings: Settings
 ) -> None:
     queue = client.post(
-        "/api/v1/queues", json={"name": "now", "settings": {"retry_backoff_seconds": 0}},
+        "/api/v1/queues",
+        json={"name": "now", "settings": {"retry_backoff_seconds": 0}},
         headers=owner.headers,
     ).json
     job = _submit(client, owner, queue, job_type="flaky", payload={"failures": 1}).json

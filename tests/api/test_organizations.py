@@ -106,7 +106,9 @@ def test_added_member_can_log_in_with_the_given_password(
     assert client.get("/api/v1/auth/validate", headers=member.headers).json["role"] == "viewer"
 
 
-def test_removing_a_member_revokes_their_api_keys(client: FlaskClient, auth: Auth, owner: Account) -> None:
+def test_removing_a_member_revokes_their_api_keys(
+    client: FlaskClient, auth: Auth, owner: Account
+) -> None:
     admin = auth.member(owner, "admin")
     created = client.post(
         "/api/v1/api-keys", json={"name": "ci", "scopes": ["queue:read"]}, headers=admin.headers
