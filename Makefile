@@ -6,9 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint typecheck protos migrate clean
+.PHONY: help venv run test lint typecheck protos migrate bench clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' \
@@ -42,6 +43,9 @@ protos: venv ## Generate the gRPC stubs from proto/
 
 migrate: venv ## Apply database migrations to DATABASE_URL (default: SQLite in var/)
 	$(BIN)/taskforge db upgrade
+
+bench: venv ## Benchmark TaskForge vs raw Celery (BENCH_ARGS='--quick'; docs/performance.md)
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean: ## Remove caches and build output (keeps .venv and the data in var/)
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +

@@ -1,0 +1,270 @@
+"""End-to-end no-op throughput: pre-enqueue N jobs, start worker(s), time the drain.
+
+TaskForge: N ``echo`` jobs are submitted in-process through the service layer
+(``submit_jobs``, 500 per transaction), so each is a SQL row whose message the
+publish-after-commit hook sent to ``tf.<queue id>`` and stamped ``published_at``.
+Then ``celery -A tasks.celery_app worker`` (prefork -c 2, pm 1) drains them; the
+rate is N ÷ (last ``completed_at`` - first ``completed_at``), so startup is excluded.
+
+Baseline: N ``bench.count`` tasks published with kombu's ``Producer.batch`` and
+drained by the same worker command on ``benchmarks.baseline_celery``; each task
+RPUSHes its completion time, and the rate is computed the same way.
+
+The pre-enqueue itself is timed too: TaskForge's bulk submit against the
+``Producer.batch`` baseline (perf-anchors §3 goal 3, bulk path).  The worker
+processes' CPU per job is measured from the first completion on.  A diagnostic
+drain reruns the baseline with ``-E`` (task events on, as TaskForge's
+``celeryconfig.py`` sets), to show what events cost the consumer loop.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from benchmarks.context import Context, Target
+from benchmarks.procs import Proc, tree_cpu_seconds
+from benchmarks.report import Goal, Row
+from benchmarks.tenant import reset_jobs
+
+BATCH = 500
+BASE_QUEUE = "bench.e2e"
+POLL_SECONDS = 0.1
+
+
+class DrainError(RuntimeError):
+    """The queue did not drain in time."""
+
+
+@dataclass(frozen=True)
+class Drain:
+    """One drain: pre-enqueue rate and drain rate (jobs/s)."""
+
+    enqueue_per_s: float
+    drain_per_s: float
+    cpu_ms_per_job: float
+
+
+def _deadline(n: int, workers: int) -> float:
+    # Generous but bounded: 50 jobs/s per worker at worst, never under 2 minutes.
+    return time.monotonic() + max(120.0, n / (50.0 * workers))
+
+
+def tf_enqueue(ctx: Context, target: Target, n: int) -> float:
+    """Submit ``n`` echo jobs through ``submit_jobs``; return jobs/s (insert + publish)."""
+    from app.db import session_scope
+    from app.services.auth import actor_for_user_id
+    from app.services.jobs import submit_jobs
+    from tasks.dispatch import install
+
+    tenant = target.tenant
+    install(tenant.database_url, ctx.redis_url)  # publish to this target's DB and our Redis
+    started = time.perf_counter()
+    for first in range(0, n, BATCH):
+        specs = [
+            {"job_type": "echo", "payload": {"i": i}, "queue_id": tenant.queue_id}
+            for i in range(first, min(n, first + BATCH))
+        ]
+        with session_scope(tenant.database_url) as session:
+            actor = actor_for_user_id(session, tenant.user_id)
+            submit_jobs(session, actor=actor, jobs=specs)
+    elapsed = time.perf_counter() - started
+    depth = ctx.queue_depth(tenant.celery_queue)
+    if depth != n:
+        raise DrainError(f"TaskForge enqueue: {depth} messages in {tenant.celery_queue}, not {n}")
+    return n / elapsed
+
+
+def _tf_finished(target: Target) -> tuple[int, int]:
+    from app.db import get_engine
+    from app.models import Job, JobStatus
+
+    with get_engine(target.database_url).connect() as connection:
+        rows = connection.execute(select(Job.status, func.count()).group_by(Job.status)).all()
+    counts = {status: int(n) for status, n in rows}
+    done = counts.get(JobStatus.SUCCEEDED, 0)
+    failed = counts.get(JobStatus.FAILED, 0)
+    return done, failed
+
+
+def _tf_span(target: Target) -> float:
+    from app.db import get_engine
+    from app.models import Job
+
+    with get_engine(target.database_url).connect() as connection:
+        first, last = connection.execute(
+            select(func.min(Job.completed_at), func.max(Job.completed_at))
+        ).one()
+    if first is None or last is None:
+        return math.nan
+    if isinstance(first, str):  # in case an aggregate comes back as SQLite text
+        first, last = datetime.fromisoformat(first), datetime.fromisoformat(last)
+    return float((last - first).total_seconds())
+
+
+def _wait(procs: list[Proc], done: Callable[[], int], n: int, workers: int, what: str) -> float:
+    """Poll until ``n`` are done; return the workers' CPU ms per job after the first one."""
+    deadline = _deadline(n, workers)
+    pids = [proc.pid for proc in procs]
+    first: tuple[int, float] | None = None
+    while True:
+        finished = done()
+        if first is None and finished > 0:
+            first = (finished, tree_cpu_seconds(pids))
+        if finished >= n:
+            assert first is not None
+            jobs = finished - first[0]
+            cpu = tree_cpu_seconds(pids) - first[1]
+            return cpu * 1000.0 / jobs if jobs > 0 else math.nan
+        for proc in procs:
+            if not proc.running():
+                raise DrainError(f"{what}: worker {proc.name} exited:\n{proc.log_tail()}")
+        if time.monotonic() > deadline:
+            raise DrainError(f"{what}: only {finished} of {n} done before the deadline")
+        time.sleep(POLL_SECONDS)
+
+
+def tf_drain(ctx: Context, target: Target, n: int, workers: int) -> Drain:
+    """Enqueue ``n`` TaskForge jobs, drain them with ``workers`` workers, measure both."""
+    reset_jobs(target.database_url)
+    ctx.clear_broker()
+    enqueue_rate = tf_enqueue(ctx, target, n)
+    ctx.settle(f"e2e TaskForge {workers}w")
+    procs = [
+        ctx.start_worker(
+            f"tf-worker{w}-{uuid.uuid4().hex[:4]}", "tasks.celery_app", target.database_url
+        )
+        for w in range(workers)
+    ]
+    failures: list[int] = []
+
+    def done() -> int:
+        succeeded, failed = _tf_finished(target)
+        failures[:] = [failed]
+        return succeeded + failed
+
+    try:
+        cpu_per_job = _wait(procs, done, n, workers, "TaskForge drain")
+    finally:
+        for proc in procs:
+            ctx.procs.stop(proc)
+    if failures and failures[0]:
+        ctx.notes.append(f"e2e: {failures[0]} TaskForge echo jobs failed")
+    span = _tf_span(target)
+    return Drain(enqueue_rate, n / span if span > 0 else math.nan, cpu_per_job)
+
+
+def base_enqueue(ctx: Context, n: int) -> float:
+    """Publish ``n`` baseline tasks inside ``Producer.batch``; return tasks/s."""
+    from benchmarks.baseline_celery import app, count
+
+    started = time.perf_counter()
+    with app.producer_or_acquire() as producer, producer.batch(max_size=1000):
+        for i in range(n):
+            count.apply_async(args=[i], queue=BASE_QUEUE, producer=producer)
+    elapsed = time.perf_counter() - started
+    depth = ctx.queue_depth(BASE_QUEUE)
+    if depth != n:
+        raise DrainError(f"baseline enqueue: {depth} messages in {BASE_QUEUE}, not {n}")
+    return n / elapsed
+
+
+def base_drain(
+    ctx: Context, target: Target, n: int, workers: int, extra: tuple[str, ...] = ()
+) -> Drain:
+    """Enqueue ``n`` baseline tasks, drain them with ``workers`` workers, measure both."""
+    from benchmarks.baseline_celery import DONE_KEY
+
+    ctx.clear_broker()
+    enqueue_rate = base_enqueue(ctx, n)
+    ctx.settle(f"e2e baseline {workers}w")
+    client = ctx.redis()
+    procs = [
+        ctx.start_worker(
+            f"base-worker{w}-{uuid.uuid4().hex[:4]}",
+            "benchmarks.baseline_celery",
+            target.database_url,
+            "-Q",
+            BASE_QUEUE,
+            *extra,
+        )
+        for w in range(workers)
+    ]
+    try:
+        cpu_per_job = _wait(procs, lambda: int(client.llen(DONE_KEY)), n, workers, "baseline drain")
+        stamps = [float(x) for x in client.lrange(DONE_KEY, 0, -1)]
+    finally:
+        for proc in procs:
+            ctx.procs.stop(proc)
+        client.close()
+    span = max(stamps) - min(stamps)
+    return Drain(enqueue_rate, n / span if span > 0 else math.nan, cpu_per_job)
+
+
+def run(ctx: Context) -> list[Row]:
+    """Run the end-to-end benchmark on SQLite; return its rows."""
+    config = ctx.config
+    target = ctx.sqlite
+    n = config.e2e_jobs
+    enqueue = Row(
+        "Bulk submit (pre-enqueue) rate",
+        "jobs/s",
+        Goal(">=", 0.50),
+        note="TF submit_jobs x500/txn vs kombu Producer.batch apply_async",
+    )
+    one = Row("End-to-end no-op throughput, 1 worker", "jobs/s", Goal(">=", 0.40))
+    cpu = Row("End-to-end worker CPU per job, 1 worker (parent + pool)", "ms")
+    two = Row("End-to-end no-op throughput, 2 workers", "jobs/s")
+    scaling = Row(
+        "Horizontal scaling, 2 workers ÷ 1 (TF column: TF; baseline column: raw Celery)",
+        "x",
+        Goal(">=", 1.6),
+        baseline_must_reach=1.5,
+    )
+    events = Row(
+        "Raw Celery drain, 1 worker, with task events on (-E, as TaskForge's "
+        "worker_send_task_events=True) vs off",
+        "jobs/s",
+    )
+    ctx.diagnostics.append(events)
+    rows = [enqueue, one, cpu]
+    if config.horizontal:
+        rows += [two, scaling]
+        scaling.explicit_ratios = []
+    for rep in range(config.reps):
+        sides = [("base", 1), ("tf", 1)]
+        if config.horizontal:
+            sides += [("base", 2), ("tf", 2)]
+        if rep % 2:
+            sides = [(("tf" if s == "base" else "base"), w) for s, w in sides]
+        got: dict[tuple[str, int], Drain] = {}
+        for side, workers in sides:
+            drain = tf_drain if side == "tf" else base_drain
+            got[(side, workers)] = drain(ctx, target, n, workers)
+        with_events = base_drain(ctx, target, n, 1, ("-E",))
+        tf1, base1 = got[("tf", 1)], got[("base", 1)]
+        events.add(with_events.drain_per_s, base1.drain_per_s)
+        enqueue.add(tf1.enqueue_per_s, base1.enqueue_per_s)
+        one.add(tf1.drain_per_s, base1.drain_per_s)
+        cpu.add(tf1.cpu_ms_per_job, base1.cpu_ms_per_job)
+        line = (
+            f"  e2e rep {rep + 1}: enqueue TF {tf1.enqueue_per_s:.0f}/s base "
+            f"{base1.enqueue_per_s:.0f}/s | drain 1w TF {tf1.drain_per_s:.0f}/s "
+            f"base {base1.drain_per_s:.0f}/s"
+        )
+        if config.horizontal:
+            tf2, base2 = got[("tf", 2)], got[("base", 2)]
+            two.add(tf2.drain_per_s, base2.drain_per_s)
+            tf_scale = tf2.drain_per_s / tf1.drain_per_s
+            scaling.add(tf_scale, base2.drain_per_s / base1.drain_per_s)
+            assert scaling.explicit_ratios is not None
+            scaling.explicit_ratios.append(tf_scale)
+            line += f" | 2w TF {tf2.drain_per_s:.0f}/s base {base2.drain_per_s:.0f}/s"
+        print(line, flush=True)
+    return rows

@@ -1,0 +1,213 @@
+"""Profile where TaskForge spends its time under the benchmark's load, with py-spy.
+
+``python -m benchmarks.profile rest``    py-spy on gunicorn (both workers) under wrk
+``python -m benchmarks.profile worker``  py-spy on a Celery worker draining echo jobs
+``python -m benchmarks.profile grpc``    py-spy on one gRPC server process under load
+Add ``--baseline`` to profile the matching baseline instead.
+
+It prints the share of busy samples spent inside each cost centre (they nest, so
+they do not add up to 100%) and the top frames, and keeps the raw collapsed
+stacks (``--output``) for flame-graph tools.  Needs ``py-spy`` (``pip install py-spy``)
+and root or ptrace rights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from benchmarks.config import RESULTS_DIR, BenchConfig
+from benchmarks.context import PYTHON, Context
+
+# Cost centres: a busy sample counts for a centre when any frame of its stack matches.
+CENTRES: dict[str, str] = {
+    "JWT verify (flask_jwt_extended + PyJWT)": r"verify_jwt_in_request|jwt/api_j",
+    "token blocklist check (Redis EXISTS)": r"is_revoked \(.*app/tokens\.py",
+    "actor lookup (SQL)": r"actor_for_(user_id|api_key) ",
+    "rate limiter": r"flask_limiter|/limits/",
+    "request parsing (webargs + marshmallow load)": r"Parser\.parse \(webargs|Schema\.load \(",
+    "response serialisation (marshmallow dump)": r"Schema\.dump \(",
+    "submit_job service (ORM add + flush)": r"submit_job \(.*app/services/jobs\.py",
+    "SQL commit (request transaction)": r"_finish_session|session_scope|commit \(.*sqlalchemy/orm",
+    "publish: send_task (kombu/Redis)": r"send \(.*tasks/dispatch\.py|send_task",
+    "publish: published_at UPDATE": r"mark_published",
+    "worker: claim (UPDATE + attempt INSERT + SELECT)": r"claim \(.*tasks/executor\.py",
+    "worker: record_success": r"record_success",
+    "worker: lease renewal thread start/stop": r"lease_renewal",
+    "worker: task events (celery.events)": r"celery/events/",
+    "SQLite execute (all)": r"sqlite3|do_execute \(",
+    "Redis client I/O (all)": r"redis/(connection|client)\.py",
+    "logging": r"/logging/__init__\.py",
+}
+# Samples of a process waiting for work are idle, not cost.
+IDLE = re.compile(
+    r"(select|poll|wait|accept) \(.*(gunicorn/workers|selectors\.py|billiard|kombu/asynchronous"
+    r"|kombu/utils/eventio\.py)|_recv \(.*billiard/connection\.py"
+    r"|(select|poll|wait|accept) \(.*(concurrent/futures/thread\.py|threading\.py)"
+    r"|sleep \(|_wait_for_tstate_lock|"
+    r"run_forever|poll \(.*grpc|channel_spin|_serve|LeaseKeeper\._loop \("
+)
+
+
+def _py_spy() -> str:
+    found = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(found).exists():
+        raise SystemExit("py-spy not found: pip install py-spy")
+    return found
+
+
+def _record(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes]:
+    argv = [
+        _py_spy(),
+        "record",
+        "--pid",
+        str(pid),
+        "--subprocesses",
+        "--idle",
+        "--nonblocking",
+        "--rate",
+        "200",
+        "--duration",
+        str(max(1, round(seconds))),
+        "--format",
+        "raw",
+        "--output",
+        str(output),
+    ]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def summarize(raw: Path, top: int = 25) -> str:
+    """Cost-centre shares and top inclusive frames of a py-spy raw (collapsed) file."""
+    busy = 0
+    idle = 0
+    centres: Counter[str] = Counter()
+    frames: Counter[str] = Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        leafward = stack.split(";")
+        if IDLE.search(leafward[-1]) or IDLE.search(";".join(leafward[-3:])):
+            idle += count
+            continue
+        busy += count
+        for name, pattern in CENTRES.items():
+            if re.search(pattern, stack):
+                centres[name] += count
+        for frame in {re.sub(r":\d+\)$", ")", f) for f in leafward[2:]}:
+            frames[frame] += count
+    if not busy:
+        return "no busy samples"
+    lines = [f"busy samples: {busy} ({idle} idle samples excluded)", "", "Cost centres:"]
+    lines += [f"  {n / busy:6.1%}  {name}" for name, n in centres.most_common()]
+    lines += ["", f"Top {top} frames (inclusive):"]
+    lines += [f"  {n / busy:6.1%}  {frame}" for frame, n in frames.most_common(top)]
+    return "\n".join(lines)
+
+
+def _profile_rest(ctx: Context, baseline: bool, seconds: float, output: Path) -> None:
+    from benchmarks import wrk
+    from benchmarks.tenant import reset_jobs
+
+    target = ctx.sqlite
+    reset_jobs(target.database_url)
+    wrk_bin, why = wrk.ensure_wrk(ctx.config.install_wrk)
+    if wrk_bin is None:
+        raise SystemExit(why)
+    if baseline:
+        spec, health, path, body = "benchmarks.baseline_app:app", "/health", "/submit", {}
+        headers: dict[str, str] = {}
+    else:
+        spec, health, path = "wsgi:app", "/healthz", "/api/v1/jobs"
+        body = {"queue_id": target.tenant.queue_id}
+        headers = {"Authorization": target.tenant.auth_header}
+    script = wrk.write_post_script(
+        ctx.tmp / "profile.lua", {**body, "job_type": "echo", "payload": {"n": 1}}, headers
+    )
+    proc, port = ctx.start_gunicorn("gunicorn-profile", spec, health, target.database_url)
+    url = f"http://127.0.0.1:{port}{path}"
+    wrk.run(wrk_bin, url, script, seconds=1, connections=8, threads=1)
+    spy = _record(proc.pid, seconds, output)
+    result = wrk.run(wrk_bin, url, script, seconds=seconds + 2, connections=8, threads=1)
+    spy.wait(seconds + 60)
+    ctx.procs.stop(proc)
+    print(f"under py-spy: {result.requests_per_s:.0f} req/s, p99 {result.p99_ms:.1f} ms")
+
+
+def _profile_worker(ctx: Context, baseline: bool, seconds: float, output: Path) -> None:
+    from benchmarks import e2e
+    from benchmarks.tenant import reset_jobs
+
+    target = ctx.sqlite
+    reset_jobs(target.database_url)
+    ctx.clear_broker()
+    n = ctx.config.e2e_jobs
+    if baseline:
+        e2e.base_enqueue(ctx, n)
+        worker = ctx.start_worker(
+            "base-profile", "benchmarks.baseline_celery", target.database_url, "-Q", e2e.BASE_QUEUE
+        )
+    else:
+        e2e.tf_enqueue(ctx, target, n)
+        worker = ctx.start_worker("tf-profile", "tasks.celery_app", target.database_url)
+    time.sleep(2.0)  # past worker start-up
+    spy = _record(worker.pid, seconds, output)
+    spy.wait(seconds + 60)
+    ctx.procs.stop(worker)
+
+
+def _profile_grpc(ctx: Context, baseline: bool, seconds: float, output: Path) -> None:
+    from benchmarks.procs import free_port, port_open, wait_until
+    from benchmarks.tenant import reset_jobs
+
+    target = ctx.sqlite
+    reset_jobs(target.database_url)
+    port = free_port()
+    side = "baseline" if baseline else "taskforge"
+    argv = [PYTHON, "-m", "benchmarks.grpc_servers", side, "--port", str(port)]
+    argv += ["--threads", str(ctx.config.grpc_threads)]
+    server = ctx.procs.start("grpc-profile", argv, {"DATABASE_URL": target.database_url})
+    wait_until(lambda: port_open(port), timeout=60, what="gRPC server", proc=server)
+    client_argv = [PYTHON, "-m", "benchmarks.grpc_client", "--targets", f"127.0.0.1:{port}"]
+    client_argv += ["--queue-id", target.tenant.queue_id, "--token", target.tenant.token]
+    client_argv += ["--seconds", str(seconds + 2)]
+    client = subprocess.Popen(client_argv, cwd=ctx.procs.cwd, env=ctx.procs.base_env)
+    time.sleep(1.5)
+    spy = _record(server.pid, seconds, output)
+    spy.wait(seconds + 60)
+    client.wait(seconds + 120)
+    ctx.procs.stop(server)
+
+
+def main() -> None:
+    """Profile one target and print the summary."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile")
+    parser.add_argument("target", choices=["rest", "worker", "grpc"])
+    parser.add_argument("--baseline", action="store_true", help="profile the baseline instead")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--jobs", type=int, default=5000, help="jobs for the worker profile")
+    parser.add_argument("--output", type=Path, help="raw collapsed stacks (default results/)")
+    args = parser.parse_args()
+    from benchmarks.session import open_session
+
+    config = BenchConfig(reps=1, e2e_jobs=args.jobs)
+    side = "baseline" if args.baseline else "taskforge"
+    output = args.output or RESULTS_DIR / f"profile-{args.target}-{side}.txt"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    run = {"rest": _profile_rest, "worker": _profile_worker, "grpc": _profile_grpc}[args.target]
+    with open_session(config) as ctx:
+        run(ctx, args.baseline, args.seconds, output)
+    print(summarize(output))
+    print(f"\nraw stacks: {output}")
+
+
+if __name__ == "__main__":
+    main()
