@@ -178,9 +178,15 @@ def submit_jobs(session: Session, *, actor: Actor, jobs: Sequence[Mapping[str, A
     if not 1 <= len(jobs) <= BATCH_MAX:
         raise ValidationFailed.field("jobs", f"Send between 1 and {BATCH_MAX} jobs.")
     submitted: list[Job] = []
+    # The session's identity map holds objects weakly; keeping each queue here
+    # lets every later job of the batch find it there instead of SELECTing it.
+    queues: dict[uuid.UUID, Queue | None] = {}
     for index, spec in enumerate(jobs):
         try:
-            submitted.append(submit_job(session, actor=actor, **spec))
+            job = submit_job(session, actor=actor, **spec)
+            submitted.append(job)
+            if job.queue_id not in queues:
+                queues[job.queue_id] = session.get(Queue, job.queue_id)
         except TaskForgeError as exc:
             errors = {f"jobs[{index}].{name}": msgs for name, msgs in exc.errors.items()}
             raise type(exc)(f"jobs[{index}]: {exc.message}", errors=errors) from exc
