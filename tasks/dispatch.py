@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
-from sqlalchemy import update
+from sqlalchemy import tuple_, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.db import get_engine
@@ -35,6 +35,8 @@ CONSUME_COMMAND = "taskforge_consume"
 ETA_HORIZON = timedelta(seconds=60)
 # The hard limit leaves the soft limit's handler time to record the timeout.
 HARD_LIMIT_GRACE_SECONDS = 30
+# One UPDATE stamps this many jobs (a batch submit, a relay round).
+MARK_CHUNK = 500
 BROKER_ERRORS = (KombuOperationalError, RedisError, ConnectionError, OSError, TimeoutError)
 
 
@@ -75,10 +77,15 @@ def mark_published(database_url: str, items: Sequence[Dispatch]) -> None:
     """Stamp ``published_at`` on the jobs whose message went out for this attempt."""
     now = utcnow()
     with get_engine(database_url).begin() as connection:
-        for item in items:
+        for start in range(0, len(items), MARK_CHUNK):
+            chunk = items[start : start + MARK_CHUNK]
             connection.execute(
                 update(Job)
-                .where(Job.id == item.job_id, Job.attempt_count == item.attempt)
+                .where(
+                    tuple_(Job.id, Job.attempt_count).in_(
+                        [(item.job_id, item.attempt) for item in chunk]
+                    )
+                )
                 # Publishing is bookkeeping, not a change a client sees.
                 .values(published_at=now, updated_at=Job.updated_at)
             )
