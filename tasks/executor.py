@@ -38,7 +38,7 @@ from app.config import load_settings
 from app.db import get_engine, is_unavailable, rowcount, session_scope
 from app.models import AttemptStatus, Job, JobAttempt, JobStatus, Queue, utcnow
 from app.services.dispatch import Dispatch, stage
-from app.services.queues import DEFAULT_SETTINGS
+from app.services.queues import with_defaults
 from tasks.celery_app import app
 from tasks.handlers import JobContext, get_handler, load_handler_modules
 
@@ -163,7 +163,7 @@ def claim(database_url: str, job_id: uuid.UUID, attempt: int, worker: str) -> Cl
         max_attempts=row.max_attempts,
         priority=row.priority,
         queue_id=row.queue_id,
-        queue_settings={**DEFAULT_SETTINGS, **(settings or {})},
+        queue_settings=with_defaults(settings),
     )
 
 
@@ -193,7 +193,7 @@ def _reschedule_unclaimable(
             .execution_options(synchronize_session=False)
         )
     elif job.available_at is not None and job.available_at > now:
-        stage(session, Dispatch.for_job(job, {**DEFAULT_SETTINGS, **(settings or {})}))
+        stage(session, Dispatch.for_job(job, with_defaults(settings)))
 
 
 class LeaseKeeper:

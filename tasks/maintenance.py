@@ -15,7 +15,7 @@ from app.db import session_scope
 from app.models import AttemptStatus, Job, JobStatus, Queue, celery_queue_name, utcnow
 from app.services import workers as worker_service
 from app.services.dispatch import Dispatch
-from app.services.queues import DEFAULT_SETTINGS
+from app.services.queues import with_defaults
 from tasks.celery_app import app
 from tasks.dispatch import BROKER_ERRORS, ETA_HORIZON, mark_published, send
 from tasks.executor import end_attempt, finish_attempt
@@ -26,6 +26,19 @@ BATCH = 500
 # A job committed less than this long ago may still be mid-publish by the API.
 RELAY_GRACE = timedelta(seconds=5)
 LOST_ERROR = "The worker running this attempt stopped responding (its lease expired)"
+
+
+def _publish(database_url: str, items: list[Dispatch]) -> int:
+    """Send ``items`` and stamp them published; a broker outage leaves them for later."""
+    if not items:
+        return 0
+    try:
+        sent = send(items)
+    except BROKER_ERRORS:
+        logger.warning("broker unavailable; %d job(s) wait for the next round", len(items))
+        return 0
+    mark_published(database_url, sent)
+    return len(sent)
 
 
 def relay_unpublished(database_url: str, *, grace: timedelta = RELAY_GRACE) -> int:
@@ -48,19 +61,8 @@ def relay_unpublished(database_url: str, *, grace: timedelta = RELAY_GRACE) -> i
             .order_by(Job.priority.desc(), Job.created_at)
             .limit(BATCH)
         ).all()
-        items = [
-            Dispatch.for_job(job, {**DEFAULT_SETTINGS, **(settings or {})})
-            for job, settings in rows
-        ]
-    if not items:
-        return 0
-    try:
-        sent = send(items)
-    except BROKER_ERRORS:
-        logger.warning("relay: broker unavailable; %d job(s) wait", len(items))
-        return 0
-    mark_published(database_url, sent)
-    return len(sent)
+        items = [Dispatch.for_job(job, with_defaults(settings)) for job, settings in rows]
+    return _publish(database_url, items)
 
 
 def sweep_expired_leases(database_url: str) -> int:
@@ -83,7 +85,7 @@ def sweep_expired_leases(database_url: str) -> int:
                 job_id=job.id,
                 attempt=job.attempt_count,
                 max_attempts=job.max_attempts,
-                settings={**DEFAULT_SETTINGS, **(settings or {})},
+                settings=with_defaults(settings),
                 error=LOST_ERROR,
                 now=now,
             )
@@ -134,17 +136,11 @@ def republish_lost_messages(
             if job.queue_id not in empty:
                 empty[job.queue_id] = depth(celery_queue_name(job.queue_id)) == 0
             if empty[job.queue_id]:
-                items.append(Dispatch.for_job(job, {**DEFAULT_SETTINGS, **(settings or {})}))
-    if not items:
-        return 0
-    try:
-        sent = send(items)
-    except BROKER_ERRORS:
-        logger.warning("republish: broker unavailable; %d job(s) wait", len(items))
-        return 0
-    mark_published(database_url, sent)
-    logger.warning("republish: %d job(s) had lost their message", len(sent))
-    return len(sent)
+                items.append(Dispatch.for_job(job, with_defaults(settings)))
+    sent = _publish(database_url, items)
+    if sent:
+        logger.warning("republish: %d job(s) had lost their message", sent)
+    return sent
 
 
 @app.task(name="taskforge.relay", ignore_result=True)

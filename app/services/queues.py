@@ -64,9 +64,14 @@ def check_settings(settings: Any) -> dict[str, Any]:
     return dict(settings)
 
 
+def with_defaults(settings: dict[str, Any] | None) -> dict[str, Any]:
+    """Stored queue settings with the defaults filled in."""
+    return {**DEFAULT_SETTINGS, **(settings or {})}
+
+
 def effective_settings(queue: Queue) -> dict[str, Any]:
     """The queue's settings with defaults filled in."""
-    return {**DEFAULT_SETTINGS, **(queue.settings or {})}
+    return with_defaults(queue.settings)
 
 
 def _load(session: Session, actor: Actor, queue_id: str | uuid.UUID) -> Queue:
