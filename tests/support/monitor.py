@@ -2,66 +2,30 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from flask.testing import FlaskClient
 
-from app.config import PROJECT_ROOT, Settings
+from app.config import Settings
 from tests.conftest import Account
-from tests.support.workers import WorkerProcess, wait_for
+from tests.support.workers import ServiceProcess, WorkerProcess, wait_for
 
 Start = Callable[..., WorkerProcess]
 
 
-class MonitorProcess:
-    """``python -m app.monitor`` started with the test's settings; its log goes to a file."""
+class MonitorProcess(ServiceProcess):
+    """``python -m app.monitor`` started with the test's settings."""
+
+    ready_marker = "receiving events"
+    ready_timeout = 20.0
+    stop_timeout = 15.0
 
     def __init__(self, settings: Settings, log_path: Path) -> None:
-        env = {
-            **os.environ,
-            "DATABASE_URL": settings.database_url,
-            "REDIS_URL": settings.redis_url,
-            "TASKFORGE_MONITOR_INSPECT_SECONDS": "1",
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.monitor"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+        super().__init__(
+            settings, log_path, ["app.monitor"], env={"TASKFORGE_MONITOR_INSPECT_SECONDS": "1"}
         )
-
-    def log(self) -> str:
-        """Everything the monitor printed so far."""
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 20) -> None:
-        """Wait until the monitor says it receives events."""
-        wait_for(
-            lambda: "receiving events" in self.log(),
-            timeout,
-            f"monitor not ready:\n{self.log()[-3000:]}",
-        )
-
-    def stop(self, timeout: float = 15) -> None:
-        """SIGTERM, then kill if it does not stop in time."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
-        self._log.close()
 
 
 def api(client: FlaskClient, account: Account, path: str, **query: Any) -> Any:

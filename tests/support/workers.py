@@ -13,21 +13,65 @@ from pathlib import Path
 from app.config import PROJECT_ROOT, Settings
 
 
-class WorkerProcess:
-    """A Celery worker started with the test's settings; its log goes to a file."""
+class ServiceProcess:
+    """A TaskForge process on the test's services; its output goes to a log file."""
 
-    def __init__(self, settings: Settings, log_path: Path, *extra: str) -> None:
-        env = {
+    ready_marker = ""
+    ready_timeout = 30.0
+    stop_timeout = 20.0
+
+    def __init__(
+        self, settings: Settings, log_path: Path, argv: list[str], env: dict[str, str] | None = None
+    ) -> None:
+        environment = {
             **os.environ,
             "DATABASE_URL": settings.database_url,
             "REDIS_URL": settings.redis_url,
             "PYTHONUNBUFFERED": "1",
+            **(env or {}),
         }
         self.log_path = log_path
         self._log = log_path.open("wb")
-        command = [
-            sys.executable,
-            "-m",
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", *argv],
+            cwd=PROJECT_ROOT,
+            env=environment,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log(self) -> str:
+        """Everything the process printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until the process logs ``ready_marker``."""
+        wait_for(
+            lambda: self.ready_marker in self.log(),
+            timeout or self.ready_timeout,
+            f"{type(self).__name__} not ready:\n{self.log()[-3000:]}",
+        )
+
+    def stop(self, timeout: float | None = None) -> None:
+        """SIGTERM (a warm shutdown), then kill if it does not stop in time."""
+        timeout = timeout or self.stop_timeout
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+        self._log.close()
+
+
+class WorkerProcess(ServiceProcess):
+    """A Celery worker started with the test's settings."""
+
+    ready_marker = " ready."
+
+    def __init__(self, settings: Settings, log_path: Path, *extra: str) -> None:
+        argv = [
             "celery",
             "-A",
             "tasks.celery_app",
@@ -38,30 +82,7 @@ class WorkerProcess:
             "--without-mingle",
             *extra,
         ]
-        self.process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
-        )
-
-    def log(self) -> str:
-        """Everything the worker printed so far."""
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        """Wait until the worker says it is ready."""
-        wait_for(
-            lambda: " ready." in self.log(), timeout, f"worker not ready:\n{self.log()[-3000:]}"
-        )
-
-    def stop(self, timeout: float = 20) -> None:
-        """Warm shutdown, then kill if it does not stop in time."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
-        self._log.close()
+        super().__init__(settings, log_path, argv)
 
 
 def wait_for(
