@@ -2,7 +2,12 @@
 
 Every setting has an environment variable of the same name (``DATABASE_URL``,
 ``REDIS_URL``, ``JWT_SECRET_KEY`` …).  ``TASKFORGE_ENV=production`` turns on the
-checks that refuse an unsafe start (a default or short JWT secret).
+checks that refuse an unsafe start (a missing or short JWT secret, a metrics scrape
+that is neither guarded by a token nor explicitly public).
+
+Secrets are never constants.  In development, ``JWT_SECRET_KEY`` and
+``TASKFORGE_METRICS_TOKEN`` default to random values made on first run and kept in
+``var/secrets/`` (``app.local_secrets``); production must set them.
 
 Request hardening is off by default and opted into per deployment:
 ``TASKFORGE_TRUSTED_PROXIES`` (how many proxy hops may set ``X-Forwarded-For``)
@@ -20,10 +25,14 @@ from urllib.parse import urlsplit
 
 from limits import parse_many
 
+from app.local_secrets import local_secret
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TASKFORGE_VAR_DIR", PROJECT_ROOT / "var"))
-
-DEV_JWT_SECRET = "taskforge-development-secret-do-not-use-in-production"
+SECRETS_DIR = VAR_DIR / "secrets"
+JWT_SECRET_FILE = "jwt_secret_key"
+METRICS_TOKEN_FILE = "metrics_token"
+JWT_SECRET_MIN_BYTES = 32
 
 
 class ConfigError(RuntimeError):
@@ -75,7 +84,8 @@ class Settings:
         default_factory=lambda: _env("DATABASE_URL", f"sqlite:///{VAR_DIR / 'taskforge.db'}")
     )
     redis_url: str = field(default_factory=lambda: _env("REDIS_URL", "redis://127.0.0.1:6399/0"))
-    jwt_secret_key: str = field(default_factory=lambda: _env("JWT_SECRET_KEY", DEV_JWT_SECRET))
+    # Empty means "not configured": development then uses var/secrets/ (__post_init__).
+    jwt_secret_key: str = field(default_factory=lambda: _env("JWT_SECRET_KEY", ""))
     access_token_minutes: int = field(
         default_factory=lambda: _env_int("TASKFORGE_ACCESS_TOKEN_MINUTES", 15)
     )
@@ -121,6 +131,19 @@ class Settings:
     )
     sse_max_streams: int = field(default_factory=lambda: _env_int("TASKFORGE_SSE_MAX_STREAMS", 4))
     metrics_token: str = field(default_factory=lambda: _env("TASKFORGE_METRICS_TOKEN", ""))
+    # Scraping without a token is an explicit choice, never a default.
+    metrics_public: bool = field(
+        default_factory=lambda: _env_bool("TASKFORGE_METRICS_PUBLIC", False)
+    )
+
+    def __post_init__(self) -> None:
+        """Fill unset development secrets from ``var/secrets/``, made on first use."""
+        if self.is_production:
+            return
+        if not self.jwt_secret_key:
+            self.jwt_secret_key = local_secret(SECRETS_DIR, JWT_SECRET_FILE)
+        if not self.metrics_token and not self.metrics_public:
+            self.metrics_token = local_secret(SECRETS_DIR, METRICS_TOKEN_FILE)
 
     @property
     def is_production(self) -> bool:
@@ -128,11 +151,18 @@ class Settings:
 
     def validate(self) -> None:
         """Refuse settings that are unsafe for the chosen environment."""
+        if not self.jwt_secret_key:
+            raise ConfigError("JWT_SECRET_KEY must be set in production")
         if self.is_production:
-            if self.jwt_secret_key == DEV_JWT_SECRET:
-                raise ConfigError("JWT_SECRET_KEY must be set in production")
-            if len(self.jwt_secret_key.encode()) < 32:
-                raise ConfigError("JWT_SECRET_KEY must be at least 32 bytes in production")
+            if len(self.jwt_secret_key.encode()) < JWT_SECRET_MIN_BYTES:
+                raise ConfigError(
+                    f"JWT_SECRET_KEY must be at least {JWT_SECRET_MIN_BYTES} bytes in production"
+                )
+            if not self.metrics_token and not self.metrics_public:
+                raise ConfigError(
+                    "Set TASKFORGE_METRICS_TOKEN (Prometheus' bearer token) in production, "
+                    "or TASKFORGE_METRICS_PUBLIC=true to allow scraping without one"
+                )
         if self.lease_seconds < 3:
             raise ConfigError("TASKFORGE_LEASE_SECONDS must be at least 3")
         if self.max_content_length <= 0:

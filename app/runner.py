@@ -4,8 +4,10 @@ It starts a private Redis (unless ``REDIS_URL`` is set), applies migrations, the
 the API (gunicorn), the gRPC server, one Celery worker, Celery beat and the monitor
 (``python -m app.monitor``) as children, prefixing their output with their names.  Every
 child shares a fresh ``PROMETHEUS_MULTIPROC_DIR`` under ``var/`` so one scrape of
-``/api/v1/metrics`` adds up all of them.  Ctrl-C or SIGTERM stops them all; if one dies,
-the others are stopped too and the exit code is non-zero.
+``/api/v1/metrics`` adds up all of them.  A child that dies is started again after a
+short backoff, the others keep serving (``RestartPolicy``); one that keeps crashing
+right after it starts stops everything with a non-zero exit code.  A private Redis that
+dies is restarted on its port and data.  Ctrl-C or SIGTERM stops them all.
 """
 
 from __future__ import annotations
@@ -110,29 +112,73 @@ def fresh_dir(path: Path) -> Path:
     return path
 
 
-def banner(http_port: int, grpc_port: int) -> str:
+def banner(http_port: int, grpc_port: int, metrics_token: str = "") -> str:
     """Return the URLs and the how-to-log-in hint printed once everything started."""
     api = f"http://127.0.0.1:{http_port}/api/v1"
     user = '"email": "me@example.com", "password": "change-me-now"'
+    scrape = (
+        f"{api}/metrics (open: TASKFORGE_METRICS_PUBLIC)"
+        if not metrics_token
+        else f"{api}/metrics\n  bearer token: {metrics_token}"
+    )
     return f"""\
 REST API     {api}
 OpenAPI UI   {api}/docs
 gRPC         127.0.0.1:{grpc_port}
 Dashboard    http://127.0.0.1:{http_port}/dashboard
-Metrics      {api}/metrics
+Metrics      {scrape}
 How to log in: register once, log in, then send the access_token:
   curl --json '{{{user}, "organization_name": "Acme"}}' {api}/auth/register
   curl --json '{{{user}}}' {api}/auth/login
   curl -H 'Authorization: Bearer <access_token>' {api}/queues"""
 
 
-class Supervisor:
-    """Start the children, relay their output, and stop everything together."""
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When a dead child is started again, and when the supervisor gives up.
 
-    def __init__(self) -> None:
-        self.children: list[tuple[str, subprocess.Popen[str]]] = []
+    A child that ran at least ``stable_after`` seconds had a good run: its next crash
+    is restarted after ``first_delay``.  Each crash sooner than that doubles the delay
+    (up to ``max_delay``); after ``max_fast_failures`` such crashes in a row the child
+    is broken, not unlucky, and everything stops.
+    """
+
+    first_delay: float = 1.0
+    max_delay: float = 30.0
+    stable_after: float = 30.0
+    max_fast_failures: int = 5
+
+    def delay(self, fast_failures: int) -> float:
+        """Seconds to wait before the restart that follows ``fast_failures`` quick crashes."""
+        return float(min(self.max_delay, self.first_delay * 2 ** (fast_failures - 1)))
+
+
+@dataclass(eq=False)
+class Child:
+    """A supervised child: what to run, the process now running, and its crash record."""
+
+    planned: PlannedChild
+    process: subprocess.Popen[str]
+    started_at: float
+    fast_failures: int = 0
+    restart_at: float | None = None
+
+    @property
+    def name(self) -> str:
+        """The child's name, as its log lines show it."""
+        return self.planned.name
+
+
+class Supervisor:
+    """Start the children, relay their output, restart the ones that die, stop them together."""
+
+    def __init__(self, policy: RestartPolicy | None = None) -> None:
+        self.policy = policy or RestartPolicy()
+        self.children: list[Child] = []
+        self.env: dict[str, str] = {}
         self.pumps: list[threading.Thread] = []
         self.redis: RedisProcess | None = None
+        self.redis_failures = 0
         self.signals = 0
         self.signal_name = ""
         self.lock = threading.Lock()
@@ -160,8 +206,8 @@ class Supervisor:
             for line in stream:
                 self.log(name, line.rstrip("\n"))
 
-    def spawn(self, child: PlannedChild, env: dict[str, str]) -> None:
-        """Start one child in its own process group, so Ctrl-C reaches only us."""
+    def _popen(self, child: PlannedChild, env: dict[str, str]) -> subprocess.Popen[str]:
+        """Start one process in its own process group, so Ctrl-C reaches only us."""
         process = subprocess.Popen(
             child.argv,
             cwd=PROJECT_ROOT,
@@ -173,20 +219,71 @@ class Supervisor:
             errors="replace",
             start_new_session=True,
         )
-        self.children.append((child.name, process))
         pump = threading.Thread(target=self.pump, args=(child.name, process.stdout), daemon=True)
         pump.start()
         self.pumps.append(pump)
+        self.log("taskforge", f"started {child.name} (pid {process.pid})")
+        return process
+
+    def spawn(self, child: PlannedChild, env: dict[str, str]) -> Child:
+        """Start and supervise one child."""
+        self.env = env
+        supervised = Child(child, self._popen(child, env), time.monotonic())
+        self.children.append(supervised)
+        return supervised
+
+    def _schedule_restart(self, child: Child, code: int, now: float) -> str | None:
+        """Plan the restart of a child that exited; return why not when it keeps failing."""
+        # Pool processes or gunicorn workers of a killed main process would hold its
+        # port or its jobs: the whole process group goes before the restart.
+        _kill_group(child.process)
+        if now - child.started_at >= self.policy.stable_after:
+            child.fast_failures = 0
+        child.fast_failures += 1
+        if child.fast_failures > self.policy.max_fast_failures:
+            return (
+                f"{child.name} crashed {child.fast_failures} times in a row, each within "
+                f"{self.policy.stable_after:g}s of starting (last exit code {code}): giving up"
+            )
+        delay = self.policy.delay(child.fast_failures)
+        self.log("taskforge", f"{child.name} exited with code {code}; restarting in {delay:g}s")
+        child.restart_at = now + delay
+        return None
+
+    def _restart(self, child: Child, now: float) -> None:
+        child.restart_at = None
+        child.started_at = now
+        child.process = self._popen(child.planned, self.env)
+
+    def _watch_redis(self) -> str | None:
+        """Restart the private Redis in place if it died (its AOF keeps the broker's data)."""
+        if self.redis is None or self.redis.is_running():
+            return None
+        self.redis_failures += 1
+        if self.redis_failures > self.policy.max_fast_failures:
+            return f"the private Redis keeps exiting (see {self.redis.log_path})"
+        self.log("taskforge", f"the private Redis exited; restarting it on {self.redis.url}")
+        self.redis = start_redis(self.redis.port, self.redis.data_dir)
+        self.redis.wait_ready(10.0)
+        return None
 
     def watch(self) -> str | None:
-        """Wait for a signal or a dead child; return why a child died, if one did."""
+        """Supervise until a signal arrives or a child keeps failing; return that failure."""
         while not self.signals:
-            if self.redis is not None and not self.redis.is_running():
-                return f"the private Redis exited (see {self.redis.log_path})"
-            for name, process in self.children:
-                code = process.poll()
+            failure = self._watch_redis()
+            now = time.monotonic()
+            for child in self.children:
+                if failure:
+                    break
+                if child.restart_at is not None:
+                    if now >= child.restart_at:
+                        self._restart(child, now)
+                    continue
+                code = child.process.poll()
                 if code is not None:
-                    return f"{name} exited unexpectedly with code {code}"
+                    failure = self._schedule_restart(child, code, now)
+            if failure:
+                return failure
             time.sleep(0.2)
         return None
 
@@ -194,22 +291,22 @@ class Supervisor:
         """SIGTERM every child, wait up to ``timeout`` seconds, then SIGKILL the rest."""
         if self.signals:
             self.log("taskforge", f"{self.signal_name} received, stopping (again to force)…")
-        for name, process in reversed(self.children):
+        processes = [(child.name, child.process) for child in self.children]
+        for name, process in reversed(processes):
             if process.poll() is None:
                 self.log("taskforge", f"stopping {name} (pid {process.pid})")
                 process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         stop_after = self.signals + 1  # one more Ctrl-C means "kill now"
         while time.monotonic() < deadline and self.signals < stop_after:
-            if all(process.poll() is not None for _, process in self.children):
+            if all(process.poll() is not None for _, process in processes):
                 break
             time.sleep(0.1)
-        for name, process in self.children:
+        for name, process in processes:
             if process.poll() is None:
                 self.log("taskforge", f"killing {name}")
             # Also reaps helpers a child left behind (gunicorn or Celery pool processes).
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
+            _kill_group(process)
             process.wait()
         for thread in self.pumps:
             thread.join(timeout=2.0)
@@ -223,12 +320,14 @@ class Supervisor:
             VAR_DIR.mkdir(parents=True, exist_ok=True)
             children, skipped = plan_children(os.environ)
             if not os.environ.get("REDIS_URL"):
-                self.redis = start_redis(PRIVATE_REDIS_PORT, VAR_DIR / "redis")
+                port = env_port(os.environ, "TASKFORGE_REDIS_PORT", PRIVATE_REDIS_PORT)
+                self.redis = start_redis(port, VAR_DIR / "redis")
                 self.redis.wait_ready(10.0)
                 os.environ["REDIS_URL"] = self.redis.url  # children inherit it
                 self.log("taskforge", f"private Redis at {self.redis.url}, data in {VAR_DIR}/redis")
             from app.migrate import upgrade  # imports the models: only now, not for tests
 
+            # Also makes the development secrets in var/secrets/ before any child reads them.
             settings = load_settings()
             self.log("taskforge", "applying database migrations…")
             upgrade(settings.database_url)
@@ -243,7 +342,10 @@ class Supervisor:
                 if not self.signals:
                     self.spawn(child, env)
             if not self.signals:
-                self.log("taskforge", banner(settings.http_port, settings.grpc_port))
+                self.log(
+                    "taskforge",
+                    banner(settings.http_port, settings.grpc_port, settings.metrics_token),
+                )
             failure = self.watch()
         except (RedisStartError, ConfigError, ValueError) as exc:
             failure = f"could not start: {exc}"
@@ -259,6 +361,12 @@ class Supervisor:
                 self.redis.stop()
         self.log("taskforge", "stopped" if failure is None else "stopped after a failure")
         return 0 if failure is None else 1
+
+
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    """SIGKILL a child's whole process group (it leads one: ``start_new_session``)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def run_all() -> int:

@@ -34,6 +34,8 @@ from tests.support.workers import WorkerProcess
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
 PASSWORD = "correct horse battery"
+METRICS_TOKEN = "test-metrics-token"
+METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 
 @pytest.fixture(scope="session")
@@ -128,6 +130,7 @@ def settings(database_url: str, redis_server: RedisProcess) -> Settings:
         rate_limit_default="100000 per minute",
         rate_limit_login="100000 per minute",
         rate_limit_register="100000 per hour",
+        metrics_token=METRICS_TOKEN,
     )
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 from app.runner import (
     CHILDREN,
     PlannedChild,
+    RestartPolicy,
     Supervisor,
     banner,
     env_port,
@@ -89,18 +92,87 @@ def _python(code: str, name: str = "fake") -> PlannedChild:
     return PlannedChild(name, (sys.executable, "-c", code))
 
 
-def test_a_dying_child_is_reported_and_the_others_are_stopped(
+def test_a_crashing_child_is_restarted_while_the_others_keep_running(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    supervisor = Supervisor()
+    policy = RestartPolicy(first_delay=0.05, max_delay=0.1, stable_after=30, max_fast_failures=2)
+    supervisor = Supervisor(policy)
     env = {"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
-    supervisor.spawn(_python("import time; time.sleep(60)", "sleeper"), env)
+    sleeper = supervisor.spawn(_python("import time; time.sleep(60)", "sleeper"), env)
+    first_sleeper_process = sleeper.process
     supervisor.spawn(_python("print('hello'); raise SystemExit(3)", "crasher"), env)
-    assert supervisor.watch() == "crasher exited unexpectedly with code 3"
+    assert supervisor.watch() == (
+        "crasher crashed 3 times in a row, each within 30s of starting (last exit code 3): "
+        "giving up"
+    )
+    assert sleeper.process is first_sleeper_process and sleeper.process.poll() is None
     supervisor.stop_children(timeout=5.0)
-    sleeper = supervisor.children[0][1]
-    assert sleeper.returncode == -signal.SIGTERM  # stopped gracefully, not killed
-    assert "crasher   | hello" in capsys.readouterr().out
+    assert sleeper.process.returncode == -signal.SIGTERM  # stopped gracefully, not killed
+    out = capsys.readouterr().out
+    assert out.count("crasher   | hello") == 3
+    assert "crasher exited with code 3; restarting in 0.05s" in out
+    assert "crasher exited with code 3; restarting in 0.1s" in out
+
+
+def test_a_child_that_ran_long_enough_is_always_restarted(tmp_path: Path) -> None:
+    starts = tmp_path / "starts"
+    code = f"open({str(starts)!r}, 'a').write('x'); raise SystemExit(1)"
+    # stable_after=0: every run counts as a good one, so the supervisor never gives up.
+    supervisor = Supervisor(RestartPolicy(first_delay=0.01, stable_after=0, max_fast_failures=1))
+    supervisor.spawn(_python(code, "flapper"), {"PATH": "/usr/bin:/bin"})
+
+    def stop_after_five_starts() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if starts.exists() and len(starts.read_text()) >= 5:
+                break
+            time.sleep(0.02)
+        supervisor.signals += 1
+
+    stopper = threading.Thread(target=stop_after_five_starts)
+    stopper.start()
+    assert supervisor.watch() is None
+    stopper.join()
+    supervisor.stop_children(timeout=1.0)
+    assert len(starts.read_text()) >= 5
+
+
+def test_the_children_of_a_killed_child_go_with_it(tmp_path: Path) -> None:
+    grandchild_pid = tmp_path / "pid"
+    code = (
+        "import subprocess, sys, time; "
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        f"open({str(grandchild_pid)!r}, 'w').write(str(p.pid)); time.sleep(60)"
+    )
+    supervisor = Supervisor(RestartPolicy(first_delay=60))
+    child = supervisor.spawn(_python(code, "parent"), {"PATH": "/usr/bin:/bin"})
+    deadline = time.monotonic() + 10
+    while not (grandchild_pid.exists() and grandchild_pid.read_text()):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    orphan = int(grandchild_pid.read_text())
+    os.kill(child.process.pid, signal.SIGKILL)  # like a Celery main process killed by OOM
+    watcher = threading.Thread(target=supervisor.watch)
+    watcher.start()
+    try:
+        deadline = time.monotonic() + 10
+        while _alive(orphan):
+            assert time.monotonic() < deadline, "the killed child's own child survived"
+            time.sleep(0.02)
+        assert child.restart_at is not None  # and its restart is planned
+    finally:
+        supervisor.signals += 1
+        watcher.join()
+        supervisor.stop_children(timeout=1.0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split()[2] != "Z"
 
 
 def test_a_child_that_ignores_sigterm_is_killed_after_the_timeout(tmp_path: Path) -> None:
@@ -115,4 +187,4 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_timeout(tmp_path: Path
     while not ready.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     supervisor.stop_children(timeout=0.5)
-    assert supervisor.children[0][1].returncode == -signal.SIGKILL
+    assert supervisor.children[0].process.returncode == -signal.SIGKILL

@@ -1,8 +1,11 @@
 """GET /api/v1/metrics (Prometheus text format) and the HTTP request metrics of every route.
 
-The scrape is platform-wide (every organization's queues and workers): keep it
-on a private network.  With ``TASKFORGE_METRICS_TOKEN`` set it needs
-``Authorization: Bearer <that token>``; unset, it is open.
+The scrape is platform-wide (every organization's queues and workers), so it needs
+``Authorization: Bearer <TASKFORGE_METRICS_TOKEN>`` (Prometheus' ``bearer_token``).  In
+development the token is made on first run and kept in ``var/secrets/metrics_token``;
+``make run`` prints it.  The client address proves nothing (behind a local reverse
+proxy every caller is loopback), so only ``TASKFORGE_METRICS_PUBLIC=true`` with no token
+opens the scrape.
 """
 
 from __future__ import annotations
@@ -59,9 +62,10 @@ def _collector(app: Flask) -> ClusterCollector:
 
 
 def _authorized() -> bool:
-    token = settings().metrics_token
+    config = settings()
+    token = config.metrics_token
     if not token:
-        return True
+        return config.metrics_public
     presented = request.headers.get("Authorization", "")
     return hmac.compare_digest(presented.encode(), f"Bearer {token}".encode())
 

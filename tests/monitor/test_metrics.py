@@ -13,13 +13,13 @@ from app.config import Settings
 from app.monitor.directory import Directory
 from app.monitor.events import EventHandler
 from app.monitor.store import MonitorStore
-from tests.conftest import Account
+from tests.conftest import METRICS_AUTH, Account
 from tests.support.monitor import submit
 
 
 def scrape(client: FlaskClient, **headers: str) -> dict[tuple[str, tuple[Any, ...]], float]:
-    """Scrape the endpoint; map (sample name, sorted labels) to value."""
-    response = client.get("/api/v1/metrics", headers=headers)
+    """Scrape the endpoint (with the test token unless told otherwise); map samples to values."""
+    response = client.get("/api/v1/metrics", headers=headers or METRICS_AUTH)
     assert response.status_code == 200, response.get_data()
     assert response.content_type.startswith("text/plain")
     samples = {}

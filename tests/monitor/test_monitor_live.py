@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
 from app.config import Settings
-from tests.conftest import Account, Auth
+from tests.conftest import METRICS_AUTH, Account, Auth
 from tests.support.monitor import MonitorProcess, Start, api, create_queue, submit
 from tests.support.workers import WorkerProcess, wait_for
 
@@ -97,7 +97,7 @@ def test_jobs_show_up_with_their_state_changes(
     assert api(client, stranger, "/monitor/workers")["workers"] == []
     assert api(client, stranger, "/monitor/queues")["queues"] == []
 
-    text = client.get("/api/v1/metrics").get_data(as_text=True)
+    text = client.get("/api/v1/metrics", headers=METRICS_AUTH).get_data(as_text=True)
     samples = {
         (s.name, s.labels.get("queue")): s.value
         for family in text_string_to_metric_families(text)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
+import jwt
 import pytest
 from flask.testing import FlaskClient
 
 from app import create_app
-from app.config import DEV_JWT_SECRET, ConfigError, Settings, load_settings
+from app.config import ConfigError, Settings, load_settings
 from tests.conftest import Account
 
 STRONG_SECRET = "s" * 32
+# The development default of earlier releases: public, so never a valid key again.
+PUBLISHED_SECRET = "taskforge-development-secret-do-not-use-in-production"
 ORIGIN = "https://app.example.com"
 
 
@@ -51,7 +55,6 @@ def test_an_unexpected_error_shows_no_stack_trace(settings: Settings) -> None:
 @pytest.mark.parametrize(
     "secret",
     [
-        pytest.param(DEV_JWT_SECRET, id="default"),
         pytest.param("short-secret", id="short"),
         pytest.param("x" * 31, id="31-bytes"),
         pytest.param("", id="empty"),
@@ -75,6 +78,28 @@ def test_production_refuses_an_unset_secret_from_the_environment(
 
 def test_production_accepts_a_32_byte_secret() -> None:
     assert load_settings(env="production", jwt_secret_key=STRONG_SECRET).is_production
+
+
+def test_production_refuses_an_unguarded_metrics_scrape() -> None:
+    with pytest.raises(ConfigError, match="TASKFORGE_METRICS_TOKEN"):
+        Settings(env="production", jwt_secret_key=STRONG_SECRET).validate()
+    Settings(env="production", jwt_secret_key=STRONG_SECRET, metrics_public=True).validate()
+
+
+def test_development_signs_with_a_generated_secret_not_a_published_one(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings, owner: Account
+) -> None:
+    monkeypatch.delenv("JWT_SECRET_KEY", raising=False)
+    generated = Settings().jwt_secret_key
+    assert generated != PUBLISHED_SECRET and len(generated) >= 32
+    forged = jwt.encode(
+        {"sub": owner.user_id, "type": "access", "jti": "forged", "exp": time.time() + 600},
+        PUBLISHED_SECRET,
+        algorithm="HS256",
+    )
+    client = create_app(settings.replace(jwt_secret_key=generated)).test_client()
+    response = client.get("/api/v1/queues", headers={"Authorization": f"Bearer {forged}"})
+    assert response.status_code == 401
 
 
 @pytest.mark.parametrize(
@@ -157,6 +182,14 @@ def test_cors_wildcard_is_explicit(app_with: Callable[..., FlaskClient], owner: 
     client = app_with(cors_origins=("*",))
     response = client.get("/api/v1/queues", headers={**owner.headers, "Origin": ORIGIN})
     assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_metrics_are_guarded_unless_explicitly_public(
+    app_with: Callable[..., FlaskClient], owner: Account
+) -> None:
+    assert app_with(metrics_token="").get("/api/v1/metrics").status_code == 401
+    public = app_with(metrics_token="", metrics_public=True)
+    assert public.get("/api/v1/metrics").status_code == 200
 
 
 def test_metrics_need_their_token_when_one_is_configured(
