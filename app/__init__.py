@@ -15,7 +15,7 @@ from app.api.schemas import ErrorSchema
 from app.broker import BrokerProbe
 from app.config import Settings, load_settings
 from app.extensions import jwt, limiter, make_api
-from app.tokens import TokenStore
+from app.tokens import StreamTickets, TokenStore
 
 JSON_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Services bound client documents at 32 levels; the edge refuses far deeper
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.config.update(_flask_config(settings))
     app.extensions["taskforge.settings"] = settings
     app.extensions["taskforge.tokens"] = TokenStore.from_url(settings.redis_url)
+    app.extensions["taskforge.stream_tickets"] = StreamTickets.from_url(settings.redis_url)
     app.extensions["taskforge.broker"] = BrokerProbe.from_url(settings.redis_url)
 
     from tasks.dispatch import install as install_publisher
