@@ -28,6 +28,7 @@ from app.redis_server import free_port
 from grpc_service import convert
 from grpc_service.gen import job_queue_pb2 as pb
 from grpc_service.gen import job_queue_pb2_grpc as pb_grpc
+from grpc_service.interceptors import peer_address
 from grpc_service.server import MAX_MESSAGE_BYTES
 from tests.support.redis_monitor import commands_sent
 
@@ -262,3 +263,15 @@ def test_grpc_limits_cost_one_redis_round_trip_per_call(
 
         call()
         assert commands_sent(settings.redis_url, call) == ["EVALSHA"]
+
+
+@pytest.mark.parametrize(
+    ("peer", "address"),
+    [
+        ("ipv4:127.0.0.1:50123", "127.0.0.1"),
+        ("ipv6:[::1]:50123", "::1"),
+        ("unix:/tmp/socket", "unix:/tmp/socket"),
+    ],
+)
+def test_a_peer_counts_under_the_address_rest_sees(peer: str, address: str) -> None:
+    assert peer_address(peer) == address
