@@ -11,12 +11,11 @@ from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.api.errors import error_response, register_error_handlers
-from app.api.ratelimit import application_limit
 from app.api.schemas import ErrorSchema
 from app.broker import BrokerProbe
 from app.config import Settings, load_settings
 from app.extensions import jwt, limiter, make_api
-from app.tokens import TokenStore
+from app.tokens import StreamTickets, TokenStore
 
 JSON_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Services bound client documents at 32 levels; the edge refuses far deeper
@@ -51,13 +50,14 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.config.update(_flask_config(settings))
     app.extensions["taskforge.settings"] = settings
     app.extensions["taskforge.tokens"] = TokenStore.from_url(settings.redis_url)
+    app.extensions["taskforge.stream_tickets"] = StreamTickets.from_url(settings.redis_url)
     app.extensions["taskforge.broker"] = BrokerProbe.from_url(settings.redis_url)
 
     from tasks.dispatch import install as install_publisher
 
     install_publisher(settings.database_url, settings.redis_url)
     api = make_api()
-    _init_extensions(app, api)
+    _init_extensions(app, api, settings)
     _register_blueprints(app, api)
     register_error_handlers(app)
     app.before_request(_require_json_body)
@@ -85,10 +85,10 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
         "OPENAPI_REDOC_PATH": "/redoc",
         "OPENAPI_REDOC_URL": "https://cdn.jsdelivr.net/npm/redoc/bundles/redoc.standalone.js",
+        # flask-limiter keeps only the per-route limits (login, register, password); the
+        # limit every request spends is app.api.ratelimit's, shared with gRPC.
         "RATELIMIT_STORAGE_URI": settings.redis_url,
         "RATELIMIT_ENABLED": settings.rate_limit_enabled,
-        # A callable: read per request from this app's settings and the caller's organization.
-        "RATELIMIT_APPLICATION": application_limit,
         "RATELIMIT_HEADERS_ENABLED": True,
         # Fail open: a Redis outage must not take the API down with it (the
         # token blocklist, by contrast, fails closed).
@@ -98,14 +98,15 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _init_extensions(app: Flask, api: Api) -> None:
-    from app.api import context
+def _init_extensions(app: Flask, api: Api, settings: Settings) -> None:
+    from app.api import context, ratelimit
     from app.api.auth_jwt import init_jwt
 
     api.ERROR_SCHEMA = ErrorSchema
     api.init_app(app)
     jwt.init_app(app)
     init_jwt(jwt)
+    ratelimit.init_app(app, settings)
     limiter.init_app(app)
     context.init_app(app)
 

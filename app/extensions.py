@@ -8,7 +8,7 @@ from flask_smorest import Api
 from flask_smorest import Blueprint as _Blueprint
 from webargs.flaskparser import FlaskParser
 
-from app.api.ratelimit import rate_limit_key
+from app.api.ratelimit import address_key
 
 
 class _Parser(FlaskParser):
@@ -28,4 +28,4 @@ def make_api() -> Api:
 
 
 jwt = JWTManager()
-limiter = Limiter(key_func=rate_limit_key, headers_enabled=True)
+limiter = Limiter(key_func=address_key, headers_enabled=True)

@@ -1,4 +1,4 @@
-"""Revoked-token blocklist in Redis, shared by every API process and the gRPC server.
+"""Revoked-token blocklist and stream tickets in Redis, shared by every API and gRPC process.
 
 A revoked token's ``jti`` is stored with a TTL equal to the token's remaining
 life, so the set never grows beyond the tokens that could still be presented.
@@ -11,7 +11,11 @@ long as any of its tokens can live, the refresh lifetime.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import secrets
 import time
+from typing import Any
 
 import redis
 
@@ -71,3 +75,49 @@ class TokenStore:
             return bool(self._redis.exists(*keys))
         except redis.RedisError as exc:
             raise Unavailable(_UNAVAILABLE) from exc
+
+
+_TICKET_PREFIX = "taskforge:stream-ticket:"
+
+
+class StreamTickets:
+    """Single-use tickets in Redis, each naming who may open one event stream, briefly.
+
+    Only a hash of each ticket is kept, so reading Redis yields no usable ticket.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    @classmethod
+    def from_url(cls, url: str) -> StreamTickets:
+        """Connect to the Redis at ``url`` with short timeouts."""
+        return cls(redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2))
+
+    def close(self) -> None:
+        """Close the connections to Redis."""
+        self._redis.close()
+
+    def issue(self, holder: dict[str, Any], ttl_seconds: int) -> str:
+        """Store ``holder`` under a new ticket for ``ttl_seconds``; return the ticket."""
+        ticket = secrets.token_urlsafe(32)
+        try:
+            self._redis.set(_ticket_key(ticket), json.dumps(holder), ex=ttl_seconds)
+        except redis.RedisError as exc:
+            raise Unavailable(_UNAVAILABLE) from exc
+        return ticket
+
+    def redeem(self, ticket: str) -> dict[str, Any] | None:
+        """Return the ticket's holder and delete it, atomically; None when unknown or used."""
+        try:
+            raw = self._redis.getdel(_ticket_key(ticket))
+        except redis.RedisError as exc:
+            raise Unavailable(_UNAVAILABLE) from exc
+        if raw is None:
+            return None
+        holder: dict[str, Any] = json.loads(raw)
+        return holder
+
+
+def _ticket_key(ticket: str) -> str:
+    return _TICKET_PREFIX + hashlib.sha256(ticket.encode()).hexdigest()

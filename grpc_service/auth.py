@@ -15,7 +15,7 @@ from jwt.exceptions import ExpiredSignatureError, PyJWTError
 from app.db import session_scope
 from app.errors import Unauthenticated
 from app.services.actors import Actor
-from app.services.auth import actor_for_api_key, actor_for_user_id
+from app.services.auth import actor_for_api_key, actor_for_token
 from app.tokens import TokenStore
 
 _actor: ContextVar[Actor] = ContextVar("taskforge_grpc_actor")
@@ -61,7 +61,7 @@ class Authenticator:
                 raise Unauthenticated("Send the token as 'authorization: Bearer <token>'")
             claims = self._access_claims(token.strip())
             with session_scope(self._database_url) as session:
-                return actor_for_user_id(session, str(claims.get("sub", "")))
+                return actor_for_token(session, claims)
         raise Unauthenticated(
             "Authentication required: send 'authorization: Bearer <token>' or 'x-api-key' metadata"
         )

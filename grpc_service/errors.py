@@ -16,7 +16,7 @@ from app.errors import (
     Unavailable,
     ValidationFailed,
 )
-from grpc_service.ratelimit import RateLimited
+from app.services.ratelimit import RateLimited
 
 STATUS_BY_ERROR: dict[type[TaskForgeError], grpc.StatusCode] = {
     ValidationFailed: grpc.StatusCode.INVALID_ARGUMENT,

@@ -8,14 +8,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
+from app.services.actors import Actor
+from app.services.ratelimit import RateLimited, RateLimiter
 from grpc_service.auth import Authenticator, acting_as
 from grpc_service.errors import status_for
 from grpc_service.gen import job_queue_pb2 as pb
-from grpc_service.ratelimit import RateLimited, RateLimiter, actor_key, address_key
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +82,9 @@ class EdgeInterceptor(grpc.ServerInterceptor):
                 try:
                     actor = self._authenticator.authenticate(metadata)
                 except Exception:
-                    self._count(address_key(context.peer()))
+                    self._limit(None, context)
                     raise
-                self._count(actor_key(actor))
+                self._limit(actor, context)
                 with acting_as(actor):
                     yield
             except Exception as exc:
@@ -89,14 +94,41 @@ class EdgeInterceptor(grpc.ServerInterceptor):
 
         return wrap_handler(handler, around)
 
-    def _count(self, key: str) -> None:
+    def _limit(self, actor: Actor | None, context: grpc.ServicerContext) -> None:
         if self._rate_limiter is not None:
-            self._rate_limiter.check(key)
+            self._rate_limiter.check(actor, peer_address(context.peer()))
+
+
+def peer_address(peer: str) -> str:
+    """The host of a peer (``ipv4:h:p``, ``ipv6:[h]:p``), as REST sees a client address."""
+    if peer.startswith(("ipv4:", "ipv6:")):
+        host = peer.split(":", 1)[1].rsplit(":", 1)[0]
+        return host.strip("[]")
+    return peer
+
+
+@dataclass(frozen=True)
+class _Status(grpc.Status):
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+def _abort_rate_limited(context: grpc.ServicerContext, exc: RateLimited) -> None:
+    """RESOURCE_EXHAUSTED with google.rpc.RetryInfo, and a plain ``retry-after`` trailer."""
+    retry_after = exc.verdict.retry_after
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=retry_after)))
+    status = rpc_status.to_status(
+        status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=str(exc), details=[detail])
+    )
+    trailers = (*status.trailing_metadata, ("retry-after", str(retry_after)))
+    context.abort_with_status(_Status(status.code, status.details, trailers))
 
 
 def _abort(context: grpc.ServicerContext, method: str, exc: Exception) -> None:
     if isinstance(exc, RateLimited):
-        context.set_trailing_metadata((("retry-after", str(exc.retry_after)),))
+        _abort_rate_limited(context, exc)
     answer = status_for(exc)
     if answer is None:
         logger.exception("unhandled error in %s", method)

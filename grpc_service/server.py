@@ -18,11 +18,11 @@ from grpc_reflection.v1alpha import reflection
 
 from app import create_app
 from app.config import Settings, load_settings
+from app.services.ratelimit import RateLimiter
 from grpc_service.auth import Authenticator
 from grpc_service.gen import job_queue_pb2_grpc as pb_grpc
 from grpc_service.interceptors import SERVICE_NAME, EdgeInterceptor
 from grpc_service.metrics import MetricsInterceptor
-from grpc_service.ratelimit import RateLimiter
 from grpc_service.servicers import JobQueueServicer
 
 logger = logging.getLogger(__name__)

@@ -1,8 +1,10 @@
-"""/auth: register, login, refresh, validate, logout.
+"""/auth: register, login, refresh, validate, logout, change password.
 
 Every token of one login carries the same ``family`` claim.  Refreshing rotates
 the refresh token; presenting a rotated one again revokes the whole family, and
-logging out revokes the family of the presented access token.
+logging out revokes the family of the presented access token.  Every token also
+carries the user's token generation (``gen``): changing the password raises it,
+which ends all the user's sessions at once.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from jwt.exceptions import PyJWTError
 
 from app.api import schemas
 from app.api.context import current_actor, current_token_claims, db, settings, token_store
-from app.api.ratelimit import address_key, login_key
+from app.api.ratelimit import address_key, login_key, password_key
 from app.errors import Unauthenticated
 from app.extensions import Blueprint, limiter
 from app.services import auth as auth_service
@@ -131,14 +133,10 @@ class Refresh(MethodView):
     def post(self, args: dict[str, Any]) -> dict[str, Any]:
         """Rotate a refresh token: a new access and refresh token; the old one is revoked."""
         claims = _decode_refresh(args["refresh_token"])
-        actor = auth_service.actor_for_user_id(db(), claims["sub"])
+        user = auth_service.user_for_token(db(), claims)
         _rotate(claims)
-        user_claims = {
-            "org_id": str(actor.organization_id),
-            "role": actor.role.value if actor.role else None,
-            "family": claims.get("family") or auth_service.new_token_family(),
-        }
-        return _issue_tokens(claims["sub"], user_claims)
+        family = claims.get("family") or auth_service.new_token_family()
+        return _issue_tokens(str(user.id), auth_service.token_claims(user, family=family))
 
 
 @blp.route("/validate")
@@ -177,3 +175,24 @@ class Logout(MethodView):
                 raise Unauthenticated("The refresh token belongs to another user")
             token_store().revoke(refresh_claims["jti"], refresh_claims["exp"])
             _revoke_family(refresh_claims.get("family"))
+
+
+@blp.route("/password")
+class Password(MethodView):
+    decorators: ClassVar[list[Callable[..., Any]]] = [
+        limiter.limit(_login_limit, key_func=password_key)
+    ]
+
+    @blp.arguments(schemas.PasswordChangeSchema)
+    @blp.response(200, schemas.TokensSchema)
+    @blp.alt_response(401, response="UNAUTHORIZED")
+    @blp.alt_response(429, response="TOO_MANY_REQUESTS")
+    def post(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Change your password: every session ends, this one goes on with the tokens returned."""
+        actor = current_actor()
+        claims = current_token_claims()
+        if not claims or actor.user_id is None:
+            raise Unauthenticated("Change a password with an access token, not an API key")
+        user = auth_service.change_password(db(), user_id=actor.user_id, **args)
+        family = claims.get("family") or auth_service.new_token_family()
+        return _issue_tokens(str(user.id), auth_service.token_claims(user, family=family))

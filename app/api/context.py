@@ -15,7 +15,7 @@ from app.config import Settings
 from app.db import is_unavailable, session_factory
 from app.errors import Unauthenticated
 from app.services.actors import Actor
-from app.services.auth import actor_for_api_key, actor_for_user_id
+from app.services.auth import actor_for_api_key, actor_for_token
 from app.tokens import TokenStore
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def current_actor() -> Actor:
     elif request.headers.get("Authorization"):
         verify_jwt_in_request()
         g.jwt_claims = get_jwt()
-        actor = actor_for_user_id(db(), g.jwt_claims["sub"])
+        actor = actor_for_token(db(), g.jwt_claims)
     else:
         raise Unauthenticated(
             "Authentication required: send 'Authorization: Bearer <token>' or 'X-API-Key'"

@@ -9,32 +9,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, g, request
+from flask import Response, current_app, request
 from flask.views import MethodView
-from flask_jwt_extended import get_jwt, verify_jwt_in_request
 
 from app.api import worker_schemas as schemas
-from app.api.context import current_actor, db, settings
+from app.api.context import current_actor, current_token_claims, db, settings, token_store
 from app.api.errors import error_response
 from app.api.sse import event_stream_response, stream_slots
 from app.extensions import Blueprint
 from app.monitor.store import MonitorStore
 from app.services import monitor as monitor_service
+from app.services import tickets as ticket_service
 from app.services.actors import Actor, Permission
-from app.services.auth import actor_for_user_id
+from app.tokens import StreamTickets
 from tasks.control import CeleryWorkerControl
 
 blp = Blueprint("monitor", __name__, url_prefix="/api/v1/monitor", description="Live monitor")
 
-ACCESS_TOKEN_PARAM = "access_token"
+TICKET_PARAM = "ticket"
 _STORE_KEY = "taskforge.monitor"
 
 
-@blp.record_once
-def _query_token_name(state: Any) -> None:
-    # Only the event stream reads a token from the query string (EventSource
-    # cannot send headers); every other endpoint keeps JWT_TOKEN_LOCATION=headers.
-    state.app.config["JWT_QUERY_STRING_NAME"] = ACCESS_TOKEN_PARAM
+def stream_tickets() -> StreamTickets:
+    """The running app's store of event-stream tickets."""
+    tickets: StreamTickets = current_app.extensions["taskforge.stream_tickets"]
+    return tickets
 
 
 def monitor_store() -> MonitorStore:
@@ -47,15 +46,13 @@ def monitor_store() -> MonitorStore:
 
 
 def _stream_actor() -> Actor:
-    """Authenticate by header as everywhere, or by ``?access_token=`` (this endpoint only)."""
-    has_header = request.headers.get("Authorization") or request.headers.get("X-API-Key")
-    if has_header or not request.args.get(ACCESS_TOKEN_PARAM):
+    """Authenticate by ``?ticket=`` (EventSource sends no headers), else by header."""
+    ticket = request.args.get(TICKET_PARAM)
+    if ticket is None:
         return current_actor()
-    verify_jwt_in_request(locations=["query_string"])
-    g.jwt_claims = get_jwt()
-    g.actor = actor_for_user_id(db(), g.jwt_claims["sub"])
-    actor: Actor = g.actor
-    return actor
+    return ticket_service.redeem_stream_ticket(
+        db(), stream_tickets(), revocations=token_store(), ticket=ticket
+    )
 
 
 @blp.route("/workers")
@@ -109,6 +106,19 @@ class LiveQueues(MethodView):
         }
 
 
+@blp.route("/events/tickets")
+class EventTickets(MethodView):
+    @blp.response(201, schemas.StreamTicketSchema)
+    @blp.alt_response(401, response="UNAUTHORIZED")
+    @blp.alt_response(403, response="FORBIDDEN")
+    def post(self) -> dict[str, Any]:
+        """Get a single-use ticket that opens one event stream within 30 s."""
+        ticket = ticket_service.mint_stream_ticket(
+            stream_tickets(), actor=current_actor(), token_claims=current_token_claims()
+        )
+        return {"ticket": ticket, "expires_in": ticket_service.TICKET_SECONDS}
+
+
 @blp.route("/events")
 class Events(MethodView):
     @blp.doc(
@@ -121,9 +131,10 @@ class Events(MethodView):
         parameters=[
             {
                 "in": "query",
-                "name": ACCESS_TOKEN_PARAM,
+                "name": TICKET_PARAM,
                 "schema": {"type": "string"},
-                "description": "Access token, for EventSource clients that cannot send headers.",
+                "description": "A ticket from POST /monitor/events/tickets, for EventSource"
+                " clients that cannot send headers; it opens one stream.",
             }
         ],
     )

@@ -1,135 +1,85 @@
-"""Who a rate limit counts against, and how much each organization gets.
+"""The REST edge of request limits; the policy is ``app.services.ratelimit``, shared with gRPC.
 
-An authenticated request counts against its API key (by prefix) or its user
-(by the ``sub`` of a token whose signature and expiry check out).  A credential
-that does not verify counts against the client address, so inventing tokens or
-keys never buys a fresh bucket, and knowing someone's key prefix never drains
-theirs.  ``X-Forwarded-For`` sets the address only behind a configured proxy
-(``TASKFORGE_TRUSTED_PROXIES``, via ProxyFix).
+Before each request its budgets are spent.  The caller is authenticated exactly as the
+view will be (the actor is cached on ``g``), so a credential that does not verify
+counts against the client address.  A refused request answers 429 with
+``Retry-After``; every response carries ``X-RateLimit-Limit/Remaining/Reset`` of the
+limit closest to running out.  ``X-Forwarded-For`` sets the address only behind a
+configured proxy (``TASKFORGE_TRUSTED_PROXIES``, via ProxyFix).
 
-The application limit is the platform default plus, for an organization whose
-settings carry ``rate_limit``, that limit too: an organization can tighten its
-callers' limit, never loosen it.
+Login, registration and password change keep their own per-route limits
+(flask-limiter) on top: per address and email, per address, and per user.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
-from dataclasses import dataclass
 from typing import Any
 
-from flask import g, request
-from flask_jwt_extended import decode_token
+from flask import Flask, Response, current_app, g, request
 from flask_jwt_extended.exceptions import JWTExtendedException
 from flask_limiter.util import get_remote_address
 from jwt.exceptions import PyJWTError
-from limits import parse
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.api.context import current_actor, db, settings
+from app.api.context import current_actor, db
+from app.api.errors import error_response
+from app.config import Settings
 from app.errors import TaskForgeError
-from app.models import Organization
-from app.services.auth import split_api_key
+from app.services.actors import Actor
+from app.services.ratelimit import RateLimited, RateLimiter, Verdict, identity_bucket
 
-ORG_RATE_LIMIT_SETTING = "rate_limit"
-RATE_LIMIT_MAX_CHARS = 64
-
-
-@dataclass(frozen=True)
-class RateIdentity:
-    """The bucket a request counts against and the organization it acts for."""
-
-    key: str
-    organization_id: uuid.UUID | None = None
+EXEMPT_BLUEPRINTS = frozenset({"health", "metrics"})
+_LIMITER = "taskforge.rate_limiter"
 
 
-def check_rate_limit(value: Any) -> str:
-    """Validate an organization's ``rate_limit`` setting, e.g. ``"600 per minute"``."""
-    if not isinstance(value, str) or not 0 < len(value) <= RATE_LIMIT_MAX_CHARS:
-        raise ValueError(f"Give a string of 1-{RATE_LIMIT_MAX_CHARS} characters.")
-    item = parse(value)
-    if item.amount < 1:
-        raise ValueError("Allow at least one request.")
-    return value
+def _client_address() -> str:
+    return get_remote_address() or "unknown"
 
 
-def _address() -> RateIdentity:
-    return RateIdentity("ip:" + (get_remote_address() or "unknown"))
-
-
-def _api_key_identity(raw_key: str) -> RateIdentity:
-    parts = split_api_key(raw_key)
-    if parts is None:
-        return _address()
+def verified_actor() -> Actor | None:
+    """The request's actor when it sent credentials that verify, else None."""
+    if not (request.headers.get("X-API-Key") or request.headers.get("Authorization")):
+        return None
     try:
-        # Authenticating here also serves the view: the actor is cached on ``g``.
-        actor = current_actor()
-    except TaskForgeError:
-        return _address()
-    except SQLAlchemyError:
-        db().rollback()
-        return _address()
-    return RateIdentity("key:" + parts[0], actor.organization_id)
-
-
-def _token_identity(authorization: str) -> RateIdentity:
-    scheme, _, token = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return _address()
-    try:
-        claims = decode_token(token.strip())
-        subject = str(uuid.UUID(str(claims["sub"])))
-        organization_id = uuid.UUID(str(claims["org_id"]))
-    except (PyJWTError, JWTExtendedException, KeyError, TypeError, ValueError):
-        return _address()
-    return RateIdentity("user:" + subject, organization_id)
-
-
-def _resolve_identity() -> RateIdentity:
-    api_key = request.headers.get("X-API-Key")
-    if api_key:
-        return _api_key_identity(api_key)
-    authorization = request.headers.get("Authorization")
-    if authorization:
-        return _token_identity(authorization)
-    return _address()
-
-
-def rate_identity() -> RateIdentity:
-    """Resolve the request's rate-limit identity once per request."""
-    if "rate_identity" not in g:
-        g.rate_identity = _resolve_identity()
-    return g.rate_identity
-
-
-def rate_limit_key() -> str:
-    """Count per API key or user when the credential verifies, else per client address."""
-    return rate_identity().key
-
-
-def _organization_limit(organization_id: uuid.UUID) -> str | None:
-    try:
-        org_settings = db().scalar(
-            select(Organization.settings).where(Organization.id == organization_id)
-        )
+        return current_actor()
+    except (TaskForgeError, PyJWTError, JWTExtendedException):
+        return None
     except SQLAlchemyError:
         db().rollback()
         return None
-    value = (org_settings or {}).get(ORG_RATE_LIMIT_SETTING)
-    try:
-        return check_rate_limit(value) if value is not None else None
-    except ValueError:
+
+
+def _spend() -> Response | None:
+    limiter: RateLimiter | None = current_app.extensions.get(_LIMITER)
+    if limiter is None or request.blueprint in EXEMPT_BLUEPRINTS:
         return None
+    verdict = limiter.spend(limiter.budgets(verified_actor(), _client_address()))
+    g.rate_verdict = verdict
+    if verdict is None or verdict.allowed:
+        return None
+    response = error_response(429, str(RateLimited(verdict)))
+    response.headers["Retry-After"] = str(verdict.retry_after)
+    return response
 
 
-def application_limit() -> str:
-    """The limit every request shares: the platform default and the organization's own."""
-    default = settings().rate_limit_default
-    organization_id = rate_identity().organization_id
-    own = _organization_limit(organization_id) if organization_id else None
-    return f"{default};{own}" if own else default
+def _headers(response: Response) -> Response:
+    verdict: Verdict | None = g.get("rate_verdict")
+    # A route with its own limit (login) already described that one.
+    if verdict is not None and "X-RateLimit-Limit" not in response.headers:
+        response.headers["X-RateLimit-Limit"] = str(verdict.limit.amount)
+        response.headers["X-RateLimit-Remaining"] = str(verdict.remaining)
+        response.headers["X-RateLimit-Reset"] = str(int(verdict.reset_at))
+    return response
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Spend every request's budgets; call before flask-limiter's ``init_app``."""
+    if settings.rate_limit_enabled:
+        app.extensions[_LIMITER] = RateLimiter(settings.redis_url, settings.rate_limit_default)
+    app.before_request(_spend)
+    # Registered before flask-limiter's, so this runs after it (Flask reverses them).
+    app.after_request(_headers)
 
 
 def _json_object() -> dict[str, Any]:
@@ -147,6 +97,13 @@ def login_key() -> str:
     return f"login:{get_remote_address()}:{email_part}"
 
 
+def password_key() -> str:
+    """Count password changes per user (per address when the token does not verify)."""
+    actor = verified_actor()
+    who = identity_bucket(actor) if actor is not None else f"ip:{_client_address()}"
+    return f"password:{who}"
+
+
 def address_key() -> str:
     """Count per client address."""
-    return _address().key
+    return f"ip:{_client_address()}"

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from marshmallow import Schema, fields, validate
 
-from marshmallow import Schema, ValidationError, fields, validate
-
-from app.api.ratelimit import ORG_RATE_LIMIT_SETTING, check_rate_limit
 from app.models import JobStatus, Role
 from app.services.actors import Permission
 from app.services.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
@@ -68,6 +65,15 @@ class LogoutSchema(StrictSchema):
     refresh_token = fields.String(validate=validate.Length(min=1, max=4096))
 
 
+class PasswordChangeSchema(StrictSchema):
+    current_password = fields.String(
+        required=True, validate=validate.Length(min=1, max=128), load_only=True
+    )
+    new_password = fields.String(
+        required=True, validate=validate.Length(min=8, max=128), load_only=True
+    )
+
+
 class ValidateSchema(Schema):
     valid = fields.Boolean()
     user_id = fields.String()
@@ -104,21 +110,15 @@ class OrganizationSchema(Schema):
     updated_at = fields.DateTime()
 
 
-def _check_org_settings(value: dict[str, Any]) -> None:
-    if ORG_RATE_LIMIT_SETTING in value:
-        try:
-            check_rate_limit(value[ORG_RATE_LIMIT_SETTING])
-        except ValueError as exc:
-            message = f"{ORG_RATE_LIMIT_SETTING}: {exc} Example: '600 per minute'."
-            raise ValidationError(message) from exc
-
-
 class OrganizationUpdateSchema(StrictSchema):
     name = fields.String(validate=NAME)
+    # ``rate_limit`` is checked by the service (app.services.ratelimit), for every edge.
     settings = fields.Dict(
         keys=fields.String(),
-        validate=_check_org_settings,
-        metadata={"description": "Free-form; `rate_limit` (e.g. '600 per minute') is enforced."},
+        metadata={
+            "description": "Free-form; `rate_limit` (e.g. '600 per minute') is one budget"
+            " for all the organization's users and keys, over REST and gRPC."
+        },
     )
 
 
@@ -305,7 +305,16 @@ class JobStatsSchema(Schema):
 class ApiKeySchema(Schema):
     id = fields.UUID()
     organization_id = fields.UUID()
-    created_by_id = fields.UUID(allow_none=True)
+    created_by_id = fields.UUID(
+        allow_none=True,
+        metadata={
+            "description": "The user whose current role caps the key (for a key"
+            " minted by a key: the user at the top of the chain)."
+        },
+    )
+    created_by_key_id = fields.UUID(
+        allow_none=True, metadata={"description": "The API key that minted this one, if any."}
+    )
     name = fields.String()
     prefix = fields.String()
     scopes = fields.List(fields.String())

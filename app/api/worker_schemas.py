@@ -122,6 +122,13 @@ class LiveQueuesSchema(Schema):
     queues = fields.List(fields.Nested(LiveQueueSchema))
 
 
+class StreamTicketSchema(Schema):
+    ticket = fields.String(
+        metadata={"description": "Pass as ?ticket= to GET /monitor/events; it opens one stream."}
+    )
+    expires_in = fields.Integer(metadata={"description": "Seconds the ticket stays valid."})
+
+
 class PoolArgsSchema(StrictSchema):
     action = fields.String(required=True, validate=validate.OneOf(POOL_ACTIONS))
     n = fields.Integer(load_default=1, validate=validate.Range(min=1, max=POOL_STEP_MAX))

@@ -45,6 +45,9 @@ class User(UUIDPrimaryKey, Timestamps, Base):
         Enum(Role, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
     )
     is_active: Mapped[bool] = mapped_column(default=True)
+    # Every token carries the generation it was issued in; raising it (a password change)
+    # ends all the user's sessions at once, checked on the row each request loads anyway.
+    token_generation: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class Project(UUIDPrimaryKey, Timestamps, Base):
@@ -61,7 +64,12 @@ class Project(UUIDPrimaryKey, Timestamps, Base):
 
 
 class ApiKey(UUIDPrimaryKey, Timestamps, Base):
-    """A machine credential of an organization; only a hash of the secret is kept."""
+    """A machine credential of an organization; only a hash of the secret is kept.
+
+    ``created_by_id`` is the user at the top of the key's creator chain (for a key
+    minted by a key, that key's user), ``created_by_key_id`` the key that minted it.
+    A key whose user row is gone authenticates nobody.
+    """
 
     __tablename__ = "api_keys"
 
@@ -69,7 +77,10 @@ class ApiKey(UUIDPrimaryKey, Timestamps, Base):
         ForeignKey("organizations.id", ondelete="CASCADE"), index=True
     )
     created_by_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL")
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    created_by_key_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="SET NULL"), index=True
     )
     name: Mapped[str] = mapped_column(String(100))
     prefix: Mapped[str] = mapped_column(String(32), unique=True)

@@ -43,15 +43,26 @@ class Actor:
     user_id: uuid.UUID | None = None
     api_key_id: uuid.UUID | None = None
     role: Role | None = None
+    # The organization's own request limit (its ``rate_limit`` setting), read with the
+    # credential so that limiting a call costs no query of its own.
+    rate_limit: str | None = None
 
     @classmethod
-    def for_user(cls, *, user_id: uuid.UUID, organization_id: uuid.UUID, role: Role) -> Actor:
+    def for_user(
+        cls,
+        *,
+        user_id: uuid.UUID,
+        organization_id: uuid.UUID,
+        role: Role,
+        rate_limit: str | None = None,
+    ) -> Actor:
         """Build the actor of a logged-in user from their current role."""
         return cls(
             organization_id=organization_id,
             permissions=ROLE_PERMISSIONS[role],
             user_id=user_id,
             role=role,
+            rate_limit=rate_limit,
         )
 
     def can(self, permission: Permission) -> bool:

@@ -1,8 +1,10 @@
-"""Registration, password login and turning credentials into an ``Actor``.
+"""Registration, password login and change, and turning credentials into an ``Actor``.
 
 Token signing and decoding belong to the edges (flask-jwt-extended); this module
-only decides who a verified identity is *now*: a deactivated user or a changed
-role takes effect on the next request, not when the token expires.
+only decides who a verified identity is *now*: a deactivated user, a changed role
+or a changed password takes effect on the next request, not when the token expires.
+Each lookup is one indexed query that also reads the organization's settings, so
+the edges can apply its request limit without another query.
 """
 
 from __future__ import annotations
@@ -10,18 +12,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Row, and_, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, Unauthenticated, ValidationFailed
 from app.models import ApiKey, Organization, Project, Role, User, utcnow
 from app.services.actors import ROLE_PERMISSIONS, Actor, Permission
+from app.services.ratelimit import organization_limit
 
 # OWASP's argon2id floor: 19 MiB, two passes, one lane (~20 ms here).
 _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
@@ -55,11 +59,11 @@ def normalize_email(email: str) -> str:
     return value
 
 
-def check_password_strength(password: str) -> None:
+def check_password_strength(password: str, *, field: str = "password") -> None:
     """Enforce the password length bounds."""
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         raise ValidationFailed.field(
-            "password", f"Length must be between {PASSWORD_MIN} and {PASSWORD_MAX}."
+            field, f"Length must be between {PASSWORD_MIN} and {PASSWORD_MAX}."
         )
 
 
@@ -125,26 +129,97 @@ def authenticate(session: Session, *, email: str, password: str) -> User:
     return user
 
 
+def change_password(
+    session: Session, *, user_id: uuid.UUID, current_password: str, new_password: str
+) -> User:
+    """Replace the user's password and end every session of theirs (tokens already issued)."""
+    # Locked, so of two concurrent changes the second checks the first one's password.
+    user = session.get(User, user_id, with_for_update=True, populate_existing=True)
+    if user is None or not user.is_active:
+        raise Unauthenticated("The token's user no longer exists or is disabled")
+    if not verify_password(user.password_hash, current_password):
+        raise ValidationFailed.field("current_password", "This is not your current password.")
+    check_password_strength(new_password, field="new_password")
+    if new_password == current_password:
+        raise ValidationFailed.field("new_password", "Choose a password you do not use now.")
+    # Incremented in SQL, so concurrent changes each end the sessions before them.
+    session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(
+            password_hash=hash_password(new_password),
+            token_generation=User.token_generation + 1,
+        ),
+        execution_options={"synchronize_session": False},
+    )
+    session.refresh(user)
+    return user
+
+
 def new_token_family() -> str:
     """A fresh id for the tokens of one login; rotation keeps it, reuse revokes it."""
     return uuid.uuid4().hex
 
 
+TOKEN_GENERATION_CLAIM = "gen"
+
+
 def token_claims(user: User, *, family: str) -> dict[str, Any]:
     """Claims embedded in a user's tokens besides ``sub``."""
-    return {"org_id": str(user.organization_id), "role": user.role.value, "family": family}
+    return {
+        "org_id": str(user.organization_id),
+        "role": user.role.value,
+        "family": family,
+        TOKEN_GENERATION_CLAIM: user.token_generation,
+    }
+
+
+def _active_user(session: Session, user_id: Any) -> tuple[User, dict[str, Any] | None]:
+    """Load an active user and their organization's settings in one query."""
+    try:
+        uid = uuid.UUID(str(user_id))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise Unauthenticated("The token's subject is not a user") from exc
+    row = session.execute(
+        select(User, Organization.settings)
+        .join(Organization, Organization.id == User.organization_id)
+        .where(User.id == uid)
+    ).first()
+    if row is None or not row[0].is_active:
+        raise Unauthenticated("The token's user no longer exists or is disabled")
+    return row[0], row[1]
+
+
+def _user_actor(user: User, org_settings: dict[str, Any] | None) -> Actor:
+    return Actor.for_user(
+        user_id=user.id,
+        organization_id=user.organization_id,
+        role=user.role,
+        rate_limit=organization_limit(org_settings),
+    )
 
 
 def actor_for_user_id(session: Session, user_id: str) -> Actor:
-    """Resolve a token's subject to the user's current actor."""
-    try:
-        uid = uuid.UUID(user_id)
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise Unauthenticated("The token's subject is not a user") from exc
-    user = session.get(User, uid)
-    if user is None or not user.is_active:
-        raise Unauthenticated("The token's user no longer exists or is disabled")
-    return Actor.for_user(user_id=user.id, organization_id=user.organization_id, role=user.role)
+    """Resolve a user id to the user's current actor (no token involved)."""
+    return _user_actor(*_active_user(session, user_id))
+
+
+def _token_user(session: Session, claims: Mapping[str, Any]) -> tuple[User, dict[str, Any] | None]:
+    user, org_settings = _active_user(session, claims.get("sub"))
+    # Tokens from before generations existed carry none: they count as the first.
+    if claims.get(TOKEN_GENERATION_CLAIM, 0) != user.token_generation:
+        raise Unauthenticated("The token has been revoked: the password was changed")
+    return user, org_settings
+
+
+def user_for_token(session: Session, claims: Mapping[str, Any]) -> User:
+    """Return the active user a verified token stands for, if its session still lives."""
+    return _token_user(session, claims)[0]
+
+
+def actor_for_token(session: Session, claims: Mapping[str, Any]) -> Actor:
+    """Resolve a verified token's claims to the user's current actor."""
+    return _user_actor(*_token_user(session, claims))
 
 
 API_KEY_PREFIX = "tf"
@@ -169,29 +244,55 @@ def split_api_key(raw_key: str) -> tuple[str, str] | None:
 
 
 def _key_permissions(key: ApiKey, creator: User | None) -> frozenset[Permission]:
-    scopes = frozenset(Permission(s) for s in key.scopes if s in Permission._value2member_map_)
+    # ``created_by_id`` is the user at the top of the key's chain.  Every key between
+    # holds at least this key's scopes (checked when it minted it), is revoked with
+    # its ancestors and expires no later than they do (``app.services.apikeys``), so
+    # that user's current role is the whole chain's cap.
     if creator is None:
-        return scopes
+        raise Unauthenticated("This API key's creator no longer exists")
     if not creator.is_active:
         raise Unauthenticated("This API key's creator is disabled")
-    # A key never holds more than its creator holds now, even after a demotion.
+    scopes = frozenset(Permission(s) for s in key.scopes if s in Permission._value2member_map_)
     return scopes & ROLE_PERMISSIONS[creator.role]
 
 
+def _key_row(
+    session: Session, where: ColumnElement[bool]
+) -> Row[ApiKey, User | None, dict[str, Any] | None] | None:
+    """The key, the user at the top of its chain and its organization's settings."""
+    return session.execute(
+        select(ApiKey, User, Organization.settings)
+        .join(Organization, Organization.id == ApiKey.organization_id)
+        .outerjoin(
+            User,
+            and_(User.id == ApiKey.created_by_id, User.organization_id == ApiKey.organization_id),
+        )
+        .where(where)
+    ).first()
+
+
 def actor_for_api_key(session: Session, raw_key: str) -> Actor:
-    """Resolve a presented ``tf_<prefix>_<secret>`` key to its actor."""
+    """Resolve a presented ``tf_<prefix>_<secret>`` key to its actor (one indexed query)."""
     parts = split_api_key(raw_key)
     if parts is None:
         raise Unauthenticated("Malformed API key")
     prefix, secret = parts
-    row = session.execute(
-        select(ApiKey, User)
-        .outerjoin(User, User.id == ApiKey.created_by_id)
-        .where(ApiKey.prefix == prefix)
-    ).first()
+    row = _key_row(session, ApiKey.prefix == prefix)
     if row is None or not hmac.compare_digest(row[0].key_hash, hash_api_key_secret(secret)):
         raise Unauthenticated("Invalid API key")
-    key, creator = row[0], row[1]
+    return _key_actor(row)
+
+
+def actor_for_api_key_id(session: Session, api_key_id: uuid.UUID) -> Actor:
+    """Resolve a key the caller already proved it holds (e.g. by a ticket) to its actor."""
+    row = _key_row(session, ApiKey.id == api_key_id)
+    if row is None:
+        raise Unauthenticated("Invalid API key")
+    return _key_actor(row)
+
+
+def _key_actor(row: Row[ApiKey, User | None, dict[str, Any] | None]) -> Actor:
+    key, creator, org_settings = row
     now = utcnow()
     if key.revoked_at is not None:
         raise Unauthenticated("This API key has been revoked")
@@ -200,4 +301,9 @@ def actor_for_api_key(session: Session, raw_key: str) -> Actor:
     permissions = _key_permissions(key, creator)
     if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
         key.last_used_at = now
-    return Actor(organization_id=key.organization_id, permissions=permissions, api_key_id=key.id)
+    return Actor(
+        organization_id=key.organization_id,
+        permissions=permissions,
+        api_key_id=key.id,
+        rate_limit=organization_limit(org_settings),
+    )

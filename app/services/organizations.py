@@ -13,6 +13,7 @@ from app.models import ApiKey, Organization, Role, User, utcnow
 from app.services.actors import Actor, Permission
 from app.services.auth import create_user
 from app.services.pagination import Page, paginate
+from app.services.ratelimit import check_organization_settings
 from app.services.validation import check_json_document, check_name, parse_uuid
 
 ORG_SETTINGS_MAX_BYTES = 16 * 1024
@@ -50,6 +51,7 @@ def update_organization(
     if settings is not None:
         if not isinstance(settings, dict):
             raise ValidationFailed.field("settings", "Must be an object.")
+        check_organization_settings(settings)
         organization.settings = check_json_document(
             settings, "settings", max_bytes=ORG_SETTINGS_MAX_BYTES
         )

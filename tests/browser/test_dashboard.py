@@ -372,7 +372,9 @@ class FakeMonitor:
 
     def route(self, route: Route) -> None:
         url = route.request.url
-        if "/monitor/events" in url and self.streams:
+        if url.endswith("/monitor/events/tickets") and route.request.method == "POST":
+            route.fulfill(status=201, json={"ticket": f"ticket-{self.streams}", "expires_in": 30})
+        elif "/monitor/events" in url and self.streams:
             # The browser reconnects when a stream ends: refuse it, so the page polls.
             route.fulfill(status=404, json={"error": "Resource not found", "status_code": 404})
         elif "/monitor/events" in url:

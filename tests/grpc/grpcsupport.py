@@ -14,10 +14,10 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from grpc_tools import protoc
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from app.db import session_scope
-from app.models import ApiKey, Job, JobStatus
+from app.models import ApiKey, Job, JobStatus, Role, User
 from app.services.auth import API_KEY_PREFIX, hash_api_key_secret
 
 SEED_PROTO = Path(__file__).resolve().parent / "seed" / "job_queue.proto"
@@ -111,12 +111,18 @@ def message(cls: type[Any], **fields: Any) -> Any:
 
 
 def create_api_key(database_url: str, organization_id: str, scopes: Iterable[str]) -> str:
-    """Store an API key of the organization with ``scopes``; return the raw key."""
+    """Store an API key of the organization's owner with ``scopes``; return the raw key."""
     prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
     with session_scope(database_url) as session:
+        owner_id = session.scalar(
+            select(User.id).where(
+                User.organization_id == uuid.UUID(organization_id), User.role == Role.OWNER
+            )
+        )
         session.add(
             ApiKey(
                 organization_id=uuid.UUID(organization_id),
+                created_by_id=owner_id,
                 name="grpc-tests",
                 prefix=prefix,
                 key_hash=hash_api_key_secret(secret),

@@ -27,6 +27,7 @@ from sqlalchemy import update
 from app.config import Settings
 from app.db import session_scope
 from app.models import ApiKey, User
+from tests.conftest import PASSWORD
 
 if TYPE_CHECKING:
     from tests.conftest import Account
@@ -143,3 +144,81 @@ def test_a_revoked_api_key_is_unauthenticated(
         session.execute(update(ApiKey).values(revoked_at=datetime.now(UTC)))
     error = rpc_error(list_queues, grpc_stub, contract, api_key(raw))
     assert_status(error, UNAUTHENTICATED, "revoked")
+
+
+ALL_SCOPES = [
+    "queue:read",
+    "queue:write",
+    "job:read",
+    "job:write",
+    "worker:read",
+    "worker:write",
+    "apikey:admin",
+    "org:admin",
+]
+
+
+def _mint(client: FlaskClient, headers: dict[str, str]) -> str:
+    body = {"name": f"k-{uuid.uuid4().hex[:6]}", "scopes": ALL_SCOPES}
+    response = client.post("/api/v1/api-keys", json=body, headers=headers)
+    assert response.status_code == 201, response.json
+    return str(response.json["key"])
+
+
+def test_keys_minted_by_keys_follow_their_creators_demotion_and_removal(
+    grpc_stub: SimpleNamespace, contract: Contract, client: FlaskClient, auth: Any, owner: Account
+) -> None:
+    admin = auth.member(owner, "admin")
+    k1 = _mint(client, admin.headers)
+    k2 = _mint(client, {"X-API-Key": k1})
+    member_url = f"/api/v1/organizations/{owner.organization_id}/members/{admin.user_id}"
+    demoted = client.patch(member_url, json={"role": "viewer"}, headers=owner.headers)
+    assert demoted.status_code == 200
+    for key in (k1, k2):
+        assert list_queues(grpc_stub, contract, api_key(key)).total == 0
+        request = contract.CreateQueueRequest(name=f"by-{key[3:9]}")
+        error = rpc_error(grpc_stub.CreateQueue, request, metadata=api_key(key))
+        assert_status(error, grpc.StatusCode.PERMISSION_DENIED, "queue:write")
+    assert client.delete(member_url, headers=owner.headers).status_code == 204
+    for key in (k1, k2):
+        error = rpc_error(list_queues, grpc_stub, contract, api_key(key))
+        assert_status(error, UNAUTHENTICATED)
+
+
+def _signed(app: Flask, **claims: Any) -> str:
+    now = datetime.now(UTC)
+    body = {"iat": now, "nbf": now, "exp": now + timedelta(minutes=5), **claims}
+    body = {name: value for name, value in body.items() if value is not None}
+    return jwt.encode(body, app.config["JWT_SECRET_KEY"], "HS256")
+
+
+@pytest.mark.parametrize("missing", ["jti", "type"])
+def test_a_signed_token_without_jti_or_type_is_unauthenticated(
+    grpc_stub: SimpleNamespace, contract: Contract, app: Flask, owner: Account, missing: str
+) -> None:
+    claims = {
+        "sub": owner.user_id,
+        "type": "access",
+        "jti": uuid.uuid4().hex,
+        "org_id": owner.organization_id,
+        missing: None,
+    }
+    error = rpc_error(list_queues, grpc_stub, contract, bearer(_signed(app, **claims)))
+    assert_status(error, UNAUTHENTICATED, missing)
+
+
+def test_changing_the_password_ends_the_users_other_sessions(
+    grpc_stub: SimpleNamespace, contract: Contract, client: FlaskClient, auth: Any, owner: Account
+) -> None:
+    elsewhere = auth.login(owner.email)
+    assert list_queues(grpc_stub, contract, bearer(elsewhere["access_token"])).total == 0
+    changed = client.post(
+        "/api/v1/auth/password",
+        json={"current_password": PASSWORD, "new_password": "a brand new passphrase"},
+        headers=owner.headers,
+    )
+    assert changed.status_code == 200, changed.json
+    for token in (elsewhere["access_token"], owner.access_token):
+        error = rpc_error(list_queues, grpc_stub, contract, bearer(token))
+        assert_status(error, UNAUTHENTICATED, "revoked")
+    assert list_queues(grpc_stub, contract, bearer(changed.json["access_token"])).total == 0

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
+from limits import parse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
@@ -16,8 +19,8 @@ from app.errors import (
     Unavailable,
     ValidationFailed,
 )
+from app.services.ratelimit import RateLimited, Verdict
 from grpc_service.errors import describe, status_for
-from grpc_service.ratelimit import RateLimited
 
 
 @pytest.mark.parametrize(
@@ -30,7 +33,10 @@ from grpc_service.ratelimit import RateLimited
         (Conflict("no"), "FAILED_PRECONDITION"),
         (Unavailable("no"), "UNAVAILABLE"),
         (TaskForgeError("no"), "INVALID_ARGUMENT"),
-        (RateLimited("3 per 1 minute", 20), "RESOURCE_EXHAUSTED"),
+        (
+            RateLimited(Verdict(False, parse("3 per minute"), 0, reset_at=time.time() + 20)),
+            "RESOURCE_EXHAUSTED",
+        ),
         (OperationalError("SELECT 1", {}, Exception("refused")), "UNAVAILABLE"),
         (IntegrityError("INSERT", {}, Exception("duplicate")), "ABORTED"),
         (RedisConnectionError("refused"), "UNAVAILABLE"),

@@ -125,10 +125,10 @@ def test_the_event_stream_carries_a_real_job(
     client = streaming_app.test_client()
     start_live(start_monitor, start_worker)
     wait_for(lambda: live_worker(client, owner), 15, "worker not in the live view")
+    issued = client.post("/api/v1/monitor/events/tickets", headers=owner.headers)
+    assert issued.status_code == 201
     stream = client.get(
-        "/api/v1/monitor/events",
-        query_string={"access_token": owner.access_token},
-        buffered=False,
+        "/api/v1/monitor/events", query_string={"ticket": issued.json["ticket"]}, buffered=False
     )
     try:
         assert stream.status_code == 200

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
@@ -15,9 +16,11 @@ from werkzeug.test import TestResponse
 from app import create_app
 from app.config import Settings
 from app.monitor.store import MonitorStore
-from tests.conftest import Account, Auth
+from app.redis_server import RedisProcess
+from tests.conftest import PASSWORD, Account, Auth
 
 EVENTS = "/api/v1/monitor/events"
+TICKETS = "/api/v1/monitor/events/tickets"
 
 
 @pytest.fixture
@@ -42,11 +45,19 @@ def store(settings: Settings) -> Iterator[MonitorStore]:
     store.close()
 
 
-def open_stream(client: FlaskClient, account: Account, *, query_token: bool = True) -> TestResponse:
+def ticket(client: FlaskClient, headers: dict[str, str]) -> str:
+    """A stream ticket for the caller of ``headers``."""
+    response = client.post(TICKETS, headers=headers)
+    assert response.status_code == 201, response.get_data()
+    assert response.json["expires_in"] == 30
+    return str(response.json["ticket"])
+
+
+def open_stream(client: FlaskClient, account: Account, *, with_ticket: bool = True) -> TestResponse:
     """Open an event stream as ``account``; the subscription exists when this returns."""
-    if query_token:
-        token = {"access_token": account.access_token}
-        response = client.get(EVENTS, query_string=token, buffered=False)
+    if with_ticket:
+        query = {"ticket": ticket(client, account.headers)}
+        response = client.get(EVENTS, query_string=query, buffered=False)
     else:
         response = client.get(EVENTS, headers=account.headers, buffered=False)
     assert response.status_code == 200, response.get_data()
@@ -98,7 +109,7 @@ def test_a_task_event_reaches_the_stream(
 def test_worker_events_reach_the_stream_with_a_header_token(
     sse_client: FlaskClient, owner: Account, store: MonitorStore
 ) -> None:
-    response = open_stream(sse_client, owner, query_token=False)
+    response = open_stream(sse_client, owner, with_ticket=False)
     try:
         store.publish(owner.organization_id, "worker", {"hostname": "w@h"})
         assert next_event(response, "worker") == {"hostname": "w@h"}
@@ -134,21 +145,98 @@ def test_another_organizations_events_never_arrive(
         response.close()
 
 
-def test_the_query_token_is_accepted_only_by_the_event_stream(
-    sse_client: FlaskClient, owner: Account
-) -> None:
+def test_a_query_access_token_opens_nothing(sse_client: FlaskClient, owner: Account) -> None:
     token = {"access_token": owner.access_token}
-    assert sse_client.get("/api/v1/queues", query_string=token).status_code == 401
-    bad = sse_client.get(EVENTS, query_string={"access_token": "not-a-jwt"})
-    assert bad.status_code == 401
-    refresh = sse_client.get(EVENTS, query_string={"access_token": owner.refresh_token})
-    assert refresh.status_code == 401
+    for path in (EVENTS, "/api/v1/queues"):
+        assert sse_client.get(path, query_string=token).status_code == 401
 
 
-def test_a_revoked_token_cannot_open_a_stream(sse_client: FlaskClient, owner: Account) -> None:
-    assert sse_client.post("/api/v1/auth/logout", headers=owner.headers).status_code == 204
-    response = sse_client.get(EVENTS, query_string={"access_token": owner.access_token})
+def test_a_ticket_opens_one_stream(
+    sse_client: FlaskClient, owner: Account, redis_server: RedisProcess
+) -> None:
+    issued = ticket(sse_client, owner.headers)
+    with redis.Redis.from_url(redis_server.url) as r:
+        [key] = r.keys("taskforge:stream-ticket:*")
+        assert 0 < r.ttl(key) <= 30
+        assert issued.encode() not in key + r.get(key)
+    first = sse_client.get(EVENTS, query_string={"ticket": issued}, buffered=False)
+    try:
+        assert first.status_code == 200
+        again = sse_client.get(EVENTS, query_string={"ticket": issued})
+        assert again.status_code == 401
+        assert "ticket" in again.json["error"]
+    finally:
+        first.close()
+
+
+@pytest.mark.parametrize("value", ["", "not-a-ticket", "x" * 5000])
+def test_an_unknown_ticket_is_401(sse_client: FlaskClient, value: str) -> None:
+    response = sse_client.get(EVENTS, query_string={"ticket": value})
     assert response.status_code == 401
+    assert set(response.json) == {"error", "status_code"}
+
+
+def test_a_ticket_needs_a_caller_who_may_read_jobs(sse_client: FlaskClient, owner: Account) -> None:
+    assert sse_client.post(TICKETS).status_code == 401
+    assert sse_client.post(TICKETS, headers={"Authorization": "Bearer junk"}).status_code == 401
+    scoped = sse_client.post(
+        "/api/v1/api-keys", json={"name": "q", "scopes": ["queue:read"]}, headers=owner.headers
+    ).json
+    refused = sse_client.post(TICKETS, headers={"X-API-Key": scoped["key"]})
+    assert refused.status_code == 403
+
+
+def test_an_api_key_ticket_streams_until_the_key_is_revoked(
+    sse_client: FlaskClient, owner: Account, store: MonitorStore
+) -> None:
+    key = sse_client.post(
+        "/api/v1/api-keys", json={"name": "k", "scopes": ["job:read"]}, headers=owner.headers
+    ).json
+    headers = {"X-API-Key": key["key"]}
+    response = sse_client.get(
+        EVENTS, query_string={"ticket": ticket(sse_client, headers)}, buffered=False
+    )
+    try:
+        assert response.status_code == 200
+        store.record_task(owner.organization_id, task_item("", "by-key"), task_id="k:0", at=1.0)
+        assert next_event(response)["job_id"] == "by-key"
+    finally:
+        response.close()
+    unused = ticket(sse_client, headers)
+    assert (
+        sse_client.delete(f"/api/v1/api-keys/{key['id']}", headers=owner.headers).status_code == 204
+    )
+    assert sse_client.get(EVENTS, query_string={"ticket": unused}).status_code == 401
+
+
+ENDINGS: dict[str, Callable[[FlaskClient, Account, Account], Any]] = {
+    "logout": lambda c, owner, viewer: c.post("/api/v1/auth/logout", headers=viewer.headers),
+    "removal": lambda c, owner, viewer: c.delete(
+        f"/api/v1/organizations/{owner.organization_id}/members/{viewer.user_id}",
+        headers=owner.headers,
+    ),
+    "password change": lambda c, owner, viewer: c.post(
+        "/api/v1/auth/password",
+        json={"current_password": PASSWORD, "new_password": "another passphrase"},
+        headers=viewer.headers,
+    ),
+}
+
+
+@pytest.mark.parametrize("ending", sorted(ENDINGS))
+def test_a_ticket_dies_with_its_session(
+    sse_client: FlaskClient, auth: Auth, owner: Account, ending: str
+) -> None:
+    viewer = auth.member(owner, "viewer")
+    issued = ticket(sse_client, viewer.headers)
+    assert ENDINGS[ending](sse_client, owner, viewer).status_code in (200, 204)
+    response = sse_client.get(EVENTS, query_string={"ticket": issued})
+    assert response.status_code == 401
+
+
+def test_a_revoked_token_cannot_get_a_ticket(sse_client: FlaskClient, owner: Account) -> None:
+    assert sse_client.post("/api/v1/auth/logout", headers=owner.headers).status_code == 204
+    assert sse_client.post(TICKETS, headers=owner.headers).status_code == 401
 
 
 def test_streams_per_process_are_bounded(sse_client: FlaskClient, owner: Account) -> None:

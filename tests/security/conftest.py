@@ -68,7 +68,9 @@ def built_apps() -> Iterator[list[Flask]]:
     apps: list[Flask] = []
     yield apps
     for app in apps:
-        app.extensions["taskforge.tokens"].close()
+        for name in ("taskforge.tokens", "taskforge.stream_tickets", "taskforge.rate_limiter"):
+            if name in app.extensions:
+                app.extensions[name].close()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import secrets
 import uuid
 import warnings
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt as pyjwt
@@ -235,3 +235,50 @@ def test_twenty_bad_logins_are_throttled(
     assert response.json["status_code"] == 429
     right = client.post("/api/v1/auth/login", json={"email": owner.email, "password": PASSWORD})
     assert right.status_code == 429
+
+
+def _token_without(app: Flask, account: Account, claim: str, token_type: str = "access") -> str:
+    """A token signed with the real secret whose claims lack ``claim``."""
+    now = datetime.now(UTC)
+    claims = {
+        "sub": account.user_id,
+        "type": token_type,
+        "jti": uuid.uuid4().hex,
+        "iat": now,
+        "nbf": now,
+        "exp": now + timedelta(minutes=5),
+        "org_id": account.organization_id,
+        "family": uuid.uuid4().hex,
+    }
+    del claims[claim]
+    return pyjwt.encode(claims, app.config["JWT_SECRET_KEY"], "HS256")
+
+
+@pytest.mark.parametrize("claim", ["jti", "type", "iat", "exp"])
+def test_a_signed_token_missing_a_required_claim_is_401(
+    app: Flask, client: FlaskClient, owner: Account, claim: str
+) -> None:
+    token = _token_without(app, owner, claim)
+    for call in (
+        lambda: client.get("/api/v1/queues", headers=bearer(token)),
+        lambda: client.get("/api/v1/auth/validate", headers=bearer(token)),
+        lambda: client.post("/api/v1/auth/logout", headers=bearer(token)),
+    ):
+        response = call()
+        assert response.status_code == 401, response.json
+        assert claim in response.json["error"]
+
+
+@pytest.mark.parametrize("claim", ["jti", "type"])
+def test_a_signed_refresh_token_missing_a_required_claim_is_401(
+    app: Flask, client: FlaskClient, owner: Account, claim: str
+) -> None:
+    response = _refresh(client, _token_without(app, owner, claim, token_type="refresh"))
+    assert response.status_code == 401, response.json
+
+
+def test_a_token_of_an_unknown_type_is_401(app: Flask, client: FlaskClient, owner: Account) -> None:
+    token = _token_without(app, owner, "family")
+    claims = {**_claims(token), "type": "stream"}
+    forged = pyjwt.encode(claims, app.config["JWT_SECRET_KEY"], "HS256")
+    assert client.get("/api/v1/queues", headers=bearer(forged)).status_code == 401

@@ -201,6 +201,7 @@ def test_api_keys_are_shown_without_hash_or_secret(
         "id",
         "organization_id",
         "created_by_id",
+        "created_by_key_id",
         "name",
         "prefix",
         "scopes",

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from app.redis_server import RedisProcess
 from tests.conftest import Account, Auth
 from tests.security.support import bearer, create_key, key_headers
+from tests.support.redis_monitor import commands_sent
 
 
 def _nested_text(depth: int) -> str:
@@ -233,7 +235,8 @@ def test_an_organization_can_tighten_its_limit(
     statuses = [client.get("/api/v1/queues", headers=owner.headers).status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
     assert client.get("/api/v1/queues", headers=owner.headers).headers["X-RateLimit-Limit"] == "2"
-    assert client.get("/api/v1/queues", headers=key_headers(key)).status_code == 200
+    # One budget for the organization: its keys have spent it too.
+    assert client.get("/api/v1/queues", headers=key_headers(key)).status_code == 429
     other = auth.register("Other")
     assert all(
         client.get("/api/v1/queues", headers=other.headers).status_code == 200 for _ in range(5)
@@ -301,3 +304,59 @@ def test_forwarded_for_is_trusted_behind_a_configured_proxy(
         "/api/v1/openapi.json", headers={"X-Forwarded-For": "127.0.9.9, 127.0.3.1"}, **proxy
     )
     assert spoofed.status_code == 429
+
+
+def _tighten(client: FlaskClient, owner: Account, limit: str) -> None:
+    response = client.patch(
+        f"/api/v1/organizations/{owner.organization_id}",
+        json={"settings": {"rate_limit": limit}},
+        headers=owner.headers,
+    )
+    assert response.status_code == 200, response.json
+
+
+def test_an_organizations_limit_is_one_budget_for_all_its_keys_and_users(
+    client: FlaskClient, auth: Auth, owner: Account
+) -> None:
+    first = key_headers(create_key(client, owner, ["queue:read"], name="one"))
+    second = key_headers(create_key(client, owner, ["queue:read"], name="two"))
+    colleague = auth.member(owner, "viewer")
+    _tighten(client, owner, "5 per minute")
+    callers = [first, second, first, owner.headers, colleague.headers]
+    for n, headers in enumerate(callers):
+        response = client.get("/api/v1/queues", headers=headers)
+        assert response.status_code == 200
+        assert response.headers["X-RateLimit-Limit"] == "5"
+        assert response.headers["X-RateLimit-Remaining"] == str(4 - n)
+    for headers in (first, second, owner.headers, colleague.headers):
+        limited = client.get("/api/v1/queues", headers=headers)
+        assert limited.status_code == 429
+        assert "5 per 1 minute" in limited.json["error"]
+        assert 0 < int(limited.headers["Retry-After"]) <= 60
+    other = auth.register("Other")
+    assert client.get("/api/v1/queues", headers=other.headers).status_code == 200
+
+
+def test_a_refused_request_spends_no_budget(
+    app_with: Callable[..., FlaskClient], auth: Auth, owner: Account
+) -> None:
+    client = app_with(rate_limit_default="2 per minute")
+    colleague = auth.member(owner, "viewer")
+    _tighten(auth.client, owner, "4 per minute")
+    statuses = [client.get("/api/v1/queues", headers=owner.headers).status_code for _ in range(6)]
+    assert statuses == [200, 200, 429, 429, 429, 429]
+    # The owner's refused calls did not spend the organization's budget.
+    statuses = [
+        client.get("/api/v1/queues", headers=colleague.headers).status_code for _ in range(3)
+    ]
+    assert statuses == [200, 200, 429]
+
+
+def test_limits_cost_one_redis_round_trip_per_request(
+    client: FlaskClient, owner: Account, redis_server: RedisProcess
+) -> None:
+    key = key_headers(create_key(client, owner, ["queue:read"]))
+    _tighten(client, owner, "500 per minute")
+    client.get("/api/v1/queues", headers=key)  # scripts loaded, key used once
+    sent = commands_sent(redis_server.url, lambda: client.get("/api/v1/queues", headers=key))
+    assert sent == ["EVALSHA"]

@@ -7,9 +7,6 @@ const KEYS = {
   refresh: "taskforge.refresh_token",
   email: "taskforge.email",
 };
-// Refresh a token this close to its expiry before handing it to EventSource,
-// which cannot answer a 401 by refreshing.
-const EXPIRY_MARGIN_SECONDS = 30;
 
 export class ApiError extends Error {
   constructor(status, message, errors = null) {
@@ -153,29 +150,14 @@ export async function logout() {
   }
 }
 
-/** Whether the access token expires within the margin (EventSource cannot refresh it). */
-export function tokenExpiresSoon() {
-  return secondsLeft(session.accessToken ?? "") < EXPIRY_MARGIN_SECONDS;
-}
-
-function secondsLeft(token) {
-  try {
-    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    return JSON.parse(atob(part)).exp - Date.now() / 1000;
-  } catch {
-    return 0;
-  }
-}
-
 /**
- * Open the monitor's server-sent events with a fresh access token.
- * `handlers` maps event names to functions of the parsed JSON data.
+ * Open the monitor's server-sent events. EventSource cannot send headers, and a token in
+ * the URL would reach access logs: the stream opens with a single-use ticket, asked for
+ * with the session's token. `handlers` maps event names to functions of the parsed JSON data.
  */
 export async function openEvents(handlers, { onOpen, onError }) {
-  if (tokenExpiresSoon() && !(await refresh())) {
-    throw new ApiError(401, "Cannot refresh the session");
-  }
-  const url = `${BASE}/monitor/events${query({ access_token: session.accessToken })}`;
+  const { ticket } = await post("/monitor/events/tickets");
+  const url = `${BASE}/monitor/events${query({ ticket })}`;
   const source = new EventSource(url);
   for (const [name, handle] of Object.entries(handlers)) {
     source.addEventListener(name, (event) => {

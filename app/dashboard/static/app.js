@@ -3,7 +3,7 @@
 // page as text (textContent, DOM nodes), never as markup.
 
 import {
-  ApiError, get, login, logout, onSessionEnd, openEvents, post, query, session, tokenExpiresSoon,
+  ApiError, get, login, logout, onSessionEnd, openEvents, post, query, session,
 } from "./api.js";
 
 const POLL_MS = 3000;
@@ -883,15 +883,14 @@ function connectEvents() {
 }
 
 /**
- * The server ends each stream after a while and the browser reconnects by itself; poll
- * meanwhile. A refused connection (404, 401, 503) closes it: poll, and try again later.
- * A token about to expire would be refused: reconnect now with a fresh one.
+ * The server ends each stream after a while; the browser would reconnect with the spent
+ * ticket, so reconnect now with a fresh one. A refused connection (404, 401, 503) closes
+ * the stream: poll, and try again later.
  */
 function onEventsError(event) {
   if (event.target !== state.events) return;
   setLive("polling");
-  if (event.target.readyState === EventSource.CLOSED) eventsFailed();
-  else if (tokenExpiresSoon()) eventsFailed(0);
+  eventsFailed(event.target.readyState === EventSource.CLOSED ? EVENTS_RETRY_MS : 0);
 }
 
 function eventsFailed(retryMs = EVENTS_RETRY_MS) {
