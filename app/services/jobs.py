@@ -217,17 +217,28 @@ def retry_job(session: Session, *, actor: Actor, job_id: str | uuid.UUID) -> Job
     """Queue a failed job again with a fresh attempt budget, keeping its history."""
     job = get_job(session, actor=actor, job_id=job_id)
     actor.require(Permission.JOB_WRITE)
-    if job.status is not JobStatus.FAILED:
+    # One compare-and-set: of concurrent retries exactly one moves the job out of
+    # ``failed``; a retry that read the job before another one restarted it
+    # changes nothing (it must not reset a running or finished attempt).
+    changed = rowcount(
+        session,
+        update(Job)
+        .where(Job.id == job.id, Job.status == JobStatus.FAILED)
+        .values(
+            # A fresh budget: max_attempts more attempts on top of those already made.
+            max_attempts=Job.attempt_count + Job.max_attempts,
+            status=JobStatus.PENDING,
+            completed_at=None,
+            error=None,
+            result=None,
+            published_at=None,
+            available_at=None,
+            updated_at=utcnow(),
+        ),
+    )
+    session.refresh(job)
+    if not changed:
         raise Conflict(f"Only failed jobs can be retried; this one is {job.status.value}")
-    # A fresh budget: max_attempts more attempts on top of those already made.
-    job.max_attempts = job.attempt_count + job.max_attempts
-    job.status = JobStatus.PENDING
-    job.completed_at = None
-    job.error = None
-    job.result = None
-    job.published_at = None
-    job.available_at = None
-    session.flush()
     queue = session.get(Queue, job.queue_id)
     assert queue is not None
     if queue.is_active:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -13,6 +15,7 @@ from grpcsupport import Contract, Metadata, assert_status, message, rpc_error, s
 
 from app.config import Settings
 from app.models import JobStatus
+from app.services import jobs as job_service
 from grpc_service import convert
 from grpc_service.gen import job_queue_pb2 as pb
 from grpc_service.gen import job_queue_pb2_grpc as pb_grpc
@@ -199,6 +202,40 @@ def test_retry_job_needs_a_failed_job(
     assert grpc_stub.RetryJob(contract.RetryJobRequest(id=job.id), metadata=owner_md).success
     got = grpc_stub.GetJob(contract.GetJobRequest(id=job.id), metadata=owner_md).job
     assert got.status == contract.JobStatus.Value("PENDING")
+
+
+def test_concurrent_retries_one_succeeds_the_others_fail_the_precondition(
+    submit: Any,
+    grpc_stub: SimpleNamespace,
+    contract: Contract,
+    owner_md: Metadata,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    job = submit()
+    set_job_status(settings.database_url, job.id, JobStatus.FAILED)
+    callers = 4
+    # Every call has read the failed job before any of them writes.
+    barrier = threading.Barrier(callers, timeout=20)
+    real_get_job = job_service.get_job
+
+    def get_job_then_wait(*args: Any, **kwargs: Any) -> Any:
+        found = real_get_job(*args, **kwargs)
+        barrier.wait()
+        return found
+
+    monkeypatch.setattr(job_service, "get_job", get_job_then_wait)
+
+    def retry(_: int) -> grpc.StatusCode:
+        try:
+            grpc_stub.RetryJob(contract.RetryJobRequest(id=job.id), metadata=owner_md, timeout=30)
+        except grpc.RpcError as error:
+            return error.code()  # type: ignore[no-any-return]
+        return grpc.StatusCode.OK
+
+    with ThreadPoolExecutor(callers) as pool:
+        codes = sorted(pool.map(retry, range(callers)), key=lambda code: code.name)
+    assert codes == [grpc.StatusCode.FAILED_PRECONDITION] * (callers - 1) + [grpc.StatusCode.OK]
 
 
 @pytest.mark.parametrize("rpc", ["CancelJob", "RetryJob"])
