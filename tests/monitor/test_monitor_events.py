@@ -322,6 +322,38 @@ def test_queue_overview_counts_consumers_throughput_and_waiting(
     assert 0 <= entry["oldest_waiting_seconds"] < 60
 
 
+def test_oldest_waiting_counts_due_jobs_from_the_moment_they_became_due(
+    client: FlaskClient, owner: Account, store: MonitorStore, settings: Settings
+) -> None:
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    scheduled, retried, not_due = (create_queue(client, owner, name) for name in "abc")
+    due = submit(client, owner, scheduled, "echo", scheduled_for=later)
+    retrying = submit(client, owner, retried, "echo")
+    submit(client, owner, not_due, "echo", scheduled_for=later)
+    now = datetime.now(UTC)
+    with session_scope(settings.database_url) as session:
+        # Still ``scheduled``, due 30 s ago: the worker that held its message died.
+        session.execute(
+            update(Job)
+            .where(Job.id == uuid.UUID(due["id"]))
+            .values(available_at=now - timedelta(seconds=30))
+        )
+        # Submitted an hour ago, its retry became due 10 s ago.
+        session.execute(
+            update(Job)
+            .where(Job.id == uuid.UUID(retrying["id"]))
+            .values(created_at=now - timedelta(hours=1), available_at=now - timedelta(seconds=10))
+        )
+    store.set_oldest(Directory(settings.database_url).oldest_waiting())
+    waiting = {
+        q["name"]: q["oldest_waiting_seconds"]
+        for q in api(client, owner, "/monitor/queues")["queues"]
+    }
+    assert waiting["c"] is None, "a job not due yet is not waiting"
+    assert waiting["a"] is not None and 30 <= waiting["a"] < 90, waiting
+    assert waiting["b"] is not None and 10 <= waiting["b"] < 70, waiting
+
+
 def test_a_viewer_reads_the_monitor_but_cannot_control_pools(
     client: FlaskClient, owner: Account, auth: Auth
 ) -> None:
