@@ -74,7 +74,11 @@ def send(items: Sequence[Dispatch]) -> list[Dispatch]:
 
 
 def mark_published(database_url: str, items: Sequence[Dispatch]) -> None:
-    """Stamp ``published_at`` on the jobs whose message went out for this attempt."""
+    """Stamp ``published_at`` on the jobs whose message went out, for that dispatch only.
+
+    A job whose attempt or dispatch generation moved on since (a worker marked
+    it unpublished because its queue was paused, a retry) keeps its newer state.
+    """
     now = utcnow()
     with get_engine(database_url).begin() as connection:
         for start in range(0, len(items), MARK_CHUNK):
@@ -82,8 +86,8 @@ def mark_published(database_url: str, items: Sequence[Dispatch]) -> None:
             connection.execute(
                 update(Job)
                 .where(
-                    tuple_(Job.id, Job.attempt_count).in_(
-                        [(item.job_id, item.attempt) for item in chunk]
+                    tuple_(Job.id, Job.attempt_count, Job.dispatch_generation).in_(
+                        [(item.job_id, item.attempt, item.generation) for item in chunk]
                     )
                 )
                 # Publishing is bookkeeping, not a change a client sees.

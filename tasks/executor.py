@@ -173,7 +173,8 @@ def _reschedule_unclaimable(
     """Give a still-waiting job a new message when this one came too early or while paused.
 
     A job of a paused queue is marked unpublished; resume publishes it.  A
-    message that arrived before the job's time is sent again with its ETA.
+    message that arrived before the job's time is sent again with its ETA, and
+    one refused while the queue was paused but resumed since is sent again.
     Cancelled, finished, running or superseded jobs need nothing: the message
     is simply dropped.
     """
@@ -186,13 +187,24 @@ def _reschedule_unclaimable(
         return
     job, active, settings = row
     if not active:
+        # A new generation: the stamp of a publish still in flight cannot mark
+        # the job published again after this reset (resume and the relay would
+        # skip it, and it would wait for the lost-message republisher).
         session.execute(
             update(Job)
             .where(Job.id == job_id, Job.attempt_count == attempt)
-            .values(published_at=None, updated_at=Job.updated_at)
+            .values(
+                published_at=None,
+                held_since=None,
+                dispatch_generation=Job.dispatch_generation + 1,
+                updated_at=Job.updated_at,
+            )
             .execution_options(synchronize_session=False)
         )
-    elif job.available_at is not None and job.available_at > now:
+    else:
+        # Too early, or the queue was resumed between the claim and this read:
+        # the resume published only unpublished jobs, so this one needs a new
+        # message (a duplicate is dropped by the claim).
         stage(session, Dispatch.for_job(job, with_defaults(settings)))
 
 
@@ -328,6 +340,8 @@ def end_attempt(
             "status": JobStatus.PENDING,
             "available_at": available_at,
             "published_at": None,
+            "held_since": None,
+            "dispatch_generation": Job.dispatch_generation + 1,
         }
     else:
         values = {"status": JobStatus.FAILED, "completed_at": now}

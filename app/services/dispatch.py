@@ -34,6 +34,7 @@ class Dispatch:
     priority: int
     timeout_seconds: int
     eta: datetime | None = None
+    generation: int = 0
 
     @classmethod
     def for_job(cls, job: Job, settings: dict[str, Any]) -> Dispatch:
@@ -45,6 +46,7 @@ class Dispatch:
             priority=job.priority,
             timeout_seconds=int(settings["timeout_seconds"]),
             eta=job.available_at,
+            generation=job.dispatch_generation,
         )
 
     @property

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 
 from app.config import Settings
-from app.models import AttemptStatus
+from app.db import session_scope
+from app.models import AttemptStatus, Job, JobStatus
+from tasks.maintenance import relay_unpublished
 from tests.conftest import Account
 from tests.support.api import create_queue, job_attempts, submit_job
 from tests.support.workers import WorkerProcess, wait_for
@@ -70,3 +75,64 @@ def test_concurrent_retries_run_a_failed_job_exactly_once_more(
         assert attempts == [(1, AttemptStatus.FAILED), (2, AttemptStatus.SUCCEEDED)]
         body: Any = client.get(f"/api/v1/jobs/{job['id']}", headers=owner.headers).json
         assert (body["attempt_count"], body["result"]) == (2, {"succeeded_on_attempt": 2})
+
+
+@contextmanager
+def acting_as_beat(step: Callable[[], object], every: float) -> Iterator[None]:
+    """Run ``step`` every ``every`` seconds in a thread while the block runs, as beat would."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every):
+            step()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+def _unfinished(settings: Settings, queue: dict) -> dict[str, int]:
+    with session_scope(settings.database_url) as session:
+        rows = session.execute(
+            select(Job.status, func.count())
+            .where(Job.queue_id == uuid.UUID(queue["id"]), Job.status != JobStatus.SUCCEEDED)
+            .group_by(Job.status)
+        ).all()
+    return {status.value: count for status, count in rows}
+
+
+def test_pause_resume_toggling_strands_no_job(
+    app: Flask, client: FlaskClient, owner: Account, settings: Settings, start_worker: Start
+) -> None:
+    queue = create_queue(client, owner.headers, "toggled")
+    worker = start_worker("-c", "2")
+    submitted = threading.Event()
+    toggles = 0
+
+    def toggle() -> None:
+        nonlocal toggles
+        own_client = app.test_client()
+        while not submitted.is_set():
+            for action in ("pause", "resume"):
+                own_client.post(f"/api/v1/queues/{queue['id']}/{action}", headers=owner.headers)
+                toggles += 1
+
+    toggler = threading.Thread(target=toggle)
+    # The relay runs as often as beat runs it; the 5-minute lost-message
+    # republisher never does, so a stranded job would stay pending.
+    with acting_as_beat(lambda: relay_unpublished(settings.database_url), 2.0):
+        toggler.start()
+        for i in range(600):
+            submit_job(client, owner.headers, queue, payload=i)
+        submitted.set()
+        toggler.join(30)
+        assert toggles >= 40
+        wait_for(
+            lambda: _unfinished(settings, queue) == {},
+            60,
+            f"jobs left behind: {_unfinished(settings, queue)}\n{worker.log()[-3000:]}",
+        )

@@ -20,7 +20,10 @@ from app.config import Settings
 from app.db import session_scope
 from app.models import AttemptStatus, Job, JobAttempt, JobStatus, utcnow
 from app.services import dispatch
+from app.services.dispatch import Dispatch
+from app.services.queues import with_defaults
 from tasks import executor
+from tasks.dispatch import mark_published, send
 from tasks.executor import backoff_seconds, claim, execute, record_success
 from tasks.maintenance import relay_unpublished, republish_lost_messages, sweep_expired_leases
 from tests.conftest import Account
@@ -140,6 +143,60 @@ def test_paused_queue_drops_the_message_and_resume_publishes_again(
     client.post(f"/api/v1/queues/{queue['id']}/resume", headers=owner.headers)
     assert _job(settings, job["id"]).published_at is not None
     assert _depth(app, queue) == depth + 1
+    assert execute(job["id"], 0, "w", settings.database_url) == "succeeded"
+
+
+def test_a_late_publish_stamp_cannot_hide_a_job_its_paused_worker_marked_unpublished(
+    app: Flask,
+    client: FlaskClient,
+    owner: Account,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    queue = _queue(client, owner)
+    publisher = dispatch._publisher
+    monkeypatch.setattr(dispatch, "_publisher", None)  # the API's publish is driven step by step
+    job = _submit(client, owner, queue)
+    monkeypatch.setattr(dispatch, "_publisher", publisher)
+    with session_scope(settings.database_url) as session:
+        row = session.get(Job, uuid.UUID(job["id"]))
+        assert row is not None
+        item = Dispatch.for_job(row, with_defaults(None))
+    sent = send([item])  # 1. the API hands the message to Redis,
+    client.post(f"/api/v1/queues/{queue['id']}/pause", headers=owner.headers)  # 2. a pause,
+    assert execute(job["id"], 0, "w", settings.database_url) == "dropped"  # 3. a refused claim
+    assert _job(settings, job["id"]).published_at is None
+    mark_published(settings.database_url, sent)  # 4. and only now the API's stamp lands.
+    assert _job(settings, job["id"]).published_at is None, "the stale stamp overwrote the reset"
+    depth = _depth(app, queue)
+    client.post(f"/api/v1/queues/{queue['id']}/resume", headers=owner.headers)
+    assert _depth(app, queue) == depth + 1
+    assert execute(job["id"], 0, "w", settings.database_url) == "succeeded"
+
+
+def test_a_resume_between_a_refused_claim_and_its_reschedule_sends_a_new_message(
+    app: Flask,
+    client: FlaskClient,
+    owner: Account,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    queue = _queue(client, owner)
+    job = _submit(client, owner, queue)
+    client.post(f"/api/v1/queues/{queue['id']}/pause", headers=owner.headers)
+    reschedule = executor._reschedule_unclaimable
+
+    def resume_first(*args: Any) -> None:
+        # The resume commits after the claim saw the queue paused: it publishes
+        # only unpublished jobs, and this one still counts as published.
+        client.post(f"/api/v1/queues/{queue['id']}/resume", headers=owner.headers)
+        reschedule(*args)
+
+    monkeypatch.setattr(executor, "_reschedule_unclaimable", resume_first)
+    depth = _depth(app, queue)
+    assert execute(job["id"], 0, "w", settings.database_url) == "dropped"
+    assert _depth(app, queue) == depth + 1, "the dropped message was not replaced"
+    monkeypatch.setattr(executor, "_reschedule_unclaimable", reschedule)
     assert execute(job["id"], 0, "w", settings.database_url) == "succeeded"
 
 
