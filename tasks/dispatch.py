@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 
 from kombu.exceptions import OperationalError as KombuOperationalError
@@ -51,25 +52,30 @@ def due_for_publish(item: Dispatch) -> bool:
 
 
 def send(items: Sequence[Dispatch]) -> list[Dispatch]:
-    """Publish due dispatches through one pooled producer; return those sent."""
+    """Publish due dispatches through one pooled producer; return those sent.
+
+    A returned item keeps its ``eta`` only when the message carried it: such a
+    message is held by the one worker that fetched it until it is due.
+    """
     sent: list[Dispatch] = []
     now = utcnow()
     with app.producer_or_acquire() as producer:
         for item in items:
             if not due_for_publish(item):
                 continue
+            eta = item.eta if item.eta and item.eta > now else None
             app.send_task(
                 RUN_JOB,
                 args=[str(item.job_id), item.attempt],
                 task_id=item.task_id,
                 queue=celery_queue_name(item.queue_id),
                 priority=celery_priority(item.priority),
-                eta=item.eta if item.eta and item.eta > now else None,
+                eta=eta,
                 soft_time_limit=item.timeout_seconds,
                 time_limit=item.timeout_seconds + HARD_LIMIT_GRACE_SECONDS,
                 producer=producer,
             )
-            sent.append(item)
+            sent.append(item if eta == item.eta else replace(item, eta=None))
     return sent
 
 
@@ -78,21 +84,27 @@ def mark_published(database_url: str, items: Sequence[Dispatch]) -> None:
 
     A job whose attempt or dispatch generation moved on since (a worker marked
     it unpublished because its queue was paused, a retry) keeps its newer state.
+    A message sent with an ETA is held by one worker: ``held_since`` becomes the
+    job's due time, so ``republish_held_messages`` can take over if that worker
+    dies; any other message waits in the shared queue (``held_since`` NULL).
     """
     now = utcnow()
+    held = [item for item in items if item.eta is not None]
+    queued = [item for item in items if item.eta is None]
     with get_engine(database_url).begin() as connection:
-        for start in range(0, len(items), MARK_CHUNK):
-            chunk = items[start : start + MARK_CHUNK]
-            connection.execute(
-                update(Job)
-                .where(
-                    tuple_(Job.id, Job.attempt_count, Job.dispatch_generation).in_(
-                        [(item.job_id, item.attempt, item.generation) for item in chunk]
+        for group, held_since in ((queued, None), (held, Job.available_at)):
+            for start in range(0, len(group), MARK_CHUNK):
+                chunk = group[start : start + MARK_CHUNK]
+                connection.execute(
+                    update(Job)
+                    .where(
+                        tuple_(Job.id, Job.attempt_count, Job.dispatch_generation).in_(
+                            [(item.job_id, item.attempt, item.generation) for item in chunk]
+                        )
                     )
+                    # Publishing is bookkeeping, not a change a client sees.
+                    .values(published_at=now, held_since=held_since, updated_at=Job.updated_at)
                 )
-                # Publishing is bookkeeping, not a change a client sees.
-                .values(published_at=now, updated_at=Job.updated_at)
-            )
 
 
 def broadcast_consume(items: Sequence[ConsumeQueue]) -> None:

@@ -25,7 +25,12 @@ from app.services.queues import with_defaults
 from tasks import executor
 from tasks.dispatch import mark_published, send
 from tasks.executor import backoff_seconds, claim, execute, record_success
-from tasks.maintenance import relay_unpublished, republish_lost_messages, sweep_expired_leases
+from tasks.maintenance import (
+    relay_unpublished,
+    republish_held_messages,
+    republish_lost_messages,
+    sweep_expired_leases,
+)
 from tests.conftest import Account
 from tests.support.api import create_queue, job_attempts, submit_job
 
@@ -223,6 +228,70 @@ def test_an_early_message_is_sent_again_for_its_time(
     assert execute(job["id"], 0, "w", settings.database_url) == "dropped"
     assert _job(settings, job["id"]).status is JobStatus.SCHEDULED
     assert _depth(app, queue) == depth + 1
+
+
+def _make_due(settings: Settings, job_id: str, ago: timedelta) -> None:
+    """Move a job's due time (and its held message's) ``ago`` into the past."""
+    with session_scope(settings.database_url) as session:
+        job = session.get(Job, uuid.UUID(job_id))
+        assert job is not None and job.held_since == job.available_at
+        due = utcnow() - ago
+        session.execute(
+            update(Job).where(Job.id == job.id).values(available_at=due, held_since=due)
+        )
+
+
+def _lose_messages(settings: Settings) -> None:
+    """Take every message out of the shared queues, as a worker that fetched them would."""
+    with redis.Redis.from_url(settings.redis_url) as broker:
+        broker.flushdb()
+
+
+LEASE = timedelta(seconds=30)
+
+
+def test_a_due_job_whose_eta_message_died_with_its_worker_is_published_again_once(
+    app: Flask, client: FlaskClient, owner: Account, settings: Settings
+) -> None:
+    queue = _queue(client, owner)
+    job = _submit(
+        client, owner, queue, scheduled_for=(utcnow() + timedelta(seconds=20)).isoformat()
+    )
+    _lose_messages(settings)  # fetched by a worker with its ETA, which then died
+    assert republish_held_messages(settings.database_url, after=LEASE) == 0, "not due yet"
+    _make_due(settings, job["id"], LEASE - timedelta(seconds=2))
+    assert republish_held_messages(settings.database_url, after=LEASE) == 0, "its worker may claim"
+    _make_due(settings, job["id"], LEASE + timedelta(seconds=1))
+    assert republish_held_messages(settings.database_url, after=LEASE) == 1
+    assert _depth(app, queue) == 1
+    assert _job(settings, job["id"]).held_since is None, "now waiting in the shared queue"
+    assert republish_held_messages(settings.database_url, after=LEASE) == 0, "only once"
+    assert execute(job["id"], 0, "w", settings.database_url) == "succeeded"
+
+
+def test_a_retry_whose_backoff_message_died_with_its_worker_is_published_again(
+    app: Flask,
+    client: FlaskClient,
+    owner: Account,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(executor, "backoff_seconds", lambda *_: 20.0)
+    queue = _queue(client, owner)
+    job = _submit(client, owner, queue, job_type="flaky", payload={"failures": 1})
+    assert execute(job["id"], 0, "w", settings.database_url) == "retrying"
+    _lose_messages(settings)
+    _make_due(settings, job["id"], LEASE + timedelta(seconds=1))
+    assert republish_held_messages(settings.database_url, after=LEASE) == 1
+    assert execute(job["id"], 1, "w", settings.database_url) == "succeeded"
+
+
+def test_a_message_waiting_in_the_shared_queue_is_not_held(
+    client: FlaskClient, owner: Account, settings: Settings
+) -> None:
+    job = _submit(client, owner, _queue(client, owner))
+    assert _job(settings, job["id"]).held_since is None
+    assert republish_held_messages(settings.database_url, after=timedelta(0)) == 0
 
 
 def test_far_future_jobs_wait_in_sql_until_the_horizon(
