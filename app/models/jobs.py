@@ -56,9 +56,12 @@ class Queue(UUIDPrimaryKey, Timestamps, Base):
         return celery_queue_name(self.id)
 
 
+CELERY_QUEUE_PREFIX = "tf."
+
+
 def celery_queue_name(queue_id: uuid.UUID) -> str:
     """Name the Celery queue of a TaskForge queue after its immutable id."""
-    return f"tf.{queue_id}"
+    return f"{CELERY_QUEUE_PREFIX}{queue_id}"
 
 
 class Job(UUIDPrimaryKey, Timestamps, Base):
