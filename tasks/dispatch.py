@@ -12,8 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
+from celery.utils.nodenames import worker_direct
+from kombu import Queue
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 from sqlalchemy import tuple_, update
@@ -23,7 +26,15 @@ from app.db import get_engine
 from app.metrics import count_submitted
 from app.models import Job, celery_queue_name, utcnow
 from app.services import dispatch
-from app.services.dispatch import ConsumeQueue, Dispatch, DrainWorker, Revoke, Staged, Submitted
+from app.services.dispatch import (
+    ConsumeQueue,
+    Dispatch,
+    DrainWorker,
+    HandOff,
+    Revoke,
+    Staged,
+    Submitted,
+)
 from tasks.celery_app import app, use_broker
 from tasks.control import drain
 
@@ -64,19 +75,38 @@ def send(items: Sequence[Dispatch]) -> list[Dispatch]:
             if not due_for_publish(item):
                 continue
             eta = item.eta if item.eta and item.eta > now else None
-            app.send_task(
-                RUN_JOB,
-                args=[str(item.job_id), item.attempt],
-                task_id=item.task_id,
-                queue=celery_queue_name(item.queue_id),
-                priority=celery_priority(item.priority),
-                eta=eta,
-                soft_time_limit=item.timeout_seconds,
-                time_limit=item.timeout_seconds + HARD_LIMIT_GRACE_SECONDS,
-                producer=producer,
-            )
+            _send_task(item, celery_queue_name(item.queue_id), producer, eta=eta)
             sent.append(item if eta == item.eta else replace(item, eta=None))
     return sent
+
+
+def hand_off(items: Sequence[HandOff]) -> None:
+    """Send each job's message to the worker-direct queue of the worker named for it."""
+    with app.producer_or_acquire() as producer:
+        for item in items:
+            _send_task(item.dispatch, worker_direct(item.hostname), producer, hops=item.hops)
+
+
+def _send_task(
+    item: Dispatch, queue: str | Queue, producer: Any, *, eta: datetime | None = None, hops: int = 0
+) -> None:
+    kwargs: dict[str, Any] = {}
+    if item.job_type is not None:
+        kwargs["job_type"] = item.job_type
+    if hops:
+        kwargs["hops"] = hops
+    app.send_task(
+        RUN_JOB,
+        args=[str(item.job_id), item.attempt],
+        kwargs=kwargs,
+        task_id=item.task_id,
+        queue=queue,
+        priority=celery_priority(item.priority),
+        eta=eta,
+        soft_time_limit=item.timeout_seconds,
+        time_limit=item.timeout_seconds + HARD_LIMIT_GRACE_SECONDS,
+        producer=producer,
+    )
 
 
 def mark_published(database_url: str, items: Sequence[Dispatch]) -> None:
@@ -140,6 +170,9 @@ class Publisher:
             for item in staged:
                 if isinstance(item, DrainWorker):
                     drain(item.hostname)
+            hand_offs = [item for item in staged if isinstance(item, HandOff)]
+            if hand_offs:
+                hand_off(hand_offs)
             if jobs:
                 sent = send(jobs)
                 if sent:

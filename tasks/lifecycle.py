@@ -6,7 +6,8 @@ Connected through Celery signals, so ``taskforge worker`` and a plain
 - ``worker_ready`` starts a heartbeat thread in the worker's main process.  Its
   first beat registers the worker by nodename (``register_system_worker``) with
   its queues, concurrency, ``TASKFORGE_WORKER_TYPE``, ``TASKFORGE_WORKER_ORGANIZATION``
-  (unset: a shared platform worker) and ``TASKFORGE_WORKER_CAPABILITIES`` (JSON).
+  (unset: a shared platform worker), ``TASKFORGE_WORKER_CAPABILITIES`` (JSON) and
+  the job types it has handlers for, so other workers and the API know who runs what.
 - Every ``TASKFORGE_HEARTBEAT_SECONDS`` (10) it records the running job count,
   queues and problems: a pool with no live process, or heartbeat writes that
   failed.  Problems make the worker ``unhealthy``; ``tasks.maintenance`` marks a
@@ -41,6 +42,7 @@ from app.db import session_scope
 from app.services import workers as worker_service
 from app.services.workers import Health
 from tasks.consumers import DRAINING, WorkerScope, cancel_all_consumers, sync_consumers
+from tasks.handlers import registered_job_types
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +157,7 @@ class Heartbeat(threading.Thread):
                 capabilities=capabilities_from_env(),
                 concurrency=int(getattr(self.consumer.controller, "concurrency", 1) or 1),
                 queues=consumed_queues(self.consumer),
+                job_types=registered_job_types(),
             )
             self.worker_id = worker.id
         logger.info("registered worker %s as %s", self.hostname, self.worker_id)

@@ -14,8 +14,10 @@ import pytest
 from grpcsupport import Contract, Metadata, assert_status, message, rpc_error, set_job_status
 
 from app.config import Settings
-from app.models import JobStatus
+from app.db import session_scope
+from app.models import JobStatus, WorkerType
 from app.services import jobs as job_service
+from app.services.workers import register_system_worker
 from grpc_service import convert
 from grpc_service.gen import job_queue_pb2 as pb
 from grpc_service.gen import job_queue_pb2_grpc as pb_grpc
@@ -316,3 +318,27 @@ def test_submit_jobs_batch_size_is_bounded(
     job = pb.SubmitJobRequest(queue_id=queue["id"], job_type="echo")
     request = pb.SubmitJobsRequest(jobs=[job] * count)
     assert_status(rpc_error(project_stub.SubmitJobs, request, metadata=owner_md), INVALID, "jobs")
+
+
+def test_a_job_type_the_queues_live_workers_lack_is_an_invalid_argument(
+    project_stub: pb_grpc.JobQueueServiceStub, owner_md: Metadata, queue: Any, settings: Settings
+) -> None:
+    with session_scope(settings.database_url) as session:
+        register_system_worker(
+            session,
+            hostname="plain@h",
+            organization_id=None,
+            worker_type=WorkerType.GENERAL,
+            capabilities=None,
+            concurrency=1,
+            queues=[f"tf.{queue['id']}"],
+            job_types=["echo"],
+        )
+    unknown = pb.SubmitJobRequest(queue_id=queue["id"], job_type="send_email")
+    error = rpc_error(project_stub.SubmitJob, unknown, metadata=owner_md)
+    assert_status(error, INVALID, "send_email", "No live worker")
+    known = pb.SubmitJobRequest(queue_id=queue["id"], job_type="echo")
+    batch = pb.SubmitJobsRequest(jobs=[known, unknown])
+    error = rpc_error(project_stub.SubmitJobs, batch, metadata=owner_md)
+    assert_status(error, INVALID, "jobs[1]", "send_email")
+    assert project_stub.ListJobs(pb.ListJobsRequest(), metadata=owner_md).total == 0

@@ -18,13 +18,21 @@ from sqlalchemy import update
 import tests.support.handlers  # noqa: F401 - registers the test handlers
 from app.config import Settings
 from app.db import session_scope
-from app.models import AttemptStatus, Job, JobAttempt, JobStatus, utcnow
+from app.models import AttemptStatus, Job, JobAttempt, JobStatus, WorkerStatus, WorkerType, utcnow
 from app.services import dispatch
 from app.services.dispatch import Dispatch
 from app.services.queues import with_defaults
+from app.services.workers import register_system_worker
 from tasks import executor
 from tasks.dispatch import mark_published, send
-from tasks.executor import backoff_seconds, claim, execute, record_success
+from tasks.executor import (
+    MAX_HAND_OFFS,
+    backoff_seconds,
+    claim,
+    execute,
+    record_success,
+    unrunnable_error,
+)
 from tasks.maintenance import (
     relay_unpublished,
     republish_held_messages,
@@ -78,13 +86,83 @@ def test_a_message_for_another_attempt_is_dropped(
     assert _job(settings, job["id"]).status is JobStatus.PENDING
 
 
-def test_unknown_job_type_fails_with_a_clear_error(
+def test_a_message_without_its_job_type_still_fails_an_unknown_type_clearly(
     client: FlaskClient, owner: Account, settings: Settings
 ) -> None:
     job = _submit(client, owner, _queue(client, owner), job_type="no.such.type", max_attempts=1)
     assert execute(job["id"], 0, "w", settings.database_url) == "failed"
     failed = _job(settings, job["id"])
     assert failed.error == "No handler is registered for job type 'no.such.type'"
+
+
+def _runner(
+    settings: Settings, hostname: str, queue: dict, job_types: list[str], **state: Any
+) -> None:
+    """Register a live worker consuming ``queue`` that has handlers for ``job_types``."""
+    with session_scope(settings.database_url) as session:
+        worker = register_system_worker(
+            session,
+            hostname=hostname,
+            organization_id=None,
+            worker_type=WorkerType.GENERAL,
+            capabilities=None,
+            concurrency=1,
+            queues=[f"tf.{queue['id']}"],
+            job_types=job_types,
+        )
+        for name, value in state.items():
+            setattr(worker, name, value)
+
+
+def test_a_job_no_live_worker_can_run_fails_at_once_without_spending_attempts(
+    client: FlaskClient, owner: Account, settings: Settings
+) -> None:
+    queue = _queue(client, owner)
+    job = _submit(client, owner, queue, job_type="no.such.type", max_attempts=3)
+    # Workers that are gone or drained do not count.
+    _runner(settings, "gone@h", queue, ["no.such.type"], status=WorkerStatus.OFFLINE)
+    _runner(settings, "drained@h", queue, ["no.such.type"], drain_mode=True)
+    outcome = execute(job["id"], 0, "w@h", settings.database_url, job_type="no.such.type")
+    assert outcome == "failed"
+    failed = _job(settings, job["id"])
+    assert (failed.status, failed.attempt_count) == (JobStatus.FAILED, 0)
+    assert failed.error == unrunnable_error("no.such.type")
+    assert _attempts(settings, job["id"]) == []
+
+
+def test_a_job_is_handed_to_a_live_worker_that_has_its_handler_without_an_attempt(
+    app: Flask, client: FlaskClient, owner: Account, settings: Settings
+) -> None:
+    queue = _queue(client, owner)
+    _runner(settings, "w@h", queue, ["echo"])
+    _runner(settings, "able@h", queue, ["no.such.type"])
+    job = _submit(client, owner, queue, job_type="no.such.type", max_attempts=1)
+    depth = app.extensions["taskforge.broker"].depth
+    outcome = execute(job["id"], 0, "w@h", settings.database_url, job_type="no.such.type")
+    assert outcome == "handed_on"
+    assert depth("able@h.dq2") == 1, "the message waits in the able worker's own queue"
+    handed = _job(settings, job["id"])
+    assert (handed.status, handed.attempt_count) == (JobStatus.PENDING, 0)
+    assert handed.held_since is not None, "the sweeper re-queues it if that worker dies"
+    assert _attempts(settings, job["id"]) == []
+    # A job handed on again and again (stale advertisements) stops bouncing.
+    outcome = execute(
+        job["id"], 0, "w@h", settings.database_url, job_type="no.such.type", hops=MAX_HAND_OFFS
+    )
+    assert outcome == "failed"
+    assert "handed on 3 times" in (_job(settings, job["id"]).error or "")
+
+
+def test_a_paused_queue_holds_a_job_of_a_type_this_worker_lacks(
+    client: FlaskClient, owner: Account, settings: Settings
+) -> None:
+    queue = _queue(client, owner)
+    job = _submit(client, owner, queue, job_type="no.such.type")
+    client.post(f"/api/v1/queues/{queue['id']}/pause", headers=owner.headers)
+    outcome = execute(job["id"], 0, "w@h", settings.database_url, job_type="no.such.type")
+    assert outcome == "dropped"
+    paused = _job(settings, job["id"])
+    assert (paused.status, paused.published_at) == (JobStatus.PENDING, None)
 
 
 def test_a_result_that_is_not_json_fails_the_attempt(
