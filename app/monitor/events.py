@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 RUN_JOB = "taskforge.run_job"
 DROPPED_ERROR = "The job was not claimable (cancelled, paused or already handled); message dropped"
-HANDED_ON_ERROR = "This worker has no handler for the job type; handed on to a worker that has"
+HANDED_ON_ERROR = "This worker has no handler for the job type; handed on to a worker that has one"
 # task-succeeded result of the executor -> the state shown to tenants.
 OUTCOME_STATES = {
     "succeeded": "succeeded",
