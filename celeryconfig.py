@@ -64,6 +64,9 @@ redis_socket_connect_timeout = 2
 
 # Internal maintenance tasks travel on their own queue that every worker consumes.
 task_default_queue = "taskforge.internal"
+# Each worker also consumes its own queue (``<nodename>.dq2``): a worker without a
+# job type's handler hands such a job to one that has it (tasks/executor.py).
+worker_direct = True
 task_default_priority = 0
 worker_send_task_events = True
 task_send_sent_event = False

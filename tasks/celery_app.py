@@ -12,7 +12,7 @@ from celery import Celery, signals
 
 from app.config import load_settings
 from app.db import dispose_engines
-from tasks.consumers import WorkerScope, queues_to_consume
+from tasks.consumers import AUTOMATIC, WorkerScope, queues_to_consume
 
 app = Celery("taskforge")
 app.config_from_object("celeryconfig")
@@ -63,5 +63,6 @@ def _consume_taskforge_queues(sender: str, instance: Any, **_: Any) -> None:
     # kombu keeps the -Q selection in ``_consume_from``; None means "no -Q given".
     if getattr(queues, "_consume_from", None) is not None:
         return  # the operator chose the queues with -Q; respect that choice
+    AUTOMATIC.set()
     for name in queues_to_consume(load_settings().database_url, WorkerScope.from_env()):
         queues.select_add(name)

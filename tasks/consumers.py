@@ -11,8 +11,15 @@ A worker's scope comes from its environment:
 Paused queues are consumed too: the executor's claim drops their messages and
 resume re-publishes them, so pausing never depends on a broadcast arriving.
 
+A worker started without ``-Q`` converges on the queues of its scope: it reads
+them from SQL at start, adds a new queue when the ``taskforge_consume``
+broadcast arrives, and ``sync_consumers`` (run on every heartbeat) adds the
+queues whose broadcast it missed (Redis down, or sent before the worker
+listened) and cancels those deleted or moved out of its scope.  A worker given
+``-Q`` consumes exactly what the operator chose.
+
 A drained worker (``taskforge_drain``) cancels every consumer and ignores later
-``taskforge_consume`` broadcasts for the rest of its life.
+broadcasts and syncs for the rest of its life.
 """
 
 from __future__ import annotations
@@ -27,10 +34,12 @@ from celery.worker.control import control_command
 from sqlalchemy import select
 
 from app.db import session_scope
-from app.models import Queue, WorkerType, celery_queue_name
+from app.models import CELERY_QUEUE_PREFIX, Queue, WorkerType, celery_queue_name
 
 # Set once this process is drained; it never consumes again until restarted.
 DRAINING = threading.Event()
+# Set at start when no -Q was given: TaskForge then chooses the queues.
+AUTOMATIC = threading.Event()
 
 
 @dataclass(frozen=True)
@@ -78,10 +87,39 @@ def taskforge_consume(
     """Consume a newly created TaskForge queue if it is within this worker's scope."""
     if DRAINING.is_set():
         return {"ok": f"draining: not consuming {queue}"}
+    if not AUTOMATIC.is_set():
+        return {"ok": f"queues chosen with -Q: not consuming {queue}"}
     if not WorkerScope.from_env().accepts(uuid.UUID(organization_id), worker_type or None):
         return {"ok": f"{queue} is outside this worker's scope"}
     state.consumer.call_soon(state.consumer.add_task_queue, queue)
     return {"ok": f"add consumer {queue}"}
+
+
+def sync_consumers(
+    consumer: Any, database_url: str, scope: WorkerScope
+) -> tuple[list[str], list[str]]:
+    """Consume every TaskForge queue of ``scope``, and no other; return (added, cancelled).
+
+    Only TaskForge's own queues (``tf.*``) are touched, never a -Q selection,
+    and nothing once this worker is drained.
+    """
+    if DRAINING.is_set() or not AUTOMATIC.is_set():
+        return [], []
+    # Read what we consume before SQL: a queue a broadcast adds meanwhile was
+    # committed before its broadcast, so SQL lists it and it is never cancelled.
+    # set() copies the consumer thread's dict in one step (no Python code runs).
+    consumed = {
+        name
+        for name in set(consumer.app.amqp.queues.consume_from)
+        if name.startswith(CELERY_QUEUE_PREFIX)
+    }
+    wanted = set(queues_to_consume(database_url, scope))
+    added, cancelled = sorted(wanted - consumed), sorted(consumed - wanted)
+    for name in added:
+        consumer.call_soon(consumer.add_task_queue, name)
+    for name in cancelled:
+        consumer.call_soon(consumer.cancel_task_queue, name)
+    return added, cancelled
 
 
 def cancel_all_consumers(consumer: Any) -> list[str]:

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
 
+from celery.utils.nodenames import worker_direct
+from kombu import Queue
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 from sqlalchemy import tuple_, update
@@ -22,7 +26,15 @@ from app.db import get_engine
 from app.metrics import count_submitted
 from app.models import Job, celery_queue_name, utcnow
 from app.services import dispatch
-from app.services.dispatch import ConsumeQueue, Dispatch, DrainWorker, Revoke, Staged, Submitted
+from app.services.dispatch import (
+    ConsumeQueue,
+    Dispatch,
+    DrainWorker,
+    HandOff,
+    Revoke,
+    Staged,
+    Submitted,
+)
 from tasks.celery_app import app, use_broker
 from tasks.control import drain
 
@@ -51,44 +63,78 @@ def due_for_publish(item: Dispatch) -> bool:
 
 
 def send(items: Sequence[Dispatch]) -> list[Dispatch]:
-    """Publish due dispatches through one pooled producer; return those sent."""
+    """Publish due dispatches through one pooled producer; return those sent.
+
+    A returned item keeps its ``eta`` only when the message carried it: such a
+    message is held by the one worker that fetched it until it is due.
+    """
     sent: list[Dispatch] = []
     now = utcnow()
     with app.producer_or_acquire() as producer:
         for item in items:
             if not due_for_publish(item):
                 continue
-            app.send_task(
-                RUN_JOB,
-                args=[str(item.job_id), item.attempt],
-                task_id=item.task_id,
-                queue=celery_queue_name(item.queue_id),
-                priority=celery_priority(item.priority),
-                eta=item.eta if item.eta and item.eta > now else None,
-                soft_time_limit=item.timeout_seconds,
-                time_limit=item.timeout_seconds + HARD_LIMIT_GRACE_SECONDS,
-                producer=producer,
-            )
-            sent.append(item)
+            eta = item.eta if item.eta and item.eta > now else None
+            _send_task(item, celery_queue_name(item.queue_id), producer, eta=eta)
+            sent.append(item if eta == item.eta else replace(item, eta=None))
     return sent
 
 
+def hand_off(items: Sequence[HandOff]) -> None:
+    """Send each job's message to the worker-direct queue of the worker named for it."""
+    with app.producer_or_acquire() as producer:
+        for item in items:
+            _send_task(item.dispatch, worker_direct(item.hostname), producer, hops=item.hops)
+
+
+def _send_task(
+    item: Dispatch, queue: str | Queue, producer: Any, *, eta: datetime | None = None, hops: int = 0
+) -> None:
+    kwargs: dict[str, Any] = {}
+    if item.job_type is not None:
+        kwargs["job_type"] = item.job_type
+    if hops:
+        kwargs["hops"] = hops
+    app.send_task(
+        RUN_JOB,
+        args=[str(item.job_id), item.attempt],
+        kwargs=kwargs,
+        task_id=item.task_id,
+        queue=queue,
+        priority=celery_priority(item.priority),
+        eta=eta,
+        soft_time_limit=item.timeout_seconds,
+        time_limit=item.timeout_seconds + HARD_LIMIT_GRACE_SECONDS,
+        producer=producer,
+    )
+
+
 def mark_published(database_url: str, items: Sequence[Dispatch]) -> None:
-    """Stamp ``published_at`` on the jobs whose message went out for this attempt."""
+    """Stamp ``published_at`` on the jobs whose message went out, for that dispatch only.
+
+    A job whose attempt or dispatch generation moved on since (a worker marked
+    it unpublished because its queue was paused, a retry) keeps its newer state.
+    A message sent with an ETA is held by one worker: ``held_since`` becomes the
+    job's due time, so ``republish_held_messages`` can take over if that worker
+    dies; any other message waits in the shared queue (``held_since`` NULL).
+    """
     now = utcnow()
+    held = [item for item in items if item.eta is not None]
+    queued = [item for item in items if item.eta is None]
     with get_engine(database_url).begin() as connection:
-        for start in range(0, len(items), MARK_CHUNK):
-            chunk = items[start : start + MARK_CHUNK]
-            connection.execute(
-                update(Job)
-                .where(
-                    tuple_(Job.id, Job.attempt_count).in_(
-                        [(item.job_id, item.attempt) for item in chunk]
+        for group, held_since in ((queued, None), (held, Job.available_at)):
+            for start in range(0, len(group), MARK_CHUNK):
+                chunk = group[start : start + MARK_CHUNK]
+                connection.execute(
+                    update(Job)
+                    .where(
+                        tuple_(Job.id, Job.attempt_count, Job.dispatch_generation).in_(
+                            [(item.job_id, item.attempt, item.generation) for item in chunk]
+                        )
                     )
+                    # Publishing is bookkeeping, not a change a client sees.
+                    .values(published_at=now, held_since=held_since, updated_at=Job.updated_at)
                 )
-                # Publishing is bookkeeping, not a change a client sees.
-                .values(published_at=now, updated_at=Job.updated_at)
-            )
 
 
 def broadcast_consume(items: Sequence[ConsumeQueue]) -> None:
@@ -124,6 +170,9 @@ class Publisher:
             for item in staged:
                 if isinstance(item, DrainWorker):
                     drain(item.hostname)
+            hand_offs = [item for item in staged if isinstance(item, HandOff)]
+            if hand_offs:
+                hand_off(hand_offs)
             if jobs:
                 sent = send(jobs)
                 if sent:

@@ -24,7 +24,7 @@ import traceback
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -36,11 +36,20 @@ from sqlalchemy.orm import Session
 
 from app.config import load_settings
 from app.db import get_engine, is_unavailable, rowcount, session_scope
-from app.models import AttemptStatus, Job, JobAttempt, JobStatus, Queue, utcnow
-from app.services.dispatch import Dispatch, stage
+from app.models import (
+    AttemptStatus,
+    Job,
+    JobAttempt,
+    JobStatus,
+    Queue,
+    celery_queue_name,
+    utcnow,
+)
+from app.services.dispatch import Dispatch, HandOff, stage
 from app.services.queues import with_defaults
+from app.services.workers import live_runners
 from tasks.celery_app import app
-from tasks.handlers import JobContext, get_handler, load_handler_modules
+from tasks.handlers import JobContext, get_handler, has_handler, load_handler_modules
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +182,8 @@ def _reschedule_unclaimable(
     """Give a still-waiting job a new message when this one came too early or while paused.
 
     A job of a paused queue is marked unpublished; resume publishes it.  A
-    message that arrived before the job's time is sent again with its ETA.
+    message that arrived before the job's time is sent again with its ETA, and
+    one refused while the queue was paused but resumed since is sent again.
     Cancelled, finished, running or superseded jobs need nothing: the message
     is simply dropped.
     """
@@ -186,13 +196,24 @@ def _reschedule_unclaimable(
         return
     job, active, settings = row
     if not active:
+        # A new generation: the stamp of a publish still in flight cannot mark
+        # the job published again after this reset (resume and the relay would
+        # skip it, and it would wait for the lost-message republisher).
         session.execute(
             update(Job)
             .where(Job.id == job_id, Job.attempt_count == attempt)
-            .values(published_at=None, updated_at=Job.updated_at)
+            .values(
+                published_at=None,
+                held_since=None,
+                dispatch_generation=Job.dispatch_generation + 1,
+                updated_at=Job.updated_at,
+            )
             .execution_options(synchronize_session=False)
         )
-    elif job.available_at is not None and job.available_at > now:
+    else:
+        # Too early, or the queue was resumed between the claim and this read:
+        # the resume published only unpublished jobs, so this one needs a new
+        # message (a duplicate is dropped by the claim).
         stage(session, Dispatch.for_job(job, with_defaults(settings)))
 
 
@@ -328,6 +349,8 @@ def end_attempt(
             "status": JobStatus.PENDING,
             "available_at": available_at,
             "published_at": None,
+            "held_since": None,
+            "dispatch_generation": Job.dispatch_generation + 1,
         }
     else:
         values = {"status": JobStatus.FAILED, "completed_at": now}
@@ -368,13 +391,107 @@ def record_failure(
     return outcome
 
 
-def execute(job_id: str, attempt: int, worker: str, database_url: str) -> str:
-    """Run attempt ``attempt + 1`` of a job; return what happened, for logs and tests."""
+# A job handed on this many times without reaching a worker that runs it fails:
+# the workers' advertised job types are wrong, and it must not bounce for ever.
+MAX_HAND_OFFS = 3
+
+
+def unrunnable_error(job_type: str) -> str:
+    """The error of a job that no live worker of its queue has a handler for."""
+    return (
+        f"No live worker of this queue has a handler for job type '{job_type}' "
+        "(workers load handlers from TASKFORGE_HANDLER_MODULES)"
+    )
+
+
+def hand_on(
+    database_url: str, job_id: uuid.UUID, attempt: int, job_type: str, worker: str, hops: int
+) -> str:
+    """Pass a job this worker has no handler for to a live worker of its queue that has one.
+
+    No attempt is spent: the job is not claimed.  The message goes to the other
+    worker's own (worker-direct) queue, and the job is marked held from now, so
+    the sweeper re-queues it if that worker dies first.  Without such a worker,
+    or after ``MAX_HAND_OFFS`` hand-offs, the job fails at once, without retries.
+    """
+    now = utcnow()
+    with session_scope(database_url) as session:
+        row = session.execute(
+            select(Job, Queue.is_active, Queue.settings)
+            .join(Queue, Queue.id == Job.queue_id)
+            .where(Job.id == job_id, Job.attempt_count == attempt, Job.status.in_(CLAIMABLE))
+        ).one_or_none()
+        if row is None:
+            return "dropped"
+        job, active, settings = row
+        if not active or (job.available_at is not None and job.available_at > now):
+            _reschedule_unclaimable(session, job_id, attempt, now)
+            return "dropped"
+        targets = [
+            runner.hostname
+            for runner in live_runners(session, celery_queue=celery_queue_name(job.queue_id))
+            if runner.hostname != worker and runner.runs(job_type)
+        ]
+        still_waiting = (
+            Job.id == job_id,
+            Job.attempt_count == attempt,
+            Job.dispatch_generation == job.dispatch_generation,
+            Job.status.in_(CLAIMABLE),
+        )
+        if targets and hops < MAX_HAND_OFFS:
+            # A new generation: a publisher's late stamp must not clear held_since.
+            handed = rowcount(
+                session,
+                update(Job)
+                .where(*still_waiting)
+                .values(
+                    published_at=now,
+                    held_since=now,
+                    dispatch_generation=Job.dispatch_generation + 1,
+                    updated_at=Job.updated_at,
+                ),
+            )
+            if not handed:
+                return "dropped"
+            item = replace(Dispatch.for_job(job, with_defaults(settings)), eta=None)
+            stage(session, HandOff(item, hostname=random.choice(targets), hops=hops + 1))
+            return "handed_on"
+        error = unrunnable_error(job_type)
+        if targets:
+            error += f"; handed on {hops} times without reaching one"
+        failed = rowcount(
+            session,
+            update(Job)
+            .where(*still_waiting)
+            .values(status=JobStatus.FAILED, error=error, completed_at=now, updated_at=now),
+        )
+    return "failed" if failed else "dropped"
+
+
+def execute(
+    job_id: str,
+    attempt: int,
+    worker: str,
+    database_url: str,
+    *,
+    job_type: str | None = None,
+    hops: int = 0,
+) -> str:
+    """Run attempt ``attempt + 1`` of a job; return what happened, for logs and tests.
+
+    ``job_type`` comes with the message: a job this worker cannot run is handed
+    on (or failed) before it is claimed.  A message without it (published
+    before job types travelled) is claimed first, as it used to be.
+    """
     try:
         jid = uuid.UUID(job_id)
     except ValueError:
         logger.error("dropping a message with a malformed job id %r", job_id)
         return "dropped"
+    if job_type is not None and not has_handler(job_type):
+        routed = hand_on(database_url, jid, attempt, job_type, worker, hops)
+        logger.info("job %s of a type without a handler here (%r): %s", job_id, job_type, routed)
+        return routed
     claimed = claim(database_url, jid, attempt, worker)
     if claimed is None:
         logger.info("job %s attempt %s is not claimable; message dropped", job_id, attempt + 1)
@@ -420,10 +537,19 @@ DB_RETRY_MAX_SECONDS = 30
 
 
 @app.task(name="taskforge.run_job", base=JobTask, bind=True, max_retries=None)
-def run_job(self: JobTask, job_id: str, attempt: int) -> str:
+def run_job(
+    self: JobTask, job_id: str, attempt: int, job_type: str | None = None, hops: int = 0
+) -> str:
     """Run one attempt of a TaskForge job."""
     try:
-        return execute(job_id, attempt, self.request.hostname or "unknown", _settings.database_url)
+        return execute(
+            job_id,
+            attempt,
+            self.request.hostname or "unknown",
+            _settings.database_url,
+            job_type=job_type,
+            hops=hops,
+        )
     except SQLAlchemyError as exc:
         if not is_unavailable(exc):
             raise

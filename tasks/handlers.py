@@ -71,6 +71,11 @@ def get_handler(name: str) -> Callable[[Any, JobContext], Any]:
         raise UnknownJobType(f"No handler is registered for job type '{name}'") from None
 
 
+def has_handler(name: str) -> bool:
+    """Tell whether this process can run job type ``name``."""
+    return name in _REGISTRY
+
+
 def registered_job_types() -> list[str]:
     """Names of every registered job type."""
     return sorted(_REGISTRY)

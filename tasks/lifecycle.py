@@ -6,11 +6,15 @@ Connected through Celery signals, so ``taskforge worker`` and a plain
 - ``worker_ready`` starts a heartbeat thread in the worker's main process.  Its
   first beat registers the worker by nodename (``register_system_worker``) with
   its queues, concurrency, ``TASKFORGE_WORKER_TYPE``, ``TASKFORGE_WORKER_ORGANIZATION``
-  (unset: a shared platform worker) and ``TASKFORGE_WORKER_CAPABILITIES`` (JSON).
+  (unset: a shared platform worker), ``TASKFORGE_WORKER_CAPABILITIES`` (JSON) and
+  the job types it has handlers for, so other workers and the API know who runs what.
 - Every ``TASKFORGE_HEARTBEAT_SECONDS`` (10) it records the running job count,
   queues and problems: a pool with no live process, or heartbeat writes that
   failed.  Problems make the worker ``unhealthy``; ``tasks.maintenance`` marks a
   worker silent for three intervals ``offline``.
+- Each beat, first thing, brings the consumed queues in line with SQL
+  (``tasks.consumers.sync_consumers``), so a queue whose ``taskforge_consume``
+  broadcast this worker missed is consumed within one interval.
 - Drained (``POST /workers/{id}/drain``): the ``taskforge_drain`` broadcast
   cancels every consumer at once; the heartbeat repeats that if the broadcast was
   missed.  When nothing runs, is reserved or waits for its ETA, the worker marks
@@ -37,7 +41,8 @@ from app.config import Settings, load_settings
 from app.db import session_scope
 from app.services import workers as worker_service
 from app.services.workers import Health
-from tasks.consumers import DRAINING, WorkerScope, cancel_all_consumers
+from tasks.consumers import DRAINING, WorkerScope, cancel_all_consumers, sync_consumers
+from tasks.handlers import registered_job_types
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +100,7 @@ class Heartbeat(threading.Thread):
         self.consumer = consumer
         self.hostname: str = consumer.hostname
         self.settings = settings
+        self.scope = WorkerScope.from_env()
         self.stopped = threading.Event()
         self.worker_id: uuid.UUID | None = None
         self.failed_writes: deque[bool] = deque(maxlen=WINDOW)
@@ -130,24 +136,35 @@ class Heartbeat(threading.Thread):
             problems=problems,
         )
 
+    def sync_queues(self) -> None:
+        """Consume the queues of this worker's scope that SQL lists, and only those."""
+        try:
+            added, cancelled = sync_consumers(self.consumer, self.settings.database_url, self.scope)
+        except Exception:
+            logger.warning("could not read the queues of %s", self.hostname, exc_info=True)
+            return
+        if added or cancelled:
+            logger.info("queues of %s: consuming %s, cancelled %s", self.hostname, added, cancelled)
+
     def register(self) -> None:
         """Upsert this worker's row by nodename."""
-        scope = WorkerScope.from_env()
         with session_scope(self.settings.database_url) as session:
             worker = worker_service.register_system_worker(
                 session,
                 hostname=self.hostname,
-                organization_id=scope.organization_id,
-                worker_type=scope.worker_type,
+                organization_id=self.scope.organization_id,
+                worker_type=self.scope.worker_type,
                 capabilities=capabilities_from_env(),
                 concurrency=int(getattr(self.consumer.controller, "concurrency", 1) or 1),
                 queues=consumed_queues(self.consumer),
+                job_types=registered_job_types(),
             )
             self.worker_id = worker.id
         logger.info("registered worker %s as %s", self.hostname, self.worker_id)
 
     def beat(self) -> bool:
         """Register or heartbeat once; return True once a drain has completed."""
+        self.sync_queues()
         try:
             if self.worker_id is None:
                 self.register()

@@ -99,6 +99,38 @@ def sweep_expired_leases(database_url: str) -> int:
     return swept
 
 
+def republish_held_messages(database_url: str, *, after: timedelta) -> int:
+    """Publish again, to its shared queue, each job whose held message went unclaimed.
+
+    A message sent with an ETA (a scheduled job, a retry's backoff) or handed to
+    one worker's own queue sits with that worker, unacknowledged: if the worker
+    dies, Redis gives it back only after the visibility timeout (an hour).  A
+    job still waiting ``after`` (one lease) past ``held_since`` gets a plain
+    message in its shared queue, once: the stamp clears ``held_since``, and the
+    claim drops whichever copy comes second.  Served by ``ix_jobs_status_held``.
+    """
+    cutoff = utcnow() - after
+    with session_scope(database_url) as session:
+        rows = session.execute(
+            select(Job, Queue.settings)
+            .join(Queue, Queue.id == Job.queue_id)
+            .where(
+                Job.status.in_([JobStatus.PENDING, JobStatus.SCHEDULED]),
+                Job.held_since < cutoff,
+                Job.published_at.is_not(None),
+                Queue.is_active.is_(True),
+            )
+            .order_by(Job.held_since)
+            .limit(BATCH)
+        ).all()
+        # Due by now: they go out without an ETA, into the shared queue.
+        items = [Dispatch.for_job(job, with_defaults(settings)) for job, settings in rows]
+    sent = _publish(database_url, items)
+    if sent:
+        logger.warning("held messages: %d job(s) unclaimed a lease after due; published", sent)
+    return sent
+
+
 # A job published this long ago and still pending, on a queue Redis holds no
 # message for, lost its message (Redis restarted without persistence, a FLUSHALL).
 LOST_MESSAGE_AFTER = timedelta(minutes=5)
@@ -160,8 +192,12 @@ def republish_lost() -> int:
 
 @app.task(name="taskforge.sweep", ignore_result=True)
 def sweep() -> int:
-    """Take over the jobs of dead workers; runs every few seconds from beat."""
-    return sweep_expired_leases(load_settings().database_url)
+    """Take over the jobs of dead workers, running or held; runs every few seconds from beat."""
+    settings = load_settings()
+    swept = sweep_expired_leases(settings.database_url)
+    return swept + republish_held_messages(
+        settings.database_url, after=timedelta(seconds=settings.lease_seconds)
+    )
 
 
 def mark_silent_workers_offline(database_url: str, *, heartbeat_seconds: float) -> int:

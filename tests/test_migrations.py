@@ -25,6 +25,7 @@ def test_engine_indexes_exist(database_url: str) -> None:
         "ix_jobs_queue_status_created",
         "ix_jobs_status_published",
         "ix_jobs_status_lease",
+        "ix_jobs_status_held",
     } <= indexes
 
 

@@ -23,6 +23,7 @@ class WorkerSchema(Schema):
     capabilities = fields.Raw(allow_none=True)
     max_concurrent_jobs = fields.Integer()
     queues = fields.List(fields.String())
+    job_types = fields.List(fields.String(), allow_none=True)
     drain_mode = fields.Boolean()
     metadata = fields.Dict(attribute="heartbeat_metadata")
     last_heartbeat = fields.DateTime(allow_none=True)

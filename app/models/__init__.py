@@ -3,6 +3,7 @@
 from app.models.base import Base, utcnow
 from app.models.jobs import (
     ACTIVE_STATUSES,
+    CELERY_QUEUE_PREFIX,
     TERMINAL_STATUSES,
     AttemptStatus,
     Job,
@@ -16,6 +17,7 @@ from app.models.workers import Worker, WorkerStatus, WorkerType
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "CELERY_QUEUE_PREFIX",
     "TERMINAL_STATUSES",
     "ApiKey",
     "AttemptStatus",

@@ -56,9 +56,12 @@ class Queue(UUIDPrimaryKey, Timestamps, Base):
         return celery_queue_name(self.id)
 
 
+CELERY_QUEUE_PREFIX = "tf."
+
+
 def celery_queue_name(queue_id: uuid.UUID) -> str:
     """Name the Celery queue of a TaskForge queue after its immutable id."""
-    return f"tf.{queue_id}"
+    return f"{CELERY_QUEUE_PREFIX}{queue_id}"
 
 
 class Job(UUIDPrimaryKey, Timestamps, Base):
@@ -72,6 +75,7 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
         Index("ix_jobs_queue_updated", "queue_id", "updated_at"),
         Index("ix_jobs_status_published", "status", "published_at"),
         Index("ix_jobs_status_lease", "status", "lease_expires_at"),
+        Index("ix_jobs_status_held", "status", "held_since"),
         UniqueConstraint("organization_id", "idempotency_key"),
     )
 
@@ -102,6 +106,15 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
     # While ``processing``, the running worker keeps pushing this forward; a
     # lease that runs out means the worker died, and the sweeper takes over.
     lease_expires_at: Mapped[datetime | None]
+    # Bumped by every write that sets ``published_at`` back to NULL.  A publisher
+    # stamps ``published_at`` only on the generation it published, so a stamp that
+    # lands late cannot undo a reset made after its message went out.
+    dispatch_generation: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Set while the current message sits with one worker instead of in the shared
+    # queue: an ETA message (its due time) or a hand-off to one worker's own queue
+    # (the hand-off time).  A job still unclaimed a lease later is published to
+    # its shared queue again; NULL while the message waits in the shared queue.
+    held_since: Mapped[datetime | None]
 
 
 class AttemptStatus(enum.StrEnum):

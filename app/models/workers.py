@@ -55,6 +55,8 @@ class Worker(UUIDPrimaryKey, Base):
     worker_type: Mapped[WorkerType] = mapped_column(_enum(WorkerType), default=WorkerType.GENERAL)
     status: Mapped[WorkerStatus] = mapped_column(_enum(WorkerStatus), default=WorkerStatus.ONLINE)
     capabilities: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    # The job types a self-registered worker has handlers for (NULL: not advertised).
+    job_types: Mapped[list[str] | None] = mapped_column(JSONType, nullable=True)
     max_concurrent_jobs: Mapped[int] = mapped_column(default=1)
     queues: Mapped[list[str]] = mapped_column(JSONType, default=list)
     drain_mode: Mapped[bool] = mapped_column(default=False)

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from app.db import session_scope
-from app.models import Job, JobStatus, Queue, Worker
+from app.models import Job, JobStatus, Queue, Worker, utcnow
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -154,12 +154,22 @@ class Directory:
             for row in rows
         }
 
-    def oldest_pending(self) -> dict[str, float]:
-        """Queue id → epoch of its oldest pending job (``ix_jobs_queue_status_created``)."""
+    def oldest_waiting(self) -> dict[str, float]:
+        """Queue id → epoch since which its longest-waiting due job has waited to start.
+
+        A job waits from the moment it may run: its ``available_at`` (schedule or
+        retry time) or, without one, its creation.  Due ``scheduled`` jobs wait too;
+        jobs not due yet do not.
+        """
+        now = utcnow()
+        since = func.coalesce(Job.available_at, Job.created_at)
         with session_scope(self.database_url) as session:
             rows = session.execute(
-                select(Job.queue_id, func.min(Job.created_at))
-                .where(Job.status == JobStatus.PENDING)
+                select(Job.queue_id, func.min(since))
+                .where(
+                    Job.status.in_([JobStatus.PENDING, JobStatus.SCHEDULED]),
+                    or_(Job.available_at.is_(None), Job.available_at <= now),
+                )
                 .group_by(Job.queue_id)
             ).all()
         return {str(queue_id): oldest.timestamp() for queue_id, oldest in rows if oldest}

@@ -4,7 +4,8 @@ A job's Celery task is ``taskforge.run_job`` with task id ``<job id>:<attempt>``
 and runs on queue ``tf.<queue id>``; every other task (relay, sweeper) is
 ignored.  The executor catches handler errors and returns what happened, so a
 job's outcome is read from the ``task-succeeded`` result: ``succeeded``,
-``failed``, ``retrying`` or ``dropped`` (a message the claim refused).
+``failed``, ``retrying``, ``dropped`` (a message the claim refused) or
+``handed_on`` (passed to a worker that has the job type's handler).
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ logger = logging.getLogger(__name__)
 
 RUN_JOB = "taskforge.run_job"
 DROPPED_ERROR = "The job was not claimable (cancelled, paused or already handled); message dropped"
+HANDED_ON_ERROR = "This worker has no handler for the job type; handed on to a worker that has one"
 # task-succeeded result of the executor -> the state shown to tenants.
 OUTCOME_STATES = {
     "succeeded": "succeeded",
     "failed": "failed",
     "retrying": "retried",
     "dropped": "rejected",
+    "handed_on": "rejected",
 }
 EVENT_STATES = {
     "task-received": "received",
@@ -201,7 +204,8 @@ class EventHandler:
             if state in ("failed", "retried"):
                 error = self.directory.error(job_id)
             elif state == "rejected":
-                error = DROPPED_ERROR
+                handed_on = executor_outcome(event.get("result")) == "handed_on"
+                error = HANDED_ON_ERROR if handed_on else DROPPED_ERROR
             return state, float(runtime) if runtime is not None else None, error
         other = EVENT_STATES.get(kind)
         if other is None:

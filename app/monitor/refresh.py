@@ -2,8 +2,8 @@
 
 Every ``TASKFORGE_MONITOR_INSPECT_SECONDS`` the live workers are asked, with one
 short ``inspect`` each for ``stats``, ``active_queues`` and ``active``, for their
-pool size, queues and running tasks; the oldest pending job per queue is read
-from SQL.  The nodename → worker-row registry is re-read every two seconds so a
+pool size, queues and running tasks; the longest-waiting due job per queue is
+read from SQL.  The nodename → worker-row registry is re-read every two seconds so a
 drain shows up quickly.
 """
 
@@ -61,8 +61,8 @@ class Refresher:
         self.store.set_registry(self.directory.registered_workers())
 
     def refresh_oldest(self) -> None:
-        """Snapshot each queue's oldest pending job into Redis."""
-        self.store.set_oldest(self.directory.oldest_pending())
+        """Snapshot since when each queue's longest-waiting due job waits, into Redis."""
+        self.store.set_oldest(self.directory.oldest_waiting())
 
     def inspect(self) -> None:
         """Ask live workers for pool size, queues and running tasks."""

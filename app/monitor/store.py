@@ -12,7 +12,7 @@ Keys, all under ``taskforge:monitor:``:
   start time) and ``counts:<org>:<host>`` (processed, failed): a worker's work seen per
   organization, so a shared worker shows each tenant only its own jobs.
 - ``throughput:<queue>:<minute>`` succeeded + failed jobs in that minute, kept 2 hours.
-- ``oldest`` hash queue id → epoch of its oldest pending job.
+- ``oldest`` hash queue id → epoch since which its longest-waiting due job waits.
 - ``jobs`` hash ``<queue>|<state>`` → outcome count, and ``hist:<name>`` hashes of
   histogram buckets, for the Prometheus collector.
 """
@@ -206,7 +206,7 @@ class MonitorStore:
         pipe.execute()
 
     def set_oldest(self, oldest: Mapping[str, float]) -> None:
-        """Replace the queue → oldest pending job snapshot."""
+        """Replace the queue → longest-waiting due job snapshot."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(_key("oldest"))
         if oldest:
@@ -275,7 +275,7 @@ class MonitorStore:
         return {q: int(v or 0) for q, v in zip(queues, values, strict=True)}
 
     def oldest(self) -> dict[str, float]:
-        """Queue id → epoch of its oldest pending job."""
+        """Queue id → epoch since which its longest-waiting due job waits."""
         return {q: float(t) for q, t in self.redis.hgetall(_key("oldest")).items()}
 
     def job_counts(self) -> dict[tuple[str, str], int]:

@@ -34,6 +34,10 @@ class Dispatch:
     priority: int
     timeout_seconds: int
     eta: datetime | None = None
+    generation: int = 0
+    # Travels in the message, so a worker without this type's handler passes the
+    # job on before claiming it.
+    job_type: str | None = None
 
     @classmethod
     def for_job(cls, job: Job, settings: dict[str, Any]) -> Dispatch:
@@ -45,6 +49,8 @@ class Dispatch:
             priority=job.priority,
             timeout_seconds=int(settings["timeout_seconds"]),
             eta=job.available_at,
+            generation=job.dispatch_generation,
+            job_type=job.job_type,
         )
 
     @property
@@ -77,6 +83,15 @@ class ConsumeQueue:
 
 
 @dataclass(frozen=True)
+class HandOff:
+    """Send a job's message to one worker's own queue: it has the handler the sender lacks."""
+
+    dispatch: Dispatch
+    hostname: str
+    hops: int
+
+
+@dataclass(frozen=True)
 class Revoke:
     """Tell workers to discard a message they may hold (best effort; SQL decides)."""
 
@@ -97,7 +112,7 @@ class DrainWorker:
     hostname: str
 
 
-Staged = Dispatch | ConsumeQueue | Revoke | Submitted | DrainWorker
+Staged = Dispatch | HandOff | ConsumeQueue | Revoke | Submitted | DrainWorker
 Publisher = Callable[[Sequence[Staged]], None]
 _publisher: Publisher | None = None
 

@@ -21,6 +21,7 @@ from app.services.actors import Actor, Permission
 from app.services.dispatch import Dispatch, Revoke, Submitted, stage, task_id
 from app.services.pagination import Page, paginate
 from app.services.validation import check_json_document, check_range, parse_uuid, parse_uuid_field
+from app.services.workers import BUILTIN_JOB_TYPES, Runner, check_runnable, live_runners
 
 JOB_TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]{1,100}$")
 PAYLOAD_MAX_BYTES = 512 * 1024
@@ -113,8 +114,14 @@ def submit_job(
     max_attempts: int | None = None,
     scheduled_for: datetime | None = None,
     idempotency_key: str | None = None,
+    runners: dict[uuid.UUID, list[Runner]] | None = None,
 ) -> Job:
-    """Store a job and stage its dispatch; the same idempotency key returns the same job."""
+    """Store a job and stage its dispatch; the same idempotency key returns the same job.
+
+    A job type that none of the queue's live workers has a handler for, when
+    they all advertised theirs, is refused.  ``runners`` caches those workers
+    per queue across the jobs of a batch.
+    """
     actor.require(Permission.JOB_WRITE)
     idempotency_key = _check_idempotency_key(idempotency_key)
     if idempotency_key is not None:
@@ -123,6 +130,11 @@ def submit_job(
             return existing
     queue = _resolve_queue(session, actor, queue_id, queue_name)
     job_type = _check_job_type(job_type)
+    if job_type not in BUILTIN_JOB_TYPES:
+        runners = {} if runners is None else runners
+        if queue.id not in runners:
+            runners[queue.id] = live_runners(session, celery_queue=queue.celery_queue)
+        check_runnable(runners[queue.id], job_type)
     check_json_document(payload, "payload", max_bytes=PAYLOAD_MAX_BYTES)
     check_range(priority, "priority", 0, 9)
     if max_attempts is None:
@@ -144,6 +156,7 @@ def submit_job(
         priority=priority,
         max_attempts=max_attempts,
         attempt_count=0,
+        dispatch_generation=0,
         scheduled_for=scheduled_for,
         available_at=scheduled_for if future else None,
         idempotency_key=idempotency_key,
@@ -181,9 +194,10 @@ def submit_jobs(session: Session, *, actor: Actor, jobs: Sequence[Mapping[str, A
     # The session's identity map holds objects weakly; keeping each queue here
     # lets every later job of the batch find it there instead of SELECTing it.
     queues: dict[uuid.UUID, Queue | None] = {}
+    runners: dict[uuid.UUID, list[Runner]] = {}
     for index, spec in enumerate(jobs):
         try:
-            job = submit_job(session, actor=actor, **spec)
+            job = submit_job(session, actor=actor, runners=runners, **spec)
             submitted.append(job)
             if job.queue_id not in queues:
                 queues[job.queue_id] = session.get(Queue, job.queue_id)
@@ -217,17 +231,30 @@ def retry_job(session: Session, *, actor: Actor, job_id: str | uuid.UUID) -> Job
     """Queue a failed job again with a fresh attempt budget, keeping its history."""
     job = get_job(session, actor=actor, job_id=job_id)
     actor.require(Permission.JOB_WRITE)
-    if job.status is not JobStatus.FAILED:
+    # One compare-and-set: of concurrent retries exactly one moves the job out of
+    # ``failed``; a retry that read the job before another one restarted it
+    # changes nothing (it must not reset a running or finished attempt).
+    changed = rowcount(
+        session,
+        update(Job)
+        .where(Job.id == job.id, Job.status == JobStatus.FAILED)
+        .values(
+            # A fresh budget: max_attempts more attempts on top of those already made.
+            max_attempts=Job.attempt_count + Job.max_attempts,
+            status=JobStatus.PENDING,
+            completed_at=None,
+            error=None,
+            result=None,
+            published_at=None,
+            held_since=None,
+            dispatch_generation=Job.dispatch_generation + 1,
+            available_at=None,
+            updated_at=utcnow(),
+        ),
+    )
+    session.refresh(job)
+    if not changed:
         raise Conflict(f"Only failed jobs can be retried; this one is {job.status.value}")
-    # A fresh budget: max_attempts more attempts on top of those already made.
-    job.max_attempts = job.attempt_count + job.max_attempts
-    job.status = JobStatus.PENDING
-    job.completed_at = None
-    job.error = None
-    job.result = None
-    job.published_at = None
-    job.available_at = None
-    session.flush()
     queue = session.get(Queue, job.queue_id)
     assert queue is not None
     if queue.is_active:

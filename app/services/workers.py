@@ -18,7 +18,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db import rowcount
-from app.errors import Conflict, NotFound, PermissionDenied
+from app.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from app.models import Project, Worker, WorkerStatus, WorkerType, utcnow
 from app.services.actors import Actor, Permission
 from app.services.dispatch import DrainWorker, stage
@@ -31,6 +31,8 @@ from app.services.validation import (
     parse_uuid_field,
 )
 
+# Every worker runs these (tasks/handlers.py); no advertisement is needed for them.
+BUILTIN_JOB_TYPES = frozenset({"echo", "sleep", "fail", "flaky"})
 HEARTBEAT_INTERVAL = timedelta(seconds=10)
 # A worker silent for this many heartbeat intervals is offline.
 MISSED_HEARTBEATS = 3
@@ -196,10 +198,12 @@ def register_system_worker(
     capabilities: Any,
     concurrency: int,
     queues: list[str],
+    job_types: list[str] | None = None,
 ) -> Worker:
     """Record a starting Celery worker on its own behalf, by nodename; it starts online.
 
-    A restart is a new life: an earlier drain of the same nodename is forgotten.
+    ``job_types`` are the types it has handlers for.  A restart is a new life:
+    an earlier drain of the same nodename is forgotten.
     """
     worker = session.scalar(
         select(Worker).where(Worker.hostname == hostname).order_by(Worker.registered_at.desc())
@@ -216,6 +220,7 @@ def register_system_worker(
     )
     worker.max_concurrent_jobs = min(max(concurrency, 1), MAX_CONCURRENT_JOBS)
     worker.queues = list(queues)
+    worker.job_types = sorted(job_types) if job_types is not None else None
     worker.status = WorkerStatus.ONLINE
     worker.drain_mode = False
     worker.heartbeat_metadata = {}
@@ -283,4 +288,57 @@ def mark_silent_workers_offline(session: Session, *, interval: timedelta) -> int
             or_(Worker.last_heartbeat.is_(None), Worker.last_heartbeat < cutoff),
         )
         .values(status=WorkerStatus.OFFLINE),
+    )
+
+
+@dataclass(frozen=True)
+class Runner:
+    """A live self-registered worker consuming a queue, and the job types it advertised."""
+
+    hostname: str
+    job_types: frozenset[str] | None
+
+    def runs(self, job_type: str) -> bool:
+        """Tell whether this worker advertised a handler for ``job_type``."""
+        return job_type in BUILTIN_JOB_TYPES or job_type in (self.job_types or ())
+
+
+def live_runners(session: Session, *, celery_queue: str) -> list[Runner]:
+    """The live, undrained self-registered workers that consume ``celery_queue``.
+
+    Reads every live worker row (a small table) and filters the JSON queue lists
+    here, which no index could serve on both SQLite and PostgreSQL.
+    """
+    rows = session.execute(
+        select(Worker.hostname, Worker.queues, Worker.job_types).where(
+            Worker.hostname.is_not(None),
+            Worker.status.in_([WorkerStatus.ONLINE, WorkerStatus.UNHEALTHY]),
+            Worker.drain_mode.is_(False),
+        )
+    ).all()
+    return [
+        Runner(
+            hostname=str(row.hostname),
+            job_types=frozenset(row.job_types) if row.job_types is not None else None,
+        )
+        for row in rows
+        if celery_queue in (row.queues or [])
+    ]
+
+
+def check_runnable(runners: list[Runner], job_type: str) -> None:
+    """Refuse ``job_type`` when the queue's live workers all advertised types without it.
+
+    Without live workers, or with one that advertised nothing, TaskForge cannot
+    know, and the job is accepted.
+    """
+    if job_type in BUILTIN_JOB_TYPES or not runners:
+        return
+    if any(runner.job_types is None or runner.runs(job_type) for runner in runners):
+        return
+    known = sorted(BUILTIN_JOB_TYPES.union(*(runner.job_types or () for runner in runners)))
+    raise ValidationFailed.field(
+        "job_type",
+        f"No live worker of this queue has a handler for '{job_type}'; "
+        f"its workers run: {', '.join(known)}.",
     )

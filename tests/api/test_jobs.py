@@ -8,6 +8,9 @@ import pytest
 from flask.testing import FlaskClient
 
 from app.config import Settings
+from app.db import session_scope
+from app.models import WorkerType
+from app.services.workers import register_system_worker
 from tasks.executor import execute
 from tests.conftest import Account
 
@@ -115,6 +118,38 @@ def test_submit_needs_a_queue(client: FlaskClient, owner: Account) -> None:
         "/api/v1/jobs", json={"job_type": "echo", "queue_name": "nope"}, headers=owner.headers
     )
     assert unknown.status_code == 404
+
+
+def _advertise(settings: Settings, hostname: str, queue: dict, job_types: list[str]) -> None:
+    """Register a live worker of ``queue`` that advertised ``job_types``."""
+    with session_scope(settings.database_url) as session:
+        register_system_worker(
+            session,
+            hostname=hostname,
+            organization_id=None,
+            worker_type=WorkerType.GENERAL,
+            capabilities=None,
+            concurrency=1,
+            queues=[f"tf.{queue['id']}"],
+            job_types=job_types,
+        )
+
+
+def test_a_job_type_no_live_worker_of_the_queue_runs_is_refused(
+    client: FlaskClient, owner: Account, queue: dict, settings: Settings
+) -> None:
+    # No worker of the queue advertised its job types: TaskForge cannot know.
+    assert _submit(client, owner, queue, job_type="send_email").status_code == 201
+    _advertise(settings, "plain@h", queue, ["echo", "fail", "flaky", "sleep"])
+    refused = _submit(client, owner, queue, job_type="send_email")
+    assert refused.status_code == 400, refused.json
+    assert refused.json["errors"]["job_type"] == [
+        "No live worker of this queue has a handler for 'send_email'; "
+        "its workers run: echo, fail, flaky, sleep."
+    ]
+    assert _submit(client, owner, queue, job_type="echo").status_code == 201
+    _advertise(settings, "mailer@h", queue, ["send_email"])
+    assert _submit(client, owner, queue, job_type="send_email").status_code == 201
 
 
 def test_payload_nesting_is_bounded(client: FlaskClient, owner: Account, queue: dict) -> None:

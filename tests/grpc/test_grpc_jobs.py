@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -12,7 +14,10 @@ import pytest
 from grpcsupport import Contract, Metadata, assert_status, message, rpc_error, set_job_status
 
 from app.config import Settings
-from app.models import JobStatus
+from app.db import session_scope
+from app.models import JobStatus, WorkerType
+from app.services import jobs as job_service
+from app.services.workers import register_system_worker
 from grpc_service import convert
 from grpc_service.gen import job_queue_pb2 as pb
 from grpc_service.gen import job_queue_pb2_grpc as pb_grpc
@@ -201,6 +206,40 @@ def test_retry_job_needs_a_failed_job(
     assert got.status == contract.JobStatus.Value("PENDING")
 
 
+def test_concurrent_retries_one_succeeds_the_others_fail_the_precondition(
+    submit: Any,
+    grpc_stub: SimpleNamespace,
+    contract: Contract,
+    owner_md: Metadata,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    job = submit()
+    set_job_status(settings.database_url, job.id, JobStatus.FAILED)
+    callers = 4
+    # Every call has read the failed job before any of them writes.
+    barrier = threading.Barrier(callers, timeout=20)
+    real_get_job = job_service.get_job
+
+    def get_job_then_wait(*args: Any, **kwargs: Any) -> Any:
+        found = real_get_job(*args, **kwargs)
+        barrier.wait()
+        return found
+
+    monkeypatch.setattr(job_service, "get_job", get_job_then_wait)
+
+    def retry(_: int) -> grpc.StatusCode:
+        try:
+            grpc_stub.RetryJob(contract.RetryJobRequest(id=job.id), metadata=owner_md, timeout=30)
+        except grpc.RpcError as error:
+            return error.code()  # type: ignore[no-any-return]
+        return grpc.StatusCode.OK
+
+    with ThreadPoolExecutor(callers) as pool:
+        codes = sorted(pool.map(retry, range(callers)), key=lambda code: code.name)
+    assert codes == [grpc.StatusCode.FAILED_PRECONDITION] * (callers - 1) + [grpc.StatusCode.OK]
+
+
 @pytest.mark.parametrize("rpc", ["CancelJob", "RetryJob"])
 @pytest.mark.parametrize(
     ("job_id", "code"), [("bad", INVALID), (str(uuid.uuid4()), grpc.StatusCode.NOT_FOUND)]
@@ -279,3 +318,27 @@ def test_submit_jobs_batch_size_is_bounded(
     job = pb.SubmitJobRequest(queue_id=queue["id"], job_type="echo")
     request = pb.SubmitJobsRequest(jobs=[job] * count)
     assert_status(rpc_error(project_stub.SubmitJobs, request, metadata=owner_md), INVALID, "jobs")
+
+
+def test_a_job_type_the_queues_live_workers_lack_is_an_invalid_argument(
+    project_stub: pb_grpc.JobQueueServiceStub, owner_md: Metadata, queue: Any, settings: Settings
+) -> None:
+    with session_scope(settings.database_url) as session:
+        register_system_worker(
+            session,
+            hostname="plain@h",
+            organization_id=None,
+            worker_type=WorkerType.GENERAL,
+            capabilities=None,
+            concurrency=1,
+            queues=[f"tf.{queue['id']}"],
+            job_types=["echo"],
+        )
+    unknown = pb.SubmitJobRequest(queue_id=queue["id"], job_type="send_email")
+    error = rpc_error(project_stub.SubmitJob, unknown, metadata=owner_md)
+    assert_status(error, INVALID, "send_email", "No live worker")
+    known = pb.SubmitJobRequest(queue_id=queue["id"], job_type="echo")
+    batch = pb.SubmitJobsRequest(jobs=[known, unknown])
+    error = rpc_error(project_stub.SubmitJobs, batch, metadata=owner_md)
+    assert_status(error, INVALID, "jobs[1]", "send_email")
+    assert project_stub.ListJobs(pb.ListJobsRequest(), metadata=owner_md).total == 0

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 
 from app.config import Settings
 from app.models import AttemptStatus, JobAttempt, utcnow
-from tasks.maintenance import sweep_expired_leases
+from tasks.maintenance import republish_held_messages, sweep_expired_leases
 from tests.conftest import Account
 from tests.support.api import create_queue, job_attempts, submit_job
 from tests.support.workers import WorkerProcess, wait_for
@@ -169,7 +169,7 @@ def _sweep_until(
 def short_leases(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Workers with 3-second leases, so a dead worker's job is taken over quickly."""
     monkeypatch.setenv("TASKFORGE_LEASE_SECONDS", "3")
-    return settings
+    return settings.replace(lease_seconds=3)
 
 
 def test_sigkill_mid_job_loses_nothing(
@@ -221,6 +221,42 @@ def test_a_job_that_kills_its_worker_stops_at_max_attempts(
         AttemptStatus.LOST,
         AttemptStatus.LOST,
     ]
+
+
+def test_scheduled_jobs_held_by_a_killed_worker_run_a_lease_after_they_are_due(
+    client: FlaskClient, owner: Account, short_leases: Settings, start_worker: Start
+) -> None:
+    queue = _queue(client, owner, "held")
+    holder = start_worker("-c", "1", "-n", "holder@%h")
+    due = utcnow() + timedelta(seconds=8)
+    jobs = [_submit(client, owner, queue, scheduled_for=due.isoformat()) for _ in range(10)]
+    # Celery keeps ETA messages in the worker, unacknowledged, until they are due.
+    wait_for(
+        lambda: holder.log().count("] received") >= len(jobs),
+        20,
+        f"the worker never fetched the messages:\n{holder.log()[-3000:]}",
+    )
+    pool = _children(holder.process.pid)
+    holder.process.kill()
+    for child in pool:
+        os.kill(child, signal.SIGKILL)
+    holder.process.wait(10)
+    survivor = start_worker("-P", "solo", "-n", "survivor@%h")
+    lease = timedelta(seconds=short_leases.lease_seconds)
+    statuses = lambda: {_get(client, owner, job)["status"] for job in jobs}  # noqa: E731
+    wait_for(
+        lambda: (
+            republish_held_messages(short_leases.database_url, after=lease) >= 0
+            and statuses() == {"succeeded"}
+        ),
+        60,
+        f"held jobs never ran: {statuses()}\n{survivor.log()[-3000:]}",
+        interval=0.5,
+    )
+    for job in jobs:
+        started = datetime.fromisoformat(_get(client, owner, job)["started_at"])
+        # One lease, one beat interval of the test, then the survivor's turn.
+        assert started - due < lease + timedelta(seconds=10)
 
 
 def _children(pid: int) -> list[int]:

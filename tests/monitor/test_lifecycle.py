@@ -13,6 +13,7 @@ from celery import Celery
 from flask.testing import FlaskClient
 
 from app.config import Settings
+from tasks import dispatch
 from tasks.maintenance import mark_silent_workers_offline
 from tests.conftest import Account, Auth
 from tests.support.monitor import (
@@ -181,6 +182,53 @@ def test_a_worker_of_the_wrong_type_does_not_consume(
     wait_for(lambda: job_status(client, owner, job) == "succeeded", 20, gpu.log())
     assert ran_on(client, owner, job) == f"gpu@{socket.gethostname()}"
     assert general.process.poll() is None
+
+
+def test_a_queue_whose_broadcast_was_missed_is_consumed_within_a_heartbeat(
+    client: FlaskClient,
+    owner: Account,
+    worker_env: Env,
+    start_worker: Start,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    worker_env(heartbeat_seconds="1")
+    worker = start_worker("-P", "solo", "-n", "deaf@%h")
+    # The broadcast goes nowhere, as when Redis is down or the worker not yet listening.
+    monkeypatch.setattr(dispatch, "broadcast_consume", lambda _items: None)
+    queue = create_queue(client, owner, "unheard")
+    jobs = [submit(client, owner, queue, "echo", payload=i) for i in range(5)]
+    for job in jobs:
+        wait_for(
+            lambda job=job: job_status(client, owner, job) == "succeeded",
+            20,
+            f"the new queue was never consumed:\n{worker.log()[-3000:]}",
+        )
+
+
+def test_workers_converge_on_sql_but_a_q_selection_stays_as_chosen(
+    client: FlaskClient,
+    owner: Account,
+    worker_env: Env,
+    start_worker: Start,
+    celery_control: Celery,
+) -> None:
+    worker_env(heartbeat_seconds="1")
+    start_worker("-P", "solo", "-n", "auto@%h")
+    start_worker("-P", "solo", "-n", "chosen@%h", "-Q", "taskforge.internal")
+    auto, chosen = (f"{name}@{socket.gethostname()}" for name in ("auto", "chosen"))
+    queue = create_queue(client, owner, "short-lived")
+    name = f"tf.{queue['id']}"
+    wait_for(lambda: name in (_consumed(celery_control, auto) or []), 15, "never consumed")
+    response = client.delete(f"/api/v1/queues/{queue['id']}", headers=owner.headers)
+    assert response.status_code == 204, response.json
+    wait_for(
+        lambda: name not in (_consumed(celery_control, auto) or [name]),
+        15,
+        "a deleted queue is still consumed",
+    )
+    consumed = _consumed(celery_control, chosen)
+    assert consumed is not None
+    assert [q for q in consumed if q.startswith("tf.")] == [], "-Q was overridden"
 
 
 def test_pool_control_reaches_only_the_organizations_own_worker(

@@ -129,11 +129,13 @@ def test_outcomes_come_from_the_executor_result(
 ) -> None:
     failing = submit(client, owner, queue, "fail")
     dropped = submit(client, owner, queue, "echo")
+    handed = submit(client, owner, queue, "echo")
     with session_scope(settings.database_url) as session:
         session.execute(update(Job).where(Job.id == uuid.UUID(failing["id"])).values(error="boom"))
     at = time.time()
     run(handler, failing, at, result="'retrying'")
     run(handler, dropped, at, result="'dropped'")
+    run(handler, handed, at, result="'handed_on'")
     by_job = {
         t["job_id"]: t
         for t in api(client, owner, "/monitor/tasks", state="retried")["tasks"]
@@ -142,6 +144,8 @@ def test_outcomes_come_from_the_executor_result(
     assert by_job[failing["id"]]["error"] == "boom"
     assert by_job[dropped["id"]]["state"] == "rejected"
     assert "not claimable" in by_job[dropped["id"]]["error"]
+    assert by_job[handed["id"]]["state"] == "rejected"
+    assert "handed on" in by_job[handed["id"]]["error"]
     handler(task_event("task-failed", failing, at + 5, exception="WorkerLostError()"))
     failed = api(client, owner, "/monitor/tasks", state="failed")["tasks"]
     assert failed[0]["error"] == "WorkerLostError()"
@@ -320,6 +324,38 @@ def test_queue_overview_counts_consumers_throughput_and_waiting(
     assert entry["consumers"] == 1
     assert entry["depth"] == 3  # three published messages, no worker consumed them
     assert 0 <= entry["oldest_waiting_seconds"] < 60
+
+
+def test_oldest_waiting_counts_due_jobs_from_the_moment_they_became_due(
+    client: FlaskClient, owner: Account, store: MonitorStore, settings: Settings
+) -> None:
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    scheduled, retried, not_due = (create_queue(client, owner, name) for name in "abc")
+    due = submit(client, owner, scheduled, "echo", scheduled_for=later)
+    retrying = submit(client, owner, retried, "echo")
+    submit(client, owner, not_due, "echo", scheduled_for=later)
+    now = datetime.now(UTC)
+    with session_scope(settings.database_url) as session:
+        # Still ``scheduled``, due 30 s ago: the worker that held its message died.
+        session.execute(
+            update(Job)
+            .where(Job.id == uuid.UUID(due["id"]))
+            .values(available_at=now - timedelta(seconds=30))
+        )
+        # Submitted an hour ago, its retry became due 10 s ago.
+        session.execute(
+            update(Job)
+            .where(Job.id == uuid.UUID(retrying["id"]))
+            .values(created_at=now - timedelta(hours=1), available_at=now - timedelta(seconds=10))
+        )
+    store.set_oldest(Directory(settings.database_url).oldest_waiting())
+    waiting = {
+        q["name"]: q["oldest_waiting_seconds"]
+        for q in api(client, owner, "/monitor/queues")["queues"]
+    }
+    assert waiting["c"] is None, "a job not due yet is not waiting"
+    assert waiting["a"] is not None and 30 <= waiting["a"] < 90, waiting
+    assert waiting["b"] is not None and 10 <= waiting["b"] < 70, waiting
 
 
 def test_a_viewer_reads_the_monitor_but_cannot_control_pools(

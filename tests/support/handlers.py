@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from typing import Any
 
 from tasks.handlers import job
@@ -19,3 +20,15 @@ def crash(_payload: Any) -> None:
 def not_json(_payload: Any) -> object:
     """Return something that cannot be stored as JSON."""
     return object()
+
+
+@job("test.greet")
+def greet(payload: Any) -> dict[str, Any]:
+    """Answer with a greeting: a job type only workers loading this module run."""
+    return {"hello": payload}
+
+
+@job("test.hold")
+def hold(payload: Any) -> None:
+    """Keep the worker busy for ``payload["seconds"]`` seconds."""
+    time.sleep(float(payload["seconds"]))

@@ -18,11 +18,27 @@ from sqlalchemy import update
 import tests.support.handlers  # noqa: F401 - registers the test handlers
 from app.config import Settings
 from app.db import session_scope
-from app.models import AttemptStatus, Job, JobAttempt, JobStatus, utcnow
+from app.models import AttemptStatus, Job, JobAttempt, JobStatus, WorkerStatus, WorkerType, utcnow
 from app.services import dispatch
+from app.services.dispatch import Dispatch
+from app.services.queues import with_defaults
+from app.services.workers import register_system_worker
 from tasks import executor
-from tasks.executor import backoff_seconds, claim, execute, record_success
-from tasks.maintenance import relay_unpublished, republish_lost_messages, sweep_expired_leases
+from tasks.dispatch import mark_published, send
+from tasks.executor import (
+    MAX_HAND_OFFS,
+    backoff_seconds,
+    claim,
+    execute,
+    record_success,
+    unrunnable_error,
+)
+from tasks.maintenance import (
+    relay_unpublished,
+    republish_held_messages,
+    republish_lost_messages,
+    sweep_expired_leases,
+)
 from tests.conftest import Account
 from tests.support.api import create_queue, job_attempts, submit_job
 
@@ -70,13 +86,83 @@ def test_a_message_for_another_attempt_is_dropped(
     assert _job(settings, job["id"]).status is JobStatus.PENDING
 
 
-def test_unknown_job_type_fails_with_a_clear_error(
+def test_a_message_without_its_job_type_still_fails_an_unknown_type_clearly(
     client: FlaskClient, owner: Account, settings: Settings
 ) -> None:
     job = _submit(client, owner, _queue(client, owner), job_type="no.such.type", max_attempts=1)
     assert execute(job["id"], 0, "w", settings.database_url) == "failed"
     failed = _job(settings, job["id"])
     assert failed.error == "No handler is registered for job type 'no.such.type'"
+
+
+def _runner(
+    settings: Settings, hostname: str, queue: dict, job_types: list[str], **state: Any
+) -> None:
+    """Register a live worker consuming ``queue`` that has handlers for ``job_types``."""
+    with session_scope(settings.database_url) as session:
+        worker = register_system_worker(
+            session,
+            hostname=hostname,
+            organization_id=None,
+            worker_type=WorkerType.GENERAL,
+            capabilities=None,
+            concurrency=1,
+            queues=[f"tf.{queue['id']}"],
+            job_types=job_types,
+        )
+        for name, value in state.items():
+            setattr(worker, name, value)
+
+
+def test_a_job_no_live_worker_can_run_fails_at_once_without_spending_attempts(
+    client: FlaskClient, owner: Account, settings: Settings
+) -> None:
+    queue = _queue(client, owner)
+    job = _submit(client, owner, queue, job_type="no.such.type", max_attempts=3)
+    # Workers that are gone or drained do not count.
+    _runner(settings, "gone@h", queue, ["no.such.type"], status=WorkerStatus.OFFLINE)
+    _runner(settings, "drained@h", queue, ["no.such.type"], drain_mode=True)
+    outcome = execute(job["id"], 0, "w@h", settings.database_url, job_type="no.such.type")
+    assert outcome == "failed"
+    failed = _job(settings, job["id"])
+    assert (failed.status, failed.attempt_count) == (JobStatus.FAILED, 0)
+    assert failed.error == unrunnable_error("no.such.type")
+    assert _attempts(settings, job["id"]) == []
+
+
+def test_a_job_is_handed_to_a_live_worker_that_has_its_handler_without_an_attempt(
+    app: Flask, client: FlaskClient, owner: Account, settings: Settings
+) -> None:
+    queue = _queue(client, owner)
+    _runner(settings, "w@h", queue, ["echo"])
+    _runner(settings, "able@h", queue, ["no.such.type"])
+    job = _submit(client, owner, queue, job_type="no.such.type", max_attempts=1)
+    depth = app.extensions["taskforge.broker"].depth
+    outcome = execute(job["id"], 0, "w@h", settings.database_url, job_type="no.such.type")
+    assert outcome == "handed_on"
+    assert depth("able@h.dq2") == 1, "the message waits in the able worker's own queue"
+    handed = _job(settings, job["id"])
+    assert (handed.status, handed.attempt_count) == (JobStatus.PENDING, 0)
+    assert handed.held_since is not None, "the sweeper re-queues it if that worker dies"
+    assert _attempts(settings, job["id"]) == []
+    # A job handed on again and again (stale advertisements) stops bouncing.
+    outcome = execute(
+        job["id"], 0, "w@h", settings.database_url, job_type="no.such.type", hops=MAX_HAND_OFFS
+    )
+    assert outcome == "failed"
+    assert "handed on 3 times" in (_job(settings, job["id"]).error or "")
+
+
+def test_a_paused_queue_holds_a_job_of_a_type_this_worker_lacks(
+    client: FlaskClient, owner: Account, settings: Settings
+) -> None:
+    queue = _queue(client, owner)
+    job = _submit(client, owner, queue, job_type="no.such.type")
+    client.post(f"/api/v1/queues/{queue['id']}/pause", headers=owner.headers)
+    outcome = execute(job["id"], 0, "w@h", settings.database_url, job_type="no.such.type")
+    assert outcome == "dropped"
+    paused = _job(settings, job["id"])
+    assert (paused.status, paused.published_at) == (JobStatus.PENDING, None)
 
 
 def test_a_result_that_is_not_json_fails_the_attempt(
@@ -143,6 +229,60 @@ def test_paused_queue_drops_the_message_and_resume_publishes_again(
     assert execute(job["id"], 0, "w", settings.database_url) == "succeeded"
 
 
+def test_a_late_publish_stamp_cannot_hide_a_job_its_paused_worker_marked_unpublished(
+    app: Flask,
+    client: FlaskClient,
+    owner: Account,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    queue = _queue(client, owner)
+    publisher = dispatch._publisher
+    monkeypatch.setattr(dispatch, "_publisher", None)  # the API's publish is driven step by step
+    job = _submit(client, owner, queue)
+    monkeypatch.setattr(dispatch, "_publisher", publisher)
+    with session_scope(settings.database_url) as session:
+        row = session.get(Job, uuid.UUID(job["id"]))
+        assert row is not None
+        item = Dispatch.for_job(row, with_defaults(None))
+    sent = send([item])  # 1. the API hands the message to Redis,
+    client.post(f"/api/v1/queues/{queue['id']}/pause", headers=owner.headers)  # 2. a pause,
+    assert execute(job["id"], 0, "w", settings.database_url) == "dropped"  # 3. a refused claim
+    assert _job(settings, job["id"]).published_at is None
+    mark_published(settings.database_url, sent)  # 4. and only now the API's stamp lands.
+    assert _job(settings, job["id"]).published_at is None, "the stale stamp overwrote the reset"
+    depth = _depth(app, queue)
+    client.post(f"/api/v1/queues/{queue['id']}/resume", headers=owner.headers)
+    assert _depth(app, queue) == depth + 1
+    assert execute(job["id"], 0, "w", settings.database_url) == "succeeded"
+
+
+def test_a_resume_between_a_refused_claim_and_its_reschedule_sends_a_new_message(
+    app: Flask,
+    client: FlaskClient,
+    owner: Account,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    queue = _queue(client, owner)
+    job = _submit(client, owner, queue)
+    client.post(f"/api/v1/queues/{queue['id']}/pause", headers=owner.headers)
+    reschedule = executor._reschedule_unclaimable
+
+    def resume_first(*args: Any) -> None:
+        # The resume commits after the claim saw the queue paused: it publishes
+        # only unpublished jobs, and this one still counts as published.
+        client.post(f"/api/v1/queues/{queue['id']}/resume", headers=owner.headers)
+        reschedule(*args)
+
+    monkeypatch.setattr(executor, "_reschedule_unclaimable", resume_first)
+    depth = _depth(app, queue)
+    assert execute(job["id"], 0, "w", settings.database_url) == "dropped"
+    assert _depth(app, queue) == depth + 1, "the dropped message was not replaced"
+    monkeypatch.setattr(executor, "_reschedule_unclaimable", reschedule)
+    assert execute(job["id"], 0, "w", settings.database_url) == "succeeded"
+
+
 def test_jobs_submitted_while_paused_wait_unpublished(
     app: Flask, client: FlaskClient, owner: Account, settings: Settings
 ) -> None:
@@ -166,6 +306,70 @@ def test_an_early_message_is_sent_again_for_its_time(
     assert execute(job["id"], 0, "w", settings.database_url) == "dropped"
     assert _job(settings, job["id"]).status is JobStatus.SCHEDULED
     assert _depth(app, queue) == depth + 1
+
+
+def _make_due(settings: Settings, job_id: str, ago: timedelta) -> None:
+    """Move a job's due time (and its held message's) ``ago`` into the past."""
+    with session_scope(settings.database_url) as session:
+        job = session.get(Job, uuid.UUID(job_id))
+        assert job is not None and job.held_since == job.available_at
+        due = utcnow() - ago
+        session.execute(
+            update(Job).where(Job.id == job.id).values(available_at=due, held_since=due)
+        )
+
+
+def _lose_messages(settings: Settings) -> None:
+    """Take every message out of the shared queues, as a worker that fetched them would."""
+    with redis.Redis.from_url(settings.redis_url) as broker:
+        broker.flushdb()
+
+
+LEASE = timedelta(seconds=30)
+
+
+def test_a_due_job_whose_eta_message_died_with_its_worker_is_published_again_once(
+    app: Flask, client: FlaskClient, owner: Account, settings: Settings
+) -> None:
+    queue = _queue(client, owner)
+    job = _submit(
+        client, owner, queue, scheduled_for=(utcnow() + timedelta(seconds=20)).isoformat()
+    )
+    _lose_messages(settings)  # fetched by a worker with its ETA, which then died
+    assert republish_held_messages(settings.database_url, after=LEASE) == 0, "not due yet"
+    _make_due(settings, job["id"], LEASE - timedelta(seconds=2))
+    assert republish_held_messages(settings.database_url, after=LEASE) == 0, "its worker may claim"
+    _make_due(settings, job["id"], LEASE + timedelta(seconds=1))
+    assert republish_held_messages(settings.database_url, after=LEASE) == 1
+    assert _depth(app, queue) == 1
+    assert _job(settings, job["id"]).held_since is None, "now waiting in the shared queue"
+    assert republish_held_messages(settings.database_url, after=LEASE) == 0, "only once"
+    assert execute(job["id"], 0, "w", settings.database_url) == "succeeded"
+
+
+def test_a_retry_whose_backoff_message_died_with_its_worker_is_published_again(
+    app: Flask,
+    client: FlaskClient,
+    owner: Account,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(executor, "backoff_seconds", lambda *_: 20.0)
+    queue = _queue(client, owner)
+    job = _submit(client, owner, queue, job_type="flaky", payload={"failures": 1})
+    assert execute(job["id"], 0, "w", settings.database_url) == "retrying"
+    _lose_messages(settings)
+    _make_due(settings, job["id"], LEASE + timedelta(seconds=1))
+    assert republish_held_messages(settings.database_url, after=LEASE) == 1
+    assert execute(job["id"], 1, "w", settings.database_url) == "succeeded"
+
+
+def test_a_message_waiting_in_the_shared_queue_is_not_held(
+    client: FlaskClient, owner: Account, settings: Settings
+) -> None:
+    job = _submit(client, owner, _queue(client, owner))
+    assert _job(settings, job["id"]).held_since is None
+    assert republish_held_messages(settings.database_url, after=timedelta(0)) == 0
 
 
 def test_far_future_jobs_wait_in_sql_until_the_horizon(
