@@ -32,7 +32,7 @@ from grpc_service.ratelimit import RateLimited
         (TaskForgeError("no"), "INVALID_ARGUMENT"),
         (RateLimited("3 per 1 minute", 20), "RESOURCE_EXHAUSTED"),
         (OperationalError("SELECT 1", {}, Exception("refused")), "UNAVAILABLE"),
-        (IntegrityError("INSERT", {}, Exception("duplicate")), "ABORTED"),
+        (IntegrityError("INSERT", {}, Exception("duplicate")), "FAILED_PRECONDITION"),
         (RedisConnectionError("refused"), "UNAVAILABLE"),
     ],
 )
