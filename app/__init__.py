@@ -16,6 +16,7 @@ from app.api.schemas import ErrorSchema
 from app.broker import BrokerProbe
 from app.config import Settings, load_settings
 from app.extensions import jwt, limiter, make_api
+from app.services.validation import json_depth
 from app.tokens import TokenStore
 
 JSON_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -24,7 +25,6 @@ JSON_METHODS = frozenset({"POST", "PUT", "PATCH"})
 JSON_MAX_DEPTH = 64
 INVALID_JSON = "Validation failed: json: Invalid JSON body."
 TOO_DEEP = f"The JSON body nests deeper than {JSON_MAX_DEPTH} levels"
-UNSTORABLE_TEXT = "Text may not contain NUL characters or unpaired surrogates"
 
 CORS_ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE"
 CORS_ALLOW_HEADERS = "Authorization, Content-Type, X-API-Key, Idempotency-Key"
@@ -152,7 +152,10 @@ def _require_json_body() -> Response | None:
 
 
 def _check_json_body(data: bytes) -> Response | None:
-    """Refuse JSON that would crash a later step: the parser, the schema or the database."""
+    """Refuse JSON that would crash a recursive later step: the parser, the schema, the encoder.
+
+    What SQL can store is the services' rule (``app.services.validation``), shared with gRPC.
+    """
     if not data:
         return None
     try:
@@ -161,39 +164,9 @@ def _check_json_body(data: bytes) -> Response | None:
         return error_response(400, TOO_DEEP)
     except ValueError:  # also numbers past Python's 4,300-digit limit
         return error_response(400, INVALID_JSON, {"json": ["Invalid JSON body."]})
-    problem = _json_problem(document)
-    return error_response(400, problem) if problem else None
-
-
-def _json_problem(document: Any) -> str | None:
-    """Name what no later step can handle: deep nesting, or text SQL cannot store."""
-    stack: list[tuple[Any, int]] = [(document, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > JSON_MAX_DEPTH:
-            return TOO_DEEP
-        if isinstance(node, str):
-            if not _storable(node):
-                return UNSTORABLE_TEXT
-        elif isinstance(node, dict):
-            stack.extend((key, depth) for key in node)
-            stack.extend((value, depth + 1) for value in node.values())
-        elif isinstance(node, list):
-            stack.extend((item, depth + 1) for item in node)
+    if json_depth(document) > JSON_MAX_DEPTH:
+        return error_response(400, TOO_DEEP)
     return None
-
-
-def _storable(text: str) -> bool:
-    """Tell whether PostgreSQL can store ``text`` (SQLite could, but the two must agree)."""
-    if "\x00" in text:
-        return False
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _security_headers(response: Response) -> Response:

@@ -6,7 +6,7 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -20,7 +20,13 @@ from app.services import queues as queue_service
 from app.services.actors import Actor, Permission
 from app.services.dispatch import Dispatch, Revoke, Submitted, stage, task_id
 from app.services.pagination import Page, paginate
-from app.services.validation import check_json_document, check_range, parse_uuid, parse_uuid_field
+from app.services.validation import (
+    check_datetime,
+    check_json_document,
+    check_range,
+    parse_uuid,
+    parse_uuid_field,
+)
 
 JOB_TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]{1,100}$")
 PAYLOAD_MAX_BYTES = 512 * 1024
@@ -128,10 +134,8 @@ def submit_job(
     if max_attempts is None:
         max_attempts = int(queue_service.effective_settings(queue)["max_attempts"])
     check_range(max_attempts, "max_attempts", 1, 10)
-    if scheduled_for is not None and scheduled_for.tzinfo is None:
-        raise ValidationFailed.field("scheduled_for", "Must include a timezone offset.")
     if scheduled_for is not None:
-        scheduled_for = scheduled_for.astimezone(UTC)
+        scheduled_for = check_datetime(scheduled_for, "scheduled_for")
     now = utcnow()
     future = scheduled_for is not None and scheduled_for > now
     job = Job(
