@@ -10,6 +10,7 @@ from flask import Flask, Response, current_app, request
 from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app.api import docs
 from app.api.errors import error_response, register_error_handlers
 from app.api.ratelimit import application_limit
 from app.api.schemas import ErrorSchema
@@ -82,9 +83,7 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         "OPENAPI_URL_PREFIX": "/api/v1",
         "OPENAPI_JSON_PATH": "openapi.json",
         "OPENAPI_SWAGGER_UI_PATH": "/docs",
-        "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
-        "OPENAPI_REDOC_PATH": "/redoc",
-        "OPENAPI_REDOC_URL": "https://cdn.jsdelivr.net/npm/redoc/bundles/redoc.standalone.js",
+        "OPENAPI_SWAGGER_UI_URL": f"{docs.ASSETS_PATH}/",
         "RATELIMIT_STORAGE_URI": settings.redis_url,
         "RATELIMIT_ENABLED": settings.rate_limit_enabled,
         # A callable: read per request from this app's settings and the caller's organization.
@@ -128,6 +127,8 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     limiter.exempt(health.blp)
     app.register_blueprint(metrics.blp)
     limiter.exempt(metrics.blp)
+    app.register_blueprint(docs.blp)
+    limiter.exempt(docs.blp)
     from app import dashboard
 
     dashboard.init_app(app)
