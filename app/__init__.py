@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.api import docs
 from app.api.errors import error_response, register_error_handlers
+from app.api.openapi import IdConverter, id_parameter_schema
 from app.api.ratelimit import application_limit
 from app.api.schemas import ErrorSchema
 from app.broker import BrokerProbe
@@ -102,7 +103,10 @@ def _init_extensions(app: Flask, api: Api) -> None:
     from app.api.auth_jwt import init_jwt
 
     api.ERROR_SCHEMA = ErrorSchema
+    # Before any blueprint: its rules look the converter up when they are added.
+    app.url_map.converters["id"] = IdConverter
     api.init_app(app)
+    api.register_converter(IdConverter, id_parameter_schema)
     jwt.init_app(app)
     init_jwt(jwt)
     limiter.init_app(app)

@@ -28,9 +28,13 @@ from app.services.validation import (
     parse_uuid_field,
 )
 
-JOB_TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]{1,100}$")
+JOB_TYPE_CHARS = "A-Za-z0-9_.:-"
+JOB_TYPE_MAX = 100
+JOB_TYPE_PATTERN = re.compile(f"^[{JOB_TYPE_CHARS}]{{1,{JOB_TYPE_MAX}}}$")
 PAYLOAD_MAX_BYTES = 512 * 1024
 IDEMPOTENCY_KEY_MAX = 255
+# Visible ASCII, spaces inside only: what an HTTP header carries unchanged (it trims the ends).
+IDEMPOTENCY_KEY_PATTERN = re.compile(rf"^[!-~](?:[ -~]{{0,{IDEMPOTENCY_KEY_MAX - 2}}}[!-~])?$")
 BATCH_MAX = 500
 
 
@@ -94,9 +98,10 @@ def _check_job_type(job_type: str) -> str:
 def _check_idempotency_key(key: str | None) -> str | None:
     if key is None:
         return None
-    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
+    if not IDEMPOTENCY_KEY_PATTERN.match(key):
         raise ValidationFailed.field(
-            "idempotency_key", f"1-{IDEMPOTENCY_KEY_MAX} printable characters."
+            "idempotency_key",
+            f"1-{IDEMPOTENCY_KEY_MAX} visible ASCII characters (spaces only between them).",
         )
     return key
 

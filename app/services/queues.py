@@ -57,7 +57,7 @@ def check_settings(settings: Any) -> dict[str, Any]:
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 errors[f"settings.{key}"] = [f"Must be an integer between {low} and {high}."]
         elif key == "worker_type":
-            if value not in WorkerType._value2member_map_:
+            if not isinstance(value, str) or value not in WorkerType._value2member_map_:
                 allowed = ", ".join(w.value for w in WorkerType)
                 errors[f"settings.{key}"] = [f"Must be one of: {allowed}."]
         else:

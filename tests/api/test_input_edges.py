@@ -60,6 +60,37 @@ def test_the_last_instant_of_the_calendar_is_a_valid_schedule(
     assert response.json["scheduled_for"].startswith("9999-12-31T23:59:59.999999")
 
 
+@pytest.mark.parametrize("worker_type", [{}, [], 1, None])
+def test_a_worker_type_setting_that_is_no_string_is_400(
+    client: FlaskClient, owner: Account, queue: dict[str, Any], worker_type: Any
+) -> None:
+    """Before, an object or a list here was looked up in a dict and answered 500."""
+    response = client.put(
+        f"/api/v1/queues/{queue['id']}",
+        json={"name": "q", "settings": {"worker_type": worker_type}},
+        headers=owner.headers,
+    )
+    assert response.status_code == 400, response.json
+    assert list(response.json["errors"]) == ["settings.worker_type"]
+
+
+def test_a_required_body_that_is_missing_is_400(client: FlaskClient, owner: Account) -> None:
+    response = client.post("/api/v1/queues", headers=owner.headers)
+    assert response.status_code == 400, response.json
+    assert response.json["errors"] == {"json": ["Missing body."]}
+
+
+@pytest.mark.parametrize("value", [0, 1, "true", "yes"])
+def test_is_active_takes_json_booleans_only(
+    client: FlaskClient, owner: Account, queue: dict[str, Any], value: Any
+) -> None:
+    response = client.patch(
+        f"/api/v1/queues/{queue['id']}", json={"is_active": value}, headers=owner.headers
+    )
+    assert response.status_code == 400, response.json
+    assert list(response.json["errors"]) == ["is_active"]
+
+
 MARK = "@@@"
 NUL = "\\u0000"
 LONE_SURROGATE = "\\ud800"
