@@ -10,11 +10,14 @@ from flask import Flask, Response, current_app, request
 from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app.api import docs
 from app.api.errors import error_response, register_error_handlers
+from app.api.openapi import IdConverter, id_parameter_schema
 from app.api.schemas import ErrorSchema
 from app.broker import BrokerProbe
 from app.config import Settings, load_settings
 from app.extensions import jwt, limiter, make_api
+from app.services.validation import json_depth
 from app.tokens import StreamTickets, TokenStore
 
 JSON_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -23,7 +26,6 @@ JSON_METHODS = frozenset({"POST", "PUT", "PATCH"})
 JSON_MAX_DEPTH = 64
 INVALID_JSON = "Validation failed: json: Invalid JSON body."
 TOO_DEEP = f"The JSON body nests deeper than {JSON_MAX_DEPTH} levels"
-UNSTORABLE_TEXT = "Text may not contain NUL characters or unpaired surrogates"
 
 CORS_ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE"
 CORS_ALLOW_HEADERS = "Authorization, Content-Type, X-API-Key, Idempotency-Key"
@@ -82,9 +84,7 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         "OPENAPI_URL_PREFIX": "/api/v1",
         "OPENAPI_JSON_PATH": "openapi.json",
         "OPENAPI_SWAGGER_UI_PATH": "/docs",
-        "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
-        "OPENAPI_REDOC_PATH": "/redoc",
-        "OPENAPI_REDOC_URL": "https://cdn.jsdelivr.net/npm/redoc/bundles/redoc.standalone.js",
+        "OPENAPI_SWAGGER_UI_URL": f"{docs.ASSETS_PATH}/",
         # flask-limiter keeps only the per-route limits (login, register, password); the
         # limit every request spends is app.api.ratelimit's, shared with gRPC.
         "RATELIMIT_STORAGE_URI": settings.redis_url,
@@ -103,7 +103,10 @@ def _init_extensions(app: Flask, api: Api, settings: Settings) -> None:
     from app.api.auth_jwt import init_jwt
 
     api.ERROR_SCHEMA = ErrorSchema
+    # Before any blueprint: its rules look the converter up when they are added.
+    app.url_map.converters["id"] = IdConverter
     api.init_app(app)
+    api.register_converter(IdConverter, id_parameter_schema)
     jwt.init_app(app)
     init_jwt(jwt)
     ratelimit.init_app(app, settings)
@@ -129,6 +132,8 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     limiter.exempt(health.blp)
     app.register_blueprint(metrics.blp)
     limiter.exempt(metrics.blp)
+    app.register_blueprint(docs.blp)
+    limiter.exempt(docs.blp)
     from app import dashboard
 
     dashboard.init_app(app)
@@ -153,7 +158,10 @@ def _require_json_body() -> Response | None:
 
 
 def _check_json_body(data: bytes) -> Response | None:
-    """Refuse JSON that would crash a later step: the parser, the schema or the database."""
+    """Refuse JSON that would crash a recursive later step: the parser, the schema, the encoder.
+
+    What SQL can store is the services' rule (``app.services.validation``), shared with gRPC.
+    """
     if not data:
         return None
     try:
@@ -162,39 +170,9 @@ def _check_json_body(data: bytes) -> Response | None:
         return error_response(400, TOO_DEEP)
     except ValueError:  # also numbers past Python's 4,300-digit limit
         return error_response(400, INVALID_JSON, {"json": ["Invalid JSON body."]})
-    problem = _json_problem(document)
-    return error_response(400, problem) if problem else None
-
-
-def _json_problem(document: Any) -> str | None:
-    """Name what no later step can handle: deep nesting, or text SQL cannot store."""
-    stack: list[tuple[Any, int]] = [(document, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > JSON_MAX_DEPTH:
-            return TOO_DEEP
-        if isinstance(node, str):
-            if not _storable(node):
-                return UNSTORABLE_TEXT
-        elif isinstance(node, dict):
-            stack.extend((key, depth) for key in node)
-            stack.extend((value, depth + 1) for value in node.values())
-        elif isinstance(node, list):
-            stack.extend((item, depth + 1) for item in node)
+    if json_depth(document) > JSON_MAX_DEPTH:
+        return error_response(400, TOO_DEEP)
     return None
-
-
-def _storable(text: str) -> bool:
-    """Tell whether PostgreSQL can store ``text`` (SQLite could, but the two must agree)."""
-    if "\x00" in text:
-        return False
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _security_headers(response: Response) -> Response:

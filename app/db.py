@@ -8,6 +8,7 @@ Celery through :func:`session_scope`.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,10 +17,21 @@ from typing import Any
 
 from sqlalchemy import CursorResult, Executable, create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.errors import Unavailable
+from app.errors import Conflict, TaskForgeError, Unavailable
+
+UNAVAILABLE_MESSAGE = "The database is unavailable; try again shortly"
+# What a unique constraint of each table guards, for the answer to a lost race.
+_DUPLICATE_MESSAGES = {
+    "queues": "A queue with this name already exists in the organization",
+    "projects": "A project with this name already exists in the organization",
+    "users": "A user with this email already exists",
+    "jobs": "A job with this idempotency key already exists",
+}
+_CONFLICT_MESSAGE = "The change conflicts with a concurrent one; retry"
+_SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (\w+)\.")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -112,4 +124,28 @@ def is_unavailable(exc: BaseException) -> bool:
 def raise_unavailable(exc: BaseException) -> None:
     """Translate a connection-level database error into ``Unavailable``."""
     if is_unavailable(exc):
-        raise Unavailable("The database is unavailable; try again shortly") from exc
+        raise Unavailable(UNAVAILABLE_MESSAGE) from exc
+
+
+def service_error(exc: SQLAlchemyError) -> TaskForgeError | None:
+    """The service-layer error a database error stands for; ``None`` when it is a bug.
+
+    The one mapping both edges use: an outage is ``Unavailable``; a violated
+    constraint is ``Conflict`` (two concurrent creates of one name both passed the
+    services' check, and the database let only one win).
+    """
+    if is_unavailable(exc):
+        return Unavailable(UNAVAILABLE_MESSAGE)
+    if isinstance(exc, IntegrityError):
+        return Conflict(_DUPLICATE_MESSAGES.get(_violated_table(exc) or "", _CONFLICT_MESSAGE))
+    return None
+
+
+def _violated_table(exc: IntegrityError) -> str | None:
+    """The table whose unique constraint ``exc`` violated (PostgreSQL or SQLite)."""
+    diag = getattr(exc.orig, "diag", None)
+    if diag is not None:
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        return diag.table_name if sqlstate == "23505" else None
+    match = _SQLITE_UNIQUE.search(str(exc.orig))
+    return match.group(1) if match else None

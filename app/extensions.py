@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from flask import request
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_smorest import Api
 from flask_smorest import Blueprint as _Blueprint
 from webargs.flaskparser import FlaskParser
 
+from app.api.openapi import ContractExtras, ErrorResponses
 from app.api.ratelimit import address_key
+from app.errors import ValidationFailed
 
 
 class _Parser(FlaskParser):
@@ -17,14 +24,40 @@ class _Parser(FlaskParser):
 
 
 class Blueprint(_Blueprint):
-    """flask-smorest's Blueprint with TaskForge's argument parser."""
+    """flask-smorest's Blueprint with TaskForge's argument parser; required bodies are required.
+
+    flask-smorest documents ``required=True`` bodies but webargs reads a missing
+    body as ``{}``; refusing it keeps the served contract true.
+    """
 
     ARGUMENTS_PARSER = _Parser()
+
+    def arguments(
+        self, schema: Any, *, location: str = "json", required: bool = True, **kwargs: Any
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        decorator = super().arguments(schema, location=location, required=required, **kwargs)
+        if location != "json" or not required:
+            return decorator
+
+        def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+            parsed = decorator(view)
+
+            @functools.wraps(parsed)
+            def require_body(*args: Any, **view_kwargs: Any) -> Any:
+                if not request.get_data(cache=True):
+                    raise ValidationFailed(
+                        "A JSON request body is required", errors={"json": ["Missing body."]}
+                    )
+                return parsed(*args, **view_kwargs)
+
+            return require_body
+
+        return decorate
 
 
 def make_api() -> Api:
     """A new flask-smorest Api: it keeps one app and one spec, so one per app."""
-    return Api()
+    return Api(spec_kwargs={"extra_plugins": [ContractExtras(), ErrorResponses()]})
 
 
 jwt = JWTManager()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import grpc
 from redis.exceptions import RedisError
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
-from app.db import is_unavailable
+from app.db import service_error
 from app.errors import (
     Conflict,
     NotFound,
@@ -23,6 +23,8 @@ STATUS_BY_ERROR: dict[type[TaskForgeError], grpc.StatusCode] = {
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     NotFound: grpc.StatusCode.NOT_FOUND,
+    # DESIGN.md §4 names FAILED_PRECONDITION for a state that forbids the call; a
+    # duplicate name is one, whether the services' check or the unique index found it.
     Conflict: grpc.StatusCode.FAILED_PRECONDITION,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
@@ -39,6 +41,8 @@ def describe(exc: TaskForgeError) -> str:
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
     """The status code and message that answer ``exc``; ``None`` when it is a bug."""
+    if isinstance(exc, SQLAlchemyError):
+        exc = service_error(exc) or exc
     if isinstance(exc, TaskForgeError):
         code = next(
             (code for cls, code in STATUS_BY_ERROR.items() if isinstance(exc, cls)),
@@ -47,10 +51,6 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
         return code, describe(exc)
     if isinstance(exc, RateLimited):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
-    if isinstance(exc, SQLAlchemyError) and is_unavailable(exc):
-        return grpc.StatusCode.UNAVAILABLE, "The database is unavailable; try again shortly"
-    if isinstance(exc, IntegrityError):
-        return grpc.StatusCode.ABORTED, "The change conflicts with a concurrent one; retry"
     if isinstance(exc, RedisError):
         return grpc.StatusCode.UNAVAILABLE, "Redis is unavailable; try again shortly"
     return None

@@ -13,9 +13,11 @@ from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from app.errors import ValidationFailed
 from app.services.actors import Actor
 from app.services.ratelimit import RateLimited, RateLimiter
 from grpc_service.auth import Authenticator, acting_as
@@ -28,25 +30,70 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["JobQueueService"].full_name
 Around = Callable[[grpc.ServicerContext], AbstractContextManager[None]]
 
 
-def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMethodHandler:
-    """Run every call of ``handler`` inside ``around(context)``, streamed responses included."""
+class Undecodable:
+    """A request message that did not parse, kept so the call can answer INVALID_ARGUMENT.
+
+    grpcio answers a deserializer's exception with INTERNAL; a client that sends a
+    string that is not UTF-8 (e.g. an unpaired surrogate) made a bad request instead.
+    """
+
+    def __init__(self, error: DecodeError) -> None:
+        self.error = error
+
+    def reject(self) -> ValidationFailed:
+        """The error that answers this request."""
+        return ValidationFailed(
+            f"Malformed request message ({self.error}): strings must be UTF-8 "
+            "without unpaired surrogates"
+        )
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as exc:
+            return Undecodable(exc)
+
+    return deserialize
+
+
+def wrap_handler(
+    handler: grpc.RpcMethodHandler, around: Around, *, reject_undecodable: bool = False
+) -> grpc.RpcMethodHandler:
+    """Run every call of ``handler`` inside ``around(context)``, streamed responses included.
+
+    With ``reject_undecodable``, a unary request that does not parse raises
+    ``ValidationFailed`` inside ``around``; outer wrappers pass it through untouched.
+    """
+
+    def decoded(request: Any) -> Any:
+        if reject_undecodable and isinstance(request, Undecodable):
+            raise request.reject()
+        return request
 
     def unary(behavior: Callable[..., Any]) -> Callable[..., Any]:
         def call(request: Any, context: grpc.ServicerContext) -> Any:
             with around(context):
-                return behavior(request, context)
+                return behavior(decoded(request), context)
 
         return call
 
     def stream(behavior: Callable[..., Any]) -> Callable[..., Any]:
         def call(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             with around(context):
-                yield from behavior(request, context)
+                yield from behavior(decoded(request), context)
 
         return call
 
+    unary_request = bool(handler.unary_unary or handler.unary_stream)
     codecs = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": _tolerant(handler.request_deserializer)
+        if reject_undecodable and unary_request
+        else handler.request_deserializer,
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary:
@@ -92,7 +139,7 @@ class EdgeInterceptor(grpc.ServerInterceptor):
                     raise  # the servicer aborted with its own status
                 _abort(context, method, exc)
 
-        return wrap_handler(handler, around)
+        return wrap_handler(handler, around, reject_undecodable=True)
 
     def _limit(self, actor: Actor | None, context: grpc.ServicerContext) -> None:
         if self._rate_limiter is not None:

@@ -42,7 +42,7 @@ class ApiKeys(MethodView):
         return body
 
 
-@blp.route("/<api_key_id>")
+@blp.route("/<id:api_key_id>")
 class ApiKeyItem(MethodView):
     @blp.response(200, schemas.ApiKeySchema)
     @blp.alt_response(401, response="UNAUTHORIZED")
@@ -61,7 +61,7 @@ class ApiKeyItem(MethodView):
         apikey_service.revoke_api_key(db(), actor=current_actor(), api_key_id=api_key_id)
 
 
-@blp.route("/<api_key_id>/revoke")
+@blp.route("/<id:api_key_id>/revoke")
 class RevokeApiKey(MethodView):
     @blp.response(204)
     @blp.alt_response(401, response="UNAUTHORIZED")

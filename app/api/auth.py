@@ -98,7 +98,7 @@ class Login(MethodView):
 def _decode_refresh(token: str) -> dict[str, Any]:
     try:
         claims: dict[str, Any] = decode_token(token)
-    except (PyJWTError, JWTExtendedException) as exc:
+    except (PyJWTError, JWTExtendedException, UnicodeError) as exc:  # e.g. a lone surrogate
         raise Unauthenticated(f"Invalid refresh token: {exc}") from exc
     if claims.get("type") != "refresh":
         raise Unauthenticated("Not a refresh token")

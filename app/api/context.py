@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
@@ -10,15 +9,13 @@ from flask_jwt_extended import get_jwt, verify_jwt_in_request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from app.api.errors import error_response
+from app.api.errors import handle_database_error
 from app.config import Settings
-from app.db import is_unavailable, session_factory
+from app.db import session_factory
 from app.errors import Unauthenticated
 from app.services.actors import Actor
 from app.services.auth import actor_for_api_key, actor_for_token
 from app.tokens import TokenStore
-
-logger = logging.getLogger(__name__)
 
 
 def settings() -> Settings:
@@ -75,10 +72,7 @@ def _finish_session(response: Response) -> Response:
             session.rollback()
     except SQLAlchemyError as exc:
         session.rollback()
-        if is_unavailable(exc):
-            return error_response(503, "The database is unavailable; try again shortly")
-        logger.exception("commit failed")
-        return error_response(409, "The change conflicts with a concurrent one; retry")
+        return handle_database_error(exc)
     finally:
         session.close()
     return response

@@ -11,7 +11,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from app.db import is_unavailable
+from app.db import service_error
 from app.errors import (
     Conflict,
     NotFound,
@@ -95,11 +95,13 @@ def handle_rate_limit(exc: RateLimitExceeded) -> Response:
 
 
 def handle_database_error(exc: SQLAlchemyError) -> Response:
-    if is_unavailable(exc):
+    error = service_error(exc)
+    if error is None:
+        logger.exception("database error")
+        return error_response(500, "Internal server error")
+    if isinstance(error, Unavailable):
         logger.warning("database unavailable: %s", type(exc).__name__)
-        return error_response(503, "The database is unavailable; try again shortly")
-    logger.exception("database error")
-    return error_response(500, "Internal server error")
+    return handle_taskforge_error(error)
 
 
 def handle_redis_error(exc: RedisError) -> Response:

@@ -32,7 +32,12 @@ class Jobs(MethodView):
             {
                 "in": "header",
                 "name": "Idempotency-Key",
-                "schema": {"type": "string", "maxLength": 255},
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": job_service.IDEMPOTENCY_KEY_MAX,
+                    "pattern": job_service.IDEMPOTENCY_KEY_PATTERN.pattern,
+                },
                 "description": "Submitting again with the same key returns the same job.",
             }
         ]
@@ -47,7 +52,7 @@ class Jobs(MethodView):
         )
 
 
-@blp.route("/<job_id>")
+@blp.route("/<id:job_id>")
 class JobItem(MethodView):
     @blp.response(200, schemas.JobSchema)
     def get(self, job_id: str) -> Job:
@@ -55,7 +60,7 @@ class JobItem(MethodView):
         return job_service.get_job(db(), actor=current_actor(), job_id=job_id)
 
 
-@blp.route("/<job_id>/cancel")
+@blp.route("/<id:job_id>/cancel")
 class CancelJob(MethodView):
     @blp.response(204)
     def post(self, job_id: str) -> None:
@@ -63,7 +68,7 @@ class CancelJob(MethodView):
         job_service.cancel_job(db(), actor=current_actor(), job_id=job_id)
 
 
-@blp.route("/<job_id>/retry")
+@blp.route("/<id:job_id>/retry")
 class RetryJob(MethodView):
     @blp.response(204)
     def post(self, job_id: str) -> None:
@@ -71,7 +76,7 @@ class RetryJob(MethodView):
         job_service.retry_job(db(), actor=current_actor(), job_id=job_id)
 
 
-@blp.route("/<job_id>/stats")
+@blp.route("/<id:job_id>/stats")
 class JobStats(MethodView):
     @blp.response(200, schemas.JobStatsSchema)
     def get(self, job_id: str) -> dict[str, Any]:

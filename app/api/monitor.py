@@ -27,6 +27,14 @@ from tasks.control import CeleryWorkerControl
 blp = Blueprint("monitor", __name__, url_prefix="/api/v1/monitor", description="Live monitor")
 
 TICKET_PARAM = "ticket"
+SSE_EXAMPLE = (
+    ": connected\n\n"
+    'event: task\ndata: {"job_id":"…","queue_id":"…","job_type":"echo","state":"succeeded",'
+    '"worker":"taskforge@host","timestamp":"2026-01-01T00:00:00+00:00","runtime":0.01,'
+    '"error":null,"attempt":1}\n\n'
+    ": keepalive\n\n"
+    "retry: 1000\n\n"
+)
 _STORE_KEY = "taskforge.monitor"
 
 
@@ -124,9 +132,28 @@ class Events(MethodView):
     @blp.doc(
         responses={
             "200": {
-                "description": "Task and worker events as server-sent events",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
-            }
+                "description": (
+                    "Server-sent events, each `event: task` (data: a `TaskEvent`) or "
+                    "`event: worker` (data: a `LiveWorker`, for `worker:read` holders), with "
+                    "`: keepalive` comments between them; the stream ends after "
+                    "TASKFORGE_SSE_MAX_SECONDS with `retry: 1000`. The body is a stream of "
+                    "text, so its schema is a string; `x-sse-events` gives each event's data."
+                ),
+                "content": {
+                    "text/event-stream": {
+                        "schema": {"type": "string"},
+                        "example": SSE_EXAMPLE,
+                    }
+                },
+                "x-sse-events": {
+                    "task": {"$ref": "#/components/schemas/TaskEvent"},
+                    "worker": {"$ref": "#/components/schemas/LiveWorker"},
+                },
+            },
+            "503": {
+                "description": "Service Unavailable: too many open event streams; see Retry-After",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
         },
         parameters=[
             {

@@ -29,7 +29,7 @@ class CurrentOrganization(MethodView):
         )
 
 
-@blp.route("/<organization_id>")
+@blp.route("/<id:organization_id>")
 class OrganizationItem(MethodView):
     @blp.response(200, schemas.OrganizationSchema)
     def get(self, organization_id: str) -> Organization:
@@ -47,7 +47,7 @@ class OrganizationItem(MethodView):
         )
 
 
-@blp.route("/<organization_id>/members")
+@blp.route("/<id:organization_id>/members")
 class Members(MethodView):
     @blp.arguments(schemas.PageArgsSchema, location="query")
     @blp.response(200, schemas.MemberListSchema)
@@ -67,7 +67,7 @@ class Members(MethodView):
         )
 
 
-@blp.route("/<organization_id>/members/<user_id>")
+@blp.route("/<id:organization_id>/members/<id:user_id>")
 class Member(MethodView):
     @blp.arguments(schemas.MemberUpdateSchema)
     @blp.response(200, schemas.MemberSchema)

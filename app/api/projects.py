@@ -33,7 +33,7 @@ class Projects(MethodView):
         return project_service.create_project(db(), actor=current_actor(), **args)
 
 
-@blp.route("/<project_id>")
+@blp.route("/<id:project_id>")
 class ProjectItem(MethodView):
     @blp.response(200, schemas.ProjectSchema)
     def get(self, project_id: str) -> Project:

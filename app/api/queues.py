@@ -32,7 +32,7 @@ class Queues(MethodView):
         return queue_service.create_queue(db(), actor=current_actor(), **args)
 
 
-@blp.route("/<queue_id>")
+@blp.route("/<id:queue_id>")
 class QueueItem(MethodView):
     @blp.response(200, schemas.QueueSchema)
     def get(self, queue_id: str) -> Queue:
@@ -57,7 +57,7 @@ class QueueItem(MethodView):
         queue_service.delete_queue(db(), actor=current_actor(), queue_id=queue_id)
 
 
-@blp.route("/<queue_id>/pause")
+@blp.route("/<id:queue_id>/pause")
 class PauseQueue(MethodView):
     @blp.response(204)
     def post(self, queue_id: str) -> None:
@@ -65,7 +65,7 @@ class PauseQueue(MethodView):
         queue_service.pause_queue(db(), actor=current_actor(), queue_id=queue_id)
 
 
-@blp.route("/<queue_id>/resume")
+@blp.route("/<id:queue_id>/resume")
 class ResumeQueue(MethodView):
     @blp.response(204)
     def post(self, queue_id: str) -> None:
@@ -73,7 +73,7 @@ class ResumeQueue(MethodView):
         queue_service.resume_queue(db(), actor=current_actor(), queue_id=queue_id)
 
 
-@blp.route("/<queue_id>/stats")
+@blp.route("/<id:queue_id>/stats")
 class QueueStats(MethodView):
     @blp.response(200, schemas.QueueStatsSchema)
     def get(self, queue_id: str) -> dict[str, Any]:

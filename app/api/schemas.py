@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from marshmallow import Schema, fields, validate
 
-from app.models import JobStatus, Role
+from app.api.openapi import NAME_TEXT, STORABLE_TEXT, StrictBoolean
+from app.models import JobStatus, Role, WorkerType
 from app.services.actors import Permission
+from app.services.jobs import JOB_TYPE_CHARS, JOB_TYPE_MAX
 from app.services.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from app.services.queues import INTEGER_SETTINGS
 
 NAME = validate.Length(min=1, max=100)
 DESCRIPTION = validate.Length(max=500)
 PRIORITY = validate.Range(min=0, max=9)
 MAX_ATTEMPTS = validate.Range(min=1, max=10)
+# Documentation only (metadata, not validators): the services enforce these rules.
+NAME_DOC = {"pattern": NAME_TEXT}
+TEXT_DOC = {"pattern": STORABLE_TEXT}
+QUEUE_SETTINGS_DOC = {
+    "properties": {
+        **{
+            key: {"type": "integer", "minimum": low, "maximum": high}
+            for key, (low, high) in INTEGER_SETTINGS.items()
+        },
+        "worker_type": {"type": "string", "enum": [w.value for w in WorkerType]},
+    },
+    "additionalProperties": False,
+}
 
 
 class StrictSchema(Schema):
@@ -34,7 +52,7 @@ class RegisterSchema(StrictSchema):
     password = fields.String(
         required=True, validate=validate.Length(min=8, max=128), load_only=True
     )
-    organization_name = fields.String(required=True, validate=NAME)
+    organization_name = fields.String(required=True, validate=NAME, metadata=NAME_DOC)
 
 
 class RegisteredSchema(Schema):
@@ -111,7 +129,7 @@ class OrganizationSchema(Schema):
 
 
 class OrganizationUpdateSchema(StrictSchema):
-    name = fields.String(validate=NAME)
+    name = fields.String(validate=NAME, metadata=NAME_DOC)
     # ``rate_limit`` is checked by the service (app.services.ratelimit), for every edge.
     settings = fields.Dict(
         keys=fields.String(),
@@ -160,13 +178,13 @@ class ProjectSchema(Schema):
 
 
 class ProjectCreateSchema(StrictSchema):
-    name = fields.String(required=True, validate=NAME)
-    description = fields.String(allow_none=True, validate=DESCRIPTION)
+    name = fields.String(required=True, validate=NAME, metadata=NAME_DOC)
+    description = fields.String(allow_none=True, validate=DESCRIPTION, metadata=TEXT_DOC)
 
 
 class ProjectUpdateSchema(StrictSchema):
-    name = fields.String(validate=NAME)
-    description = fields.String(allow_none=True, validate=DESCRIPTION)
+    name = fields.String(validate=NAME, metadata=NAME_DOC)
+    description = fields.String(allow_none=True, validate=DESCRIPTION, metadata=TEXT_DOC)
 
 
 class ProjectListSchema(Schema):
@@ -190,27 +208,29 @@ class QueueSchema(Schema):
 
 
 class QueueCreateSchema(StrictSchema):
-    name = fields.String(required=True, validate=NAME)
-    description = fields.String(allow_none=True, validate=DESCRIPTION)
+    name = fields.String(required=True, validate=NAME, metadata=NAME_DOC)
+    description = fields.String(allow_none=True, validate=DESCRIPTION, metadata=TEXT_DOC)
     priority = fields.Integer(load_default=0, validate=PRIORITY, strict=True)
-    settings = fields.Dict(load_default=dict)
+    settings = fields.Dict(load_default=dict, metadata=QUEUE_SETTINGS_DOC)
     project_id = fields.UUID()
 
 
 class QueueReplaceSchema(StrictSchema):
-    name = fields.String(required=True, validate=NAME)
-    description = fields.String(allow_none=True, load_default=None, validate=DESCRIPTION)
+    name = fields.String(required=True, validate=NAME, metadata=NAME_DOC)
+    description = fields.String(
+        allow_none=True, load_default=None, validate=DESCRIPTION, metadata=TEXT_DOC
+    )
     priority = fields.Integer(load_default=0, validate=PRIORITY, strict=True)
-    settings = fields.Dict(load_default=dict)
-    is_active = fields.Boolean(load_default=True)
+    settings = fields.Dict(load_default=dict, metadata=QUEUE_SETTINGS_DOC)
+    is_active = StrictBoolean(load_default=True)
 
 
 class QueuePatchSchema(StrictSchema):
-    name = fields.String(validate=NAME)
-    description = fields.String(allow_none=True, validate=DESCRIPTION)
+    name = fields.String(validate=NAME, metadata=NAME_DOC)
+    description = fields.String(allow_none=True, validate=DESCRIPTION, metadata=TEXT_DOC)
     priority = fields.Integer(validate=PRIORITY, strict=True)
-    settings = fields.Dict()
-    is_active = fields.Boolean()
+    settings = fields.Dict(metadata=QUEUE_SETTINGS_DOC)
+    is_active = StrictBoolean()
 
 
 class QueueListArgsSchema(PageArgsSchema):
@@ -259,9 +279,17 @@ class JobSchema(Schema):
 
 
 class JobCreateSchema(StrictSchema):
+    OPENAPI_EXTRA: ClassVar[dict[str, Any]] = {
+        "anyOf": [{"required": ["queue_id"]}, {"required": ["queue_name"]}]
+    }
+
     queue_id = fields.UUID()
-    queue_name = fields.String(validate=NAME)
-    job_type = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    queue_name = fields.String(validate=NAME, metadata=NAME_DOC)
+    job_type = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=JOB_TYPE_MAX),
+        metadata={"pattern": f"^[{JOB_TYPE_CHARS}]+$"},
+    )
     payload = fields.Raw(load_default=None, allow_none=True)
     priority = fields.Integer(load_default=0, validate=PRIORITY, strict=True)
     max_attempts = fields.Integer(validate=MAX_ATTEMPTS, strict=True)
@@ -329,7 +357,7 @@ class ApiKeyCreatedSchema(ApiKeySchema):
 
 
 class ApiKeyCreateSchema(StrictSchema):
-    name = fields.String(required=True, validate=NAME)
+    name = fields.String(required=True, validate=NAME, metadata=NAME_DOC)
     scopes = fields.List(
         fields.String(validate=validate.OneOf([p.value for p in Permission])),
         required=True,

@@ -132,7 +132,9 @@ class StreamTicketSchema(Schema):
 
 class PoolArgsSchema(StrictSchema):
     action = fields.String(required=True, validate=validate.OneOf(POOL_ACTIONS))
-    n = fields.Integer(load_default=1, validate=validate.Range(min=1, max=POOL_STEP_MAX))
+    n = fields.Integer(
+        load_default=1, validate=validate.Range(min=1, max=POOL_STEP_MAX), strict=True
+    )
 
 
 class PoolReplySchema(Schema):

@@ -33,7 +33,7 @@ class Workers(MethodView):
         return worker_service.register_worker(db(), actor=current_actor(), **args)
 
 
-@blp.route("/<worker_id>")
+@blp.route("/<id:worker_id>")
 class WorkerItem(MethodView):
     @blp.response(200, schemas.WorkerSchema)
     def get(self, worker_id: str) -> Worker:
@@ -41,7 +41,7 @@ class WorkerItem(MethodView):
         return worker_service.get_worker(db(), actor=current_actor(), worker_id=worker_id)
 
 
-@blp.route("/<worker_id>/heartbeat")
+@blp.route("/<id:worker_id>/heartbeat")
 class WorkerHeartbeat(MethodView):
     @blp.arguments(schemas.HeartbeatArgsSchema, required=False)
     @blp.response(200, schemas.HeartbeatSchema)
@@ -62,7 +62,7 @@ class WorkerHeartbeat(MethodView):
         }
 
 
-@blp.route("/<worker_id>/drain")
+@blp.route("/<id:worker_id>/drain")
 class DrainWorker(MethodView):
     @blp.response(202, schemas.WorkerSchema)
     def post(self, worker_id: str) -> Worker:

@@ -32,7 +32,7 @@ from app.models import ApiKey, utcnow
 from app.services.actors import Actor, Permission
 from app.services.auth import API_KEY_PREFIX, hash_api_key_secret
 from app.services.pagination import Page, paginate
-from app.services.validation import check_name, parse_uuid
+from app.services.validation import check_datetime, check_name, parse_uuid
 
 PREFIX_LENGTH = 12
 SECRET_BYTES = 32
@@ -66,8 +66,7 @@ def _check_scopes(actor: Actor, scopes: Iterable[str]) -> list[str]:
 def _check_expiry(expires_at: datetime | None) -> datetime | None:
     if expires_at is None:
         return None
-    if expires_at.tzinfo is None:
-        raise ValidationFailed.field("expires_at", "Give a timezone.")
+    expires_at = check_datetime(expires_at, "expires_at")
     if expires_at <= utcnow():
         raise ValidationFailed.field("expires_at", "Must be in the future.")
     return expires_at

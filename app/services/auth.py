@@ -26,6 +26,7 @@ from app.errors import Conflict, Unauthenticated, ValidationFailed
 from app.models import ApiKey, Organization, Project, Role, User, utcnow
 from app.services.actors import ROLE_PERMISSIONS, Actor, Permission
 from app.services.ratelimit import organization_limit
+from app.services.validation import check_name, check_text
 
 # OWASP's argon2id floor: 19 MiB, two passes, one lane (~20 ms here).
 _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
@@ -52,7 +53,7 @@ def verify_password(password_hash: str, password: str) -> bool:
 
 def normalize_email(email: str) -> str:
     """Lower-case and trim an email address; reject what is obviously not one."""
-    value = email.strip().lower()
+    value = check_text(email, "email").strip().lower()
     local, _, domain = value.partition("@")
     if not local or "." not in domain or len(value) > EMAIL_MAX or " " in value:
         raise ValidationFailed.field("email", "Not a valid email address.")
@@ -60,7 +61,8 @@ def normalize_email(email: str) -> str:
 
 
 def check_password_strength(password: str, *, field: str = "password") -> None:
-    """Enforce the password length bounds."""
+    """Enforce the password length bounds and storable characters."""
+    check_text(password, field)
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         raise ValidationFailed.field(
             field, f"Length must be between {PASSWORD_MIN} and {PASSWORD_MAX}."
@@ -99,9 +101,7 @@ def register(
     session: Session, *, email: str, password: str, organization_name: str
 ) -> Registration:
     """Create an organization, its owner and its ``default`` project."""
-    name = organization_name.strip()
-    if not 1 <= len(name) <= 100:
-        raise ValidationFailed.field("organization_name", "Length must be between 1 and 100.")
+    name = check_name(organization_name, "organization_name")
     organization = Organization(name=name, settings={})
     session.add(organization)
     session.flush()
@@ -116,6 +116,10 @@ def register(
 
 def authenticate(session: Session, *, email: str, password: str) -> User:
     """Return the active user with these credentials, else raise ``Unauthenticated``."""
+    # Text no stored email or password can hold is malformed input, not a wrong guess
+    # (and argon2 cannot hash an unpaired surrogate).
+    check_text(email, "email")
+    check_text(password, "password")
     try:
         email = normalize_email(email)
     except ValidationFailed:

@@ -6,7 +6,7 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -20,12 +20,22 @@ from app.services import queues as queue_service
 from app.services.actors import Actor, Permission
 from app.services.dispatch import Dispatch, Revoke, Submitted, stage, task_id
 from app.services.pagination import Page, paginate
-from app.services.validation import check_json_document, check_range, parse_uuid, parse_uuid_field
+from app.services.validation import (
+    check_datetime,
+    check_json_document,
+    check_range,
+    parse_uuid,
+    parse_uuid_field,
+)
 from app.services.workers import BUILTIN_JOB_TYPES, Runner, check_runnable, live_runners
 
-JOB_TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]{1,100}$")
+JOB_TYPE_CHARS = "A-Za-z0-9_.:-"
+JOB_TYPE_MAX = 100
+JOB_TYPE_PATTERN = re.compile(f"^[{JOB_TYPE_CHARS}]{{1,{JOB_TYPE_MAX}}}$")
 PAYLOAD_MAX_BYTES = 512 * 1024
 IDEMPOTENCY_KEY_MAX = 255
+# Visible ASCII, spaces inside only: what an HTTP header carries unchanged (it trims the ends).
+IDEMPOTENCY_KEY_PATTERN = re.compile(rf"^[!-~](?:[ -~]{{0,{IDEMPOTENCY_KEY_MAX - 2}}}[!-~])?$")
 BATCH_MAX = 500
 
 
@@ -89,9 +99,10 @@ def _check_job_type(job_type: str) -> str:
 def _check_idempotency_key(key: str | None) -> str | None:
     if key is None:
         return None
-    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
+    if not IDEMPOTENCY_KEY_PATTERN.match(key):
         raise ValidationFailed.field(
-            "idempotency_key", f"1-{IDEMPOTENCY_KEY_MAX} printable characters."
+            "idempotency_key",
+            f"1-{IDEMPOTENCY_KEY_MAX} visible ASCII characters (spaces only between them).",
         )
     return key
 
@@ -140,10 +151,8 @@ def submit_job(
     if max_attempts is None:
         max_attempts = int(queue_service.effective_settings(queue)["max_attempts"])
     check_range(max_attempts, "max_attempts", 1, 10)
-    if scheduled_for is not None and scheduled_for.tzinfo is None:
-        raise ValidationFailed.field("scheduled_for", "Must include a timezone offset.")
     if scheduled_for is not None:
-        scheduled_for = scheduled_for.astimezone(UTC)
+        scheduled_for = check_datetime(scheduled_for, "scheduled_for")
     now = utcnow()
     future = scheduled_for is not None and scheduled_for > now
     job = Job(

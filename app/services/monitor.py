@@ -28,7 +28,7 @@ from app.monitor.store import (
     worker_view,
 )
 from app.services.actors import Actor, Permission
-from app.services.validation import check_range, parse_uuid_field
+from app.services.validation import check_datetime, check_range, parse_uuid_field
 from app.services.workers import get_controllable_worker, require_worker_control
 
 TASK_LIMIT_DEFAULT = 100
@@ -99,8 +99,8 @@ def recent_tasks(
     check_range(limit, "limit", 1, TASK_LIMIT_MAX)
     if state is not None and state not in TASK_STATES:
         raise ValidationFailed.field("state", f"Must be one of: {', '.join(TASK_STATES)}.")
-    if since is not None and since.tzinfo is None:
-        raise ValidationFailed.field("since", "Must include a timezone offset.")
+    if since is not None:
+        since = check_datetime(since, "since")
     wanted_queue = str(parse_uuid_field(queue_id, "queue_id")) if queue_id is not None else None
     found = []
     for item in store.recent_tasks(str(actor.organization_id)):

@@ -19,8 +19,10 @@ from app.services.dispatch import ConsumeQueue, Dispatch, stage
 from app.services.pagination import Page, paginate
 from app.services.validation import (
     check_description,
+    check_json_text,
     check_name,
     check_range,
+    check_text,
     parse_uuid,
     parse_uuid_field,
 )
@@ -47,6 +49,7 @@ def check_settings(settings: Any) -> dict[str, Any]:
         return {}
     if not isinstance(settings, dict):
         raise ValidationFailed.field("settings", "Must be an object.")
+    check_json_text(settings, "settings")
     errors: dict[str, list[str]] = {}
     for key, value in settings.items():
         if key in INTEGER_SETTINGS:
@@ -54,7 +57,7 @@ def check_settings(settings: Any) -> dict[str, Any]:
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 errors[f"settings.{key}"] = [f"Must be an integer between {low} and {high}."]
         elif key == "worker_type":
-            if value not in WorkerType._value2member_map_:
+            if not isinstance(value, str) or value not in WorkerType._value2member_map_:
                 allowed = ", ".join(w.value for w in WorkerType)
                 errors[f"settings.{key}"] = [f"Must be one of: {allowed}."]
         else:
@@ -90,6 +93,7 @@ def get_queue(session: Session, *, actor: Actor, queue_id: str | uuid.UUID) -> Q
 def get_queue_by_name(session: Session, *, actor: Actor, name: str) -> Queue:
     """Return the actor's queue called ``name``."""
     actor.require(Permission.QUEUE_READ)
+    check_text(name, "queue_name")
     queue = session.scalar(
         select(Queue).where(Queue.organization_id == actor.organization_id, Queue.name == name)
     )

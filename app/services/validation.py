@@ -1,9 +1,16 @@
-"""Checks shared by every service: names, descriptions, ids, JSON documents."""
+"""Checks shared by every service: text, names, descriptions, times, ids, JSON documents.
+
+Both edges hand client input to the services unchecked beyond its shape, so
+every rule about what TaskForge can store lives here, once: text without NUL
+characters or unpaired surrogates (PostgreSQL refuses both), datetimes with an
+offset that convert to UTC within the calendar, bounded JSON documents.
+"""
 
 from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from app.errors import ValidationFailed
@@ -11,18 +18,53 @@ from app.errors import ValidationFailed
 NAME_MAX = 100
 DESCRIPTION_MAX = 500
 MAX_JSON_DEPTH = 32
+UNSTORABLE_TEXT = "Must not contain NUL characters or unpaired surrogates."
+
+
+def is_storable(text: str) -> bool:
+    """Tell whether PostgreSQL can store ``text`` (SQLite could, but the two must agree)."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # an unpaired surrogate
+        return False
+    return True
+
+
+def check_text(value: str, field: str) -> str:
+    """Refuse text that SQL cannot store or compare: NUL characters, unpaired surrogates."""
+    if not is_storable(value):
+        raise ValidationFailed.field(field, UNSTORABLE_TEXT)
+    return value
+
+
+def check_datetime(value: datetime, field: str) -> datetime:
+    """Return an aware datetime in UTC; naive ones and instants outside years 1-9999 are errors."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationFailed.field(field, "Must include a timezone offset.")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+14:00 is in year 0 in UTC
+        raise ValidationFailed.field(
+            field, "Out of range: must fall between years 1 and 9999 in UTC."
+        ) from exc
 
 
 def check_name(value: str, field: str = "name") -> str:
-    """Trim a name and enforce 1-100 characters."""
-    name = value.strip()
+    """Trim a name and enforce 1-100 storable characters."""
+    name = check_text(value, field).strip()
     if not 1 <= len(name) <= NAME_MAX:
         raise ValidationFailed.field(field, f"Length must be between 1 and {NAME_MAX}.")
     return name
 
 
 def check_description(value: str | None) -> str | None:
-    """Enforce at most 500 characters."""
+    """Enforce at most 500 storable characters."""
+    if value is not None:
+        check_text(value, "description")
     if value is not None and len(value) > DESCRIPTION_MAX:
         raise ValidationFailed.field("description", f"Length must be at most {DESCRIPTION_MAX}.")
     return value
@@ -70,10 +112,26 @@ def json_depth(value: Any) -> int:
     return depth
 
 
+def check_json_text(value: Any, field: str) -> Any:
+    """Refuse a JSON value any of whose strings or keys SQL cannot store."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            check_text(node, field)
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return value
+
+
 def check_json_document(value: Any, field: str, *, max_bytes: int) -> Any:
-    """Enforce a size and nesting bound on a client-supplied JSON value."""
+    """Enforce a size and nesting bound, and storable text, on a client-supplied JSON value."""
     if json_depth(value) > MAX_JSON_DEPTH:
         raise ValidationFailed.field(field, f"Nesting deeper than {MAX_JSON_DEPTH} levels.")
+    check_json_text(value, field)
     try:
         size = len(json.dumps(value, separators=(",", ":"), allow_nan=False).encode())
     except (TypeError, ValueError) as exc:

@@ -27,6 +27,7 @@ from app.services.validation import (
     check_json_document,
     check_name,
     check_range,
+    check_text,
     parse_uuid,
     parse_uuid_field,
 )
@@ -178,6 +179,7 @@ def get_controllable_worker(session: Session, *, actor: Actor, hostname: str) ->
     Shared platform workers and other organizations' workers are not found.
     """
     require_worker_control(actor)
+    check_text(hostname, "hostname")
     worker = session.scalar(
         select(Worker)
         .where(Worker.hostname == hostname, Worker.organization_id == actor.organization_id)

@@ -25,14 +25,18 @@ WELL_KNOWN_PROTOS = Path(protoc.__file__).resolve().parent / "_proto"
 Metadata = tuple[tuple[str, str], ...]
 
 
-def compile_descriptor_set(proto: Path, out: Path) -> bytes:
-    """Run protoc on ``proto``; return its FileDescriptorSet with every import."""
+def compile_descriptor_set(proto: Path, out: Path, *, source_info: bool = False) -> bytes:
+    """Run protoc on ``proto``; return its FileDescriptorSet with every import.
+
+    With ``source_info``, the set keeps each element's source location and comments.
+    """
     status = protoc.main(
         [
             "grpc_tools.protoc",
             f"-I{proto.parent}",
             f"-I{WELL_KNOWN_PROTOS}",
             "--include_imports",
+            *(["--include_source_info"] if source_info else []),
             f"--descriptor_set_out={out}",
             str(proto),
         ]

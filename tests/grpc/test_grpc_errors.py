@@ -38,7 +38,7 @@ from grpc_service.errors import describe, status_for
             "RESOURCE_EXHAUSTED",
         ),
         (OperationalError("SELECT 1", {}, Exception("refused")), "UNAVAILABLE"),
-        (IntegrityError("INSERT", {}, Exception("duplicate")), "ABORTED"),
+        (IntegrityError("INSERT", {}, Exception("duplicate")), "FAILED_PRECONDITION"),
         (RedisConnectionError("refused"), "UNAVAILABLE"),
     ],
 )
