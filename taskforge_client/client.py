@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -69,9 +69,19 @@ class TaskForge:
         """The API key or tokens this client sends."""
         return self._transport.credentials
 
-    def events(self, *, kinds: Collection[str] = KINDS, reconnect: bool = True) -> Iterator[Event]:
-        """Iterate over live ``TaskEvent`` and ``LiveWorker`` events (``kinds``: task, worker)."""
-        return iter_events(self._transport, kinds=kinds, reconnect=reconnect)
+    def events(
+        self,
+        *,
+        kinds: Collection[str] = KINDS,
+        reconnect: bool = True,
+        on_connect: Callable[[], None] | None = None,
+    ) -> Iterator[Event]:
+        """Iterate over live ``TaskEvent`` and ``LiveWorker`` events (``kinds``: task, worker).
+
+        Each stream the server ends is followed by a new one (unless ``reconnect`` is
+        False); ``on_connect`` is called whenever a stream is open.
+        """
+        return iter_events(self._transport, kinds=kinds, reconnect=reconnect, on_connect=on_connect)
 
     def event_feed(self, *, kinds: Collection[str] = KINDS) -> EventFeed:
         """A background reader of the event stream, to wait for an event or a timeout."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from types import TracebackType
 from typing import cast
 
@@ -53,12 +53,15 @@ def iter_events(
     kinds: Collection[str] = KINDS,
     reconnect: bool = True,
     read_timeout: float = READ_TIMEOUT_SECONDS,
+    on_connect: Callable[[], None] | None = None,
 ) -> Iterator[Event]:
     """Yield the organization's events of ``kinds``; reconnect when a stream ends.
 
-    A failed connection is retried with the transport's ``RetryPolicy`` (honouring
-    ``Retry-After`` when the server has too many streams open); past its attempts, or
-    on any other error (e.g. ``Unauthenticated``), the error is raised.
+    ``on_connect`` is called each time a stream is open: from then on, no event is
+    missed until that stream ends.  A failed connection is retried with the
+    transport's ``RetryPolicy`` (honouring ``Retry-After`` when the server has too
+    many streams open); past its attempts, or on any other error (e.g.
+    ``Unauthenticated``), the error is raised.
     """
     pause = DEFAULT_RECONNECT_SECONDS
     failures = 0
@@ -67,6 +70,8 @@ def iter_events(
             params = stream_params(transport)
             with transport.stream(EVENTS_PATH, params=params, read_timeout=read_timeout) as answer:
                 failures = 0
+                if on_connect is not None:
+                    on_connect()
                 for frame in EventSource(answer).iter_sse():
                     if frame.retry is not None:
                         pause = frame.retry / 1000
@@ -91,8 +96,9 @@ class EventFeed:
     """Read the event stream in a background thread; ``get`` waits for the next event.
 
     Lets a caller wait for an event *or* a timeout (to poll state the stream does not
-    carry).  ``close`` stops handing events out; the daemon thread ends with its current
-    stream (30 s at most by default) or with the process.
+    carry).  ``wait_connected`` tells when the first stream is open.  ``close`` stops
+    handing events out; the daemon thread ends with its current stream (30 s at most by
+    default) or with the process.
     """
 
     def __init__(self, transport: Transport, *, kinds: Collection[str] = KINDS) -> None:
@@ -100,6 +106,7 @@ class EventFeed:
         self._kinds = tuple(kinds)
         self._events: queue.Queue[object] = queue.Queue()
         self._closed = threading.Event()
+        self._connected = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="taskforge-events", daemon=True)
 
@@ -117,13 +124,20 @@ class EventFeed:
 
     def _run(self) -> None:
         try:
-            for event in iter_events(self._transport, kinds=self._kinds):
+            for event in iter_events(
+                self._transport, kinds=self._kinds, on_connect=self._connected.set
+            ):
                 if self._closed.is_set():
                     return
                 self._events.put(event)
         except Exception as exc:  # handed to the reading thread by get()
             self._error = exc
         self._events.put(_END)
+        self._connected.set()  # wake a waiter: get() now reports the end
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Wait until the first stream is open (or the feed ended); False on timeout."""
+        return self._connected.wait(timeout)
 
     def get(self, timeout: float) -> Event | None:
         """The next event; None if ``timeout`` seconds pass first; raise if the stream failed."""

@@ -28,6 +28,7 @@ MAX_PAGE_SIZE = 100
 POLL_START = 0.2
 POLL_MAX = 2.0
 FOLLOW_POLL = 2.0
+FOLLOW_CONNECT_WAIT = 10.0
 
 
 def new_idempotency_key() -> str:
@@ -140,14 +141,16 @@ class Jobs:
     ) -> Iterator[Job | TaskEvent]:
         """Yield the job at each change of state, and its task events, until it ends.
 
-        Events come live from the event stream; the job is read again after each of its
-        events and every ``poll`` seconds, since some changes (a cancel) raise no event
-        and events sent while the stream reconnects are lost.  ``WaitTimeout`` after
-        ``timeout`` seconds, if given.
+        Events come live from the event stream, which is open before the job is first
+        read; the job is read again after each of its events and every ``poll`` seconds,
+        since some changes (a cancel) raise no event and events sent while the stream
+        reconnects are lost.  ``WaitTimeout`` after ``timeout`` seconds, if given.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         last: tuple[JobStatus, int] | None = None
         with EventFeed(self._transport, kinds=("task",)) as feed:
+            # Without a stream in time, polling alone still sees the job to its end.
+            feed.wait_connected(FOLLOW_CONNECT_WAIT)
             while True:
                 current = self.get(job)
                 if (current.status, current.attempt_count) != last:

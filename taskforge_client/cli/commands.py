@@ -104,7 +104,9 @@ def logout(session: Session) -> None:
 @click.option("--scheduled-for", help="ISO 8601 time to run at (no offset: local time).")
 @click.option("--idempotency-key", help="Submitting again with this key returns the same job.")
 @click.option("--wait", is_flag=True, help="Wait for the end; exit 4 unless it succeeded.")
-@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds --wait waits.")
+@click.option(
+    "--timeout", type=float, default=300.0, show_default=True, help="Seconds --wait waits."
+)
 def submit(
     session: Session,
     queue: str,

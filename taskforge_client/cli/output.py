@@ -38,13 +38,15 @@ def emit_json(obj: Any, *, compact: bool = False) -> None:
 
 
 def cell(value: Any) -> str:
-    """A value as table text: local times to the second, JSON for structures, '-' for none."""
+    """A value as text: local times to the second, JSON for structures, '-' for none."""
     if value is None:
         return "-"
     if isinstance(value, datetime):
         return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, enum.Enum):
         return str(value.value)
+    if isinstance(value, float):
+        return f"{value:.3f}"
     if isinstance(value, dict | list):
         return json.dumps(value)
     return str(value)
