@@ -92,6 +92,10 @@ def iter_events(
 _END = object()
 
 
+class _Closed(Exception):
+    """Ends the reader thread of a closed feed."""
+
+
 class EventFeed:
     """Read the event stream in a background thread; ``get`` waits for the next event.
 
@@ -125,7 +129,7 @@ class EventFeed:
     def _run(self) -> None:
         try:
             for event in iter_events(
-                self._transport, kinds=self._kinds, on_connect=self._connected.set
+                self._transport, kinds=self._kinds, on_connect=self._on_connect
             ):
                 if self._closed.is_set():
                     return
@@ -134,6 +138,11 @@ class EventFeed:
             self._error = exc
         self._events.put(_END)
         self._connected.set()  # wake a waiter: get() now reports the end
+
+    def _on_connect(self) -> None:
+        if self._closed.is_set():
+            raise _Closed  # a closed feed opens no new stream: its thread ends here
+        self._connected.set()
 
     def wait_connected(self, timeout: float) -> bool:
         """Wait until the first stream is open (or the feed ended); False on timeout."""

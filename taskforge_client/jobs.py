@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from taskforge_client.errors import WaitTimeout
+from taskforge_client.errors import TaskForgeError, WaitTimeout
 from taskforge_client.events import EventFeed
 from taskforge_client.models import (
     Job,
@@ -171,7 +171,13 @@ def _events_of(
     if deadline is not None:
         until = min(until, deadline)
     while (left := until - time.monotonic()) > 0:
-        event = feed.get(left)
+        try:
+            event = feed.get(left)
+        except TaskForgeError:
+            # The stream is gone for good (e.g. the server's stream slots stay full):
+            # reading the job every ``poll`` seconds still sees it to its end.
+            time.sleep(left)
+            return
         if event is None:
             return
         if isinstance(event, TaskEvent) and event.job_id == job_id:

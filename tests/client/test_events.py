@@ -73,3 +73,24 @@ def test_events_survive_the_end_of_a_stream(
     assert first.runtime == 0.25 and first.timestamp.year == 2026
     assert isinstance(worker, tfc.LiveWorker) and worker.active == 1
     assert isinstance(second, tfc.TaskEvent) and second.job_id == "second"
+
+
+def test_follow_falls_back_to_polling_when_no_stream_can_be_had(
+    settings: Settings, signup: Callable[..., Signup]
+) -> None:
+    one_stream = create_app(
+        settings.replace(sse_max_streams=1, sse_max_seconds=2, sse_keepalive_seconds=1)
+    )
+    transport = httpx.WSGITransport(app=one_stream)
+    owner = signup("http://testserver", http_transport=transport, retry=tfc.RetryPolicy(1))
+    tf = owner.client
+    queue = tf.queues.create("polled")
+    tf.queues.pause(queue)
+    job = tf.jobs.submit(queue, "echo", 1)
+    with tf.event_feed() as holder:  # takes the only stream slot
+        assert holder.wait_connected(10)
+        following = tf.jobs.follow(job, timeout=30, poll=0.2)
+        assert next(following).status is tfc.JobStatus.PENDING
+        tf.jobs.cancel(job)
+        rest = list(following)
+    assert isinstance(rest[-1], tfc.Job) and rest[-1].status is tfc.JobStatus.CANCELLED
