@@ -36,7 +36,7 @@ lint: venv ## Check style with ruff (lint and formatting)
 	$(BIN)/ruff format --check .
 
 typecheck: venv ## Type-check with mypy
-	$(BIN)/mypy app tasks grpc_service
+	$(BIN)/mypy app tasks grpc_service taskforge_client
 
 protos: venv ## Generate the gRPC stubs from proto/
 	$(BIN)/python -m grpc_service.codegen

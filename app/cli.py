@@ -1,4 +1,7 @@
-"""The ``taskforge`` command: run the whole system, migrate, start a worker."""
+"""The ``taskforge`` command: run the whole system, migrate, start a worker.
+
+The client verbs (submit, jobs, job, queues, tail, …) come from ``taskforge_client.cli``.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,15 @@ import sys
 import click
 
 from app.config import load_settings
+from taskforge_client.cli import register as register_client_verbs
 
 
 @click.group()
 def main() -> None:
     """TaskForge: a multi-tenant control plane for Celery job queues."""
+
+
+register_client_verbs(main)
 
 
 @main.command()
