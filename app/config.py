@@ -70,7 +70,7 @@ def split_bind(name: str, value: str) -> tuple[str, int]:
     """Split a ``host:port`` listen address (``[::]:8000`` for IPv6) or raise ConfigError."""
     host, sep, port = value.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise ConfigError(f"{name} must be host:port, like 0.0.0.0:8000, got {value!r}")
     return host, int(port)
 

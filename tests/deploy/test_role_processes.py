@@ -171,4 +171,6 @@ def test_migrate_brings_a_fresh_database_to_head_and_db_upgrade_is_its_alias(
         )
         assert done.returncode == 0, done.stderr
         with get_engine(url).connect() as connection:
-            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == head
+            assert (
+                connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == head
+            )
