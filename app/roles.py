@@ -4,8 +4,8 @@ One definition per role, used twice: ``taskforge ROLE`` execs it (one role per
 machine, container or systemd unit) and ``taskforge run`` supervises all of them
 on one machine (``app.runner``).  A role is configured only by environment
 variables (``app.config.Settings``); ``settings`` names the ones that tune it beyond
-those every process reads (``COMMON_SETTINGS``).  ``health`` says how an
-orchestrator checks it; docs/deployment.md has the details.
+those every process reads (``COMMON_SETTINGS``).  docs/deployment.md describes each
+role and its health check (``app.probes``).
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ class Role:
     """One kind of TaskForge process."""
 
     name: str
-    summary: str
-    health: str
     settings: tuple[str, ...] = ()
     # ``python -m`` arguments; None for a role that runs in the ``taskforge`` process.
     args: Callable[[Settings, Path], tuple[str, ...]] | None = None
@@ -83,8 +81,6 @@ ROLES: dict[str, Role] = {
     for role in (
         Role(
             "api",
-            "the REST API and dashboard under gunicorn",
-            "HTTP GET /healthz (alive) and /readyz (SQL and Redis answer)",
             (
                 "TASKFORGE_HTTP_BIND",
                 "TASKFORGE_HTTP_WORKERS",
@@ -98,15 +94,11 @@ ROLES: dict[str, Role] = {
         ),
         Role(
             "grpc",
-            "the gRPC JobQueueService",
-            "grpc.health.v1.Health/Check (SERVING; NOT_SERVING once stopping)",
             ("TASKFORGE_GRPC_BIND", "TASKFORGE_GRPC_TLS_CERT", "TASKFORGE_GRPC_TLS_KEY"),
             lambda _settings, _var_dir: ("grpc_service.server",),
         ),
         Role(
             "worker",
-            "a Celery worker running jobs",
-            "Celery ping of this worker's nodename through the broker",
             (
                 "TASKFORGE_WORKER_NAME",
                 "TASKFORGE_WORKER_POOL",
@@ -123,25 +115,13 @@ ROLES: dict[str, Role] = {
             # default warm shutdown would wait for them however long they run.
             {"REMAP_SIGTERM": "SIGQUIT"},
         ),
-        Role(
-            "beat",
-            "Celery beat: the relay, the lease sweeper and the offline sweeper",
-            f"the file $TASKFORGE_VAR_DIR/{BEAT_LIVENESS_FILE}, touched every tick, is fresh",
-            (),
-            _beat,
-        ),
+        Role("beat", (), _beat),
         Role(
             "monitor",
-            "the Celery event consumer behind the live views",
-            "HTTP GET /healthz (alive) and /readyz (receiving events, Redis answers)",
             ("TASKFORGE_MONITOR_BIND", "TASKFORGE_MONITOR_INSPECT_SECONDS"),
             lambda _settings, _var_dir: ("app.monitor",),
         ),
-        Role(
-            "migrate",
-            "apply the Alembic migrations, then exit",
-            "its exit code (0: the schema is at the target revision)",
-        ),
+        Role("migrate"),  # runs in the ``taskforge`` process: ``app.migrate``
     )
 }
 # What `taskforge run` starts, in this order (it migrates in-process first).
