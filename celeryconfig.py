@@ -33,7 +33,10 @@ task_acks_on_timeout = True
 worker_prefetch_multiplier = 1
 # A reconnect must not leave a late-ack job running while Redis re-delivers it.
 worker_cancel_long_running_tasks_on_connection_loss = True
-worker_soft_shutdown_timeout = 30
+# SIGTERM gives running jobs this long to finish, then hands them back: the
+# `worker` role maps SIGTERM to Celery's cold shutdown (app/roles.py), whose soft
+# phase waits this long before cancelling what still runs (docs/deployment.md).
+worker_soft_shutdown_timeout = _settings.worker_soft_shutdown_seconds
 
 # Redis re-delivers an unacked message after this many seconds; every time
 # limit stays below it so a running job is never handed out twice.
@@ -76,6 +79,9 @@ worker_pool_restarts = True
 # The relay publishes jobs whose message never left (and far-future ones as
 # they come due, with an ETA inside the horizon); the sweeper takes over jobs of
 # workers whose lease ran out.  Both are cheap indexed queries.
+# Celery's file-backed scheduler that also proves each tick on a liveness file
+# (`taskforge health beat`).
+beat_scheduler = "tasks.beat:LivenessScheduler"
 beat_schedule = {
     "relay-unpublished-jobs": {"task": "taskforge.relay", "schedule": 2.0},
     "sweep-expired-leases": {"task": "taskforge.sweep", "schedule": 5.0},

@@ -33,6 +33,7 @@ SECRETS_DIR = VAR_DIR / "secrets"
 JWT_SECRET_FILE = "jwt_secret_key"
 METRICS_TOKEN_FILE = "metrics_token"
 JWT_SECRET_MIN_BYTES = 32
+WORKER_POOLS = ("prefork", "solo", "threads")
 
 
 class ConfigError(RuntimeError):
@@ -63,6 +64,15 @@ def _env_bool(name: str, default: bool) -> bool:
 def _env_list(name: str) -> tuple[str, ...]:
     raw = os.environ.get(name, "")
     return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def split_bind(name: str, value: str) -> tuple[str, int]:
+    """Split a ``host:port`` listen address (``[::]:8000`` for IPv6) or raise ConfigError."""
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{name} must be host:port, like 0.0.0.0:8000, got {value!r}")
+    return host, int(port)
 
 
 def _check_origin(origin: str) -> None:
@@ -97,6 +107,27 @@ class Settings:
     )
     http_port: int = field(default_factory=lambda: _env_int("TASKFORGE_HTTP_PORT", 8000))
     grpc_port: int = field(default_factory=lambda: _env_int("TASKFORGE_GRPC_PORT", 50051))
+    # Process roles (docs/deployment.md).  An empty bind means 127.0.0.1 on the port above.
+    http_bind_address: str = field(default_factory=lambda: _env("TASKFORGE_HTTP_BIND", ""))
+    http_workers: int = field(default_factory=lambda: _env_int("TASKFORGE_HTTP_WORKERS", 2))
+    http_threads: int = field(default_factory=lambda: _env_int("TASKFORGE_HTTP_THREADS", 8))
+    http_graceful_seconds: int = field(
+        default_factory=lambda: _env_int("TASKFORGE_HTTP_GRACEFUL_SECONDS", 30)
+    )
+    grpc_bind_address: str = field(default_factory=lambda: _env("TASKFORGE_GRPC_BIND", ""))
+    grpc_tls_cert: str = field(default_factory=lambda: _env("TASKFORGE_GRPC_TLS_CERT", ""))
+    grpc_tls_key: str = field(default_factory=lambda: _env("TASKFORGE_GRPC_TLS_KEY", ""))
+    monitor_bind: str = field(
+        default_factory=lambda: _env("TASKFORGE_MONITOR_BIND", "127.0.0.1:8001")
+    )
+    worker_name: str = field(default_factory=lambda: _env("TASKFORGE_WORKER_NAME", "taskforge@%h"))
+    worker_pool: str = field(default_factory=lambda: _env("TASKFORGE_WORKER_POOL", "prefork"))
+    worker_concurrency: int = field(
+        default_factory=lambda: _env_int("TASKFORGE_WORKER_CONCURRENCY", 2)
+    )
+    worker_soft_shutdown_seconds: int = field(
+        default_factory=lambda: _env_int("TASKFORGE_WORKER_SOFT_SHUTDOWN_SECONDS", 30)
+    )
     rate_limit_default: str = field(
         default_factory=lambda: _env("TASKFORGE_RATE_LIMIT", "1200 per minute")
     )
@@ -149,6 +180,16 @@ class Settings:
     def is_production(self) -> bool:
         return self.env == "production"
 
+    @property
+    def http_bind(self) -> str:
+        """Where the API listens: ``TASKFORGE_HTTP_BIND``, else 127.0.0.1 on the HTTP port."""
+        return self.http_bind_address or f"127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_bind(self) -> str:
+        """Where gRPC listens: ``TASKFORGE_GRPC_BIND``, else 127.0.0.1 on the gRPC port."""
+        return self.grpc_bind_address or f"127.0.0.1:{self.grpc_port}"
+
     def validate(self) -> None:
         """Refuse settings that are unsafe for the chosen environment."""
         if not self.jwt_secret_key:
@@ -177,11 +218,41 @@ class Settings:
             raise ConfigError("Need 1 <= TASKFORGE_SSE_KEEPALIVE_SECONDS <= _MAX_SECONDS <= 300")
         if self.sse_max_streams < 1:
             raise ConfigError("TASKFORGE_SSE_MAX_STREAMS must be at least 1")
+        self._validate_roles()
         for name in ("rate_limit_default", "rate_limit_login", "rate_limit_register"):
             try:
                 parse_many(getattr(self, name))
             except ValueError as exc:
                 raise ConfigError(f"{name} is not a rate limit like '100 per minute'") from exc
+
+    def _validate_roles(self) -> None:
+        for name, port in (
+            ("TASKFORGE_HTTP_PORT", self.http_port),
+            ("TASKFORGE_GRPC_PORT", self.grpc_port),
+        ):
+            if not 0 < port < 65536:
+                raise ConfigError(f"{name} must be a TCP port number, got {port}")
+        split_bind("TASKFORGE_HTTP_BIND", self.http_bind)
+        split_bind("TASKFORGE_GRPC_BIND", self.grpc_bind)
+        split_bind("TASKFORGE_MONITOR_BIND", self.monitor_bind)
+        for name, count in (
+            ("TASKFORGE_HTTP_WORKERS", self.http_workers),
+            ("TASKFORGE_HTTP_THREADS", self.http_threads),
+            ("TASKFORGE_HTTP_GRACEFUL_SECONDS", self.http_graceful_seconds),
+            ("TASKFORGE_WORKER_CONCURRENCY", self.worker_concurrency),
+        ):
+            if count < 1:
+                raise ConfigError(f"{name} must be at least 1, got {count}")
+        if bool(self.grpc_tls_cert) != bool(self.grpc_tls_key):
+            raise ConfigError(
+                "Set both TASKFORGE_GRPC_TLS_CERT and TASKFORGE_GRPC_TLS_KEY, or neither"
+            )
+        if self.worker_pool not in WORKER_POOLS:
+            raise ConfigError(f"TASKFORGE_WORKER_POOL must be one of {', '.join(WORKER_POOLS)}")
+        if not self.worker_name or "@" not in self.worker_name:
+            raise ConfigError("TASKFORGE_WORKER_NAME must be a Celery nodename like taskforge@%h")
+        if self.worker_soft_shutdown_seconds < 0:
+            raise ConfigError("TASKFORGE_WORKER_SOFT_SHUTDOWN_SECONDS must not be negative")
 
     def replace(self, **overrides: Any) -> Settings:
         """Return a copy with some settings changed (tests use this)."""

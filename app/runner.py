@@ -1,8 +1,9 @@
 """Run the whole TaskForge stack on this machine: the supervisor behind ``make run``.
 
 It starts a private Redis (unless ``REDIS_URL`` is set), applies migrations, then runs
-the API (gunicorn), the gRPC server, one Celery worker, Celery beat and the monitor
-(``python -m app.monitor``) as children, prefixing their output with their names.  Every
+every process role (``app.roles``: the API under gunicorn, the gRPC server, one Celery
+worker, Celery beat and the monitor) as children, exactly as ``taskforge ROLE`` runs
+them, prefixing their output with their names.  Every
 child shares a fresh ``PROMETHEUS_MULTIPROC_DIR`` under ``var/`` so one scrape of
 ``/api/v1/metrics`` adds up all of them.  A child that dies is started again after a
 short backoff, the others keep serving (``RestartPolicy``); one that keeps crashing
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,52 +22,26 @@ import threading
 import time
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from app.config import PROJECT_ROOT, VAR_DIR, ConfigError, load_settings
+from app.config import PROJECT_ROOT, VAR_DIR, ConfigError, Settings, load_settings
 from app.redis_server import RedisProcess, RedisStartError, start_redis
+from app.roles import ROLES, RUN_ROLES, fresh_dir, local_address, role_argv
 
 PRIVATE_REDIS_PORT = 6399
 STOP_TIMEOUT = 15.0
 
 
 @dataclass(frozen=True)
-class ChildSpec:
-    """A child process: its name, ``python -m`` arguments and a file it needs, if any."""
-
-    name: str
-    args: tuple[str, ...]
-    requires: str | None = None
-
-
-# One line per child; {http_port}, {grpc_port} and {var_dir} are filled in by plan_children.
-# fmt: off
-CHILDREN: tuple[ChildSpec, ...] = (
-    # gthread, not sync: an open /monitor/events stream holds a thread for up to 30 s,
-    # and a sync worker would be pinned by it (docs/monitoring.md, "Event streams").
-    ChildSpec("api", ("gunicorn", "--bind", "127.0.0.1:{http_port}", "--workers", "2",
-                      "--worker-class", "gthread", "--threads", "8",
-                      "--config", "python:app.gunicorn_hooks", "--access-logfile", "-",
-                      "wsgi:app")),
-    ChildSpec("grpc", ("grpc_service.server",), requires="grpc_service/server.py"),
-    ChildSpec("worker", ("celery", "-A", "tasks.celery_app", "worker", "-l", "info", "-c", "2",
-                         "-n", "taskforge@%h")),
-    ChildSpec("beat", ("celery", "-A", "tasks.celery_app", "beat", "-l", "info",
-                       "-s", "{var_dir}/celerybeat-schedule")),
-    ChildSpec("monitor", ("app.monitor",)),
-)
-# fmt: on
-
-
-@dataclass(frozen=True)
 class PlannedChild:
-    """A child ready to spawn: its name and full argv."""
+    """A child ready to spawn: its name, full argv and the environment it adds."""
 
     name: str
     argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 def env_port(env: Mapping[str, str], name: str, default: int) -> int:
@@ -81,40 +55,21 @@ def env_port(env: Mapping[str, str], name: str, default: int) -> int:
 
 
 def plan_children(
-    env: Mapping[str, str],
-    *,
-    root: Path = PROJECT_ROOT,
-    var_dir: Path = VAR_DIR,
-    python: str = sys.executable,
-    specs: tuple[ChildSpec, ...] = CHILDREN,
-) -> tuple[list[PlannedChild], list[str]]:
-    """Return the children to start and a note for each one skipped."""
-    values = {
-        "http_port": env_port(env, "TASKFORGE_HTTP_PORT", 8000),
-        "grpc_port": env_port(env, "TASKFORGE_GRPC_PORT", 50051),
-        "var_dir": str(var_dir),
-    }
-    planned: list[PlannedChild] = []
-    skipped: list[str] = []
-    for spec in specs:
-        if spec.requires and not (root / spec.requires).is_file():
-            skipped.append(f"skipping {spec.name}: {spec.requires} does not exist yet")
-            continue
-        args = tuple(arg.format(**values) for arg in spec.args)
-        planned.append(PlannedChild(spec.name, (python, "-m", *args)))
-    return planned, skipped
+    settings: Settings, *, var_dir: Path = VAR_DIR, python: str = sys.executable
+) -> list[PlannedChild]:
+    """Return the children to start: every process role, as ``taskforge ROLE`` runs it."""
+    return [
+        PlannedChild(
+            name, role_argv(name, settings, var_dir=var_dir, python=python), ROLES[name].env
+        )
+        for name in RUN_ROLES
+    ]
 
 
-def fresh_dir(path: Path) -> Path:
-    """Empty ``path`` (creating it) and return it: metric files of a past run must not count."""
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    return path
-
-
-def banner(http_port: int, grpc_port: int, metrics_token: str = "") -> str:
+def banner(http_bind: str, grpc_bind: str, metrics_token: str = "") -> str:
     """Return the URLs and the how-to-log-in hint printed once everything started."""
-    api = f"http://127.0.0.1:{http_port}/api/v1"
+    http = local_address(http_bind)
+    api = f"http://{http}/api/v1"
     user = '"email": "me@example.com", "password": "change-me-now"'
     scrape = (
         f"{api}/metrics (open: TASKFORGE_METRICS_PUBLIC)"
@@ -124,8 +79,8 @@ def banner(http_port: int, grpc_port: int, metrics_token: str = "") -> str:
     return f"""\
 REST API     {api}
 OpenAPI UI   {api}/docs
-gRPC         127.0.0.1:{grpc_port}
-Dashboard    http://127.0.0.1:{http_port}/dashboard
+gRPC         {local_address(grpc_bind)}
+Dashboard    http://{http}/dashboard
 Metrics      {scrape}
 How to log in: register once, log in, then send the access_token:
   curl --json '{{{user}, "organization_name": "Acme"}}' {api}/auth/register
@@ -182,7 +137,8 @@ class Supervisor:
         self.signals = 0
         self.signal_name = ""
         self.lock = threading.Lock()
-        self.width = max(len("taskforge"), *(len(spec.name) for spec in CHILDREN))
+        self.width = max(len("taskforge"), *(len(name) for name in RUN_ROLES))
+        self.stop_timeout = STOP_TIMEOUT
         self.color = sys.stdout.isatty()
 
     def log(self, name: str, line: str) -> None:
@@ -211,7 +167,7 @@ class Supervisor:
         process = subprocess.Popen(
             child.argv,
             cwd=PROJECT_ROOT,
-            env=env,
+            env={**child.env, **env},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -287,8 +243,9 @@ class Supervisor:
             time.sleep(0.2)
         return None
 
-    def stop_children(self, timeout: float = STOP_TIMEOUT) -> None:
+    def stop_children(self, timeout: float | None = None) -> None:
         """SIGTERM every child, wait up to ``timeout`` seconds, then SIGKILL the rest."""
+        timeout = self.stop_timeout if timeout is None else timeout
         if self.signals:
             self.log("taskforge", f"{self.signal_name} received, stopping (again to force)…")
         processes = [(child.name, child.process) for child in self.children]
@@ -318,7 +275,9 @@ class Supervisor:
         failure: str | None = None
         try:
             VAR_DIR.mkdir(parents=True, exist_ok=True)
-            children, skipped = plan_children(os.environ)
+            # Refuse a bad configuration before starting anything.  This also makes the
+            # development secrets in var/secrets/ before any child reads them.
+            load_settings()
             if not os.environ.get("REDIS_URL"):
                 port = env_port(os.environ, "TASKFORGE_REDIS_PORT", PRIVATE_REDIS_PORT)
                 self.redis = start_redis(port, VAR_DIR / "redis")
@@ -327,8 +286,9 @@ class Supervisor:
                 self.log("taskforge", f"private Redis at {self.redis.url}, data in {VAR_DIR}/redis")
             from app.migrate import upgrade  # imports the models: only now, not for tests
 
-            # Also makes the development secrets in var/secrets/ before any child reads them.
             settings = load_settings()
+            # A stopping worker may wait out its soft shutdown before it hands jobs back.
+            self.stop_timeout = max(STOP_TIMEOUT, settings.worker_soft_shutdown_seconds + 10.0)
             self.log("taskforge", "applying database migrations…")
             upgrade(settings.database_url)
             env = {
@@ -336,15 +296,13 @@ class Supervisor:
                 "PYTHONUNBUFFERED": "1",
                 "PROMETHEUS_MULTIPROC_DIR": str(fresh_dir(VAR_DIR / "prometheus")),
             }
-            for note in skipped:
-                self.log("taskforge", note)
-            for child in children:
+            for child in plan_children(settings):
                 if not self.signals:
                     self.spawn(child, env)
             if not self.signals:
                 self.log(
                     "taskforge",
-                    banner(settings.http_port, settings.grpc_port, settings.metrics_token),
+                    banner(settings.http_bind, settings.grpc_bind, settings.metrics_token),
                 )
             failure = self.watch()
         except (RedisStartError, ConfigError, ValueError) as exc:

@@ -1,7 +1,10 @@
 """The gRPC server: ``JobQueueService`` plus the standard health and reflection services.
 
-``python -m grpc_service.server`` serves on 127.0.0.1:$TASKFORGE_GRPC_PORT (50051)
-until SIGTERM or SIGINT, then lets running calls finish for a grace period.
+``python -m grpc_service.server`` (``taskforge grpc``) serves on ``TASKFORGE_GRPC_BIND``
+(default 127.0.0.1:$TASKFORGE_GRPC_PORT, 50051), with TLS when
+``TASKFORGE_GRPC_TLS_CERT`` and ``_KEY`` name PEM files, until SIGTERM or SIGINT.  Then
+health turns NOT_SERVING, so load balancers stop sending calls, and running calls
+get a grace period to finish.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import logging
 import signal
 import threading
 from concurrent import futures
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -17,7 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from app import create_app
-from app.config import Settings, load_settings
+from app.config import ConfigError, Settings, load_settings
 from app.services.ratelimit import RateLimiter
 from grpc_service.auth import Authenticator
 from grpc_service.gen import job_queue_pb2_grpc as pb_grpc
@@ -36,8 +40,33 @@ WATCH_SLOTS = MAX_WORKERS // 2
 GRACE_SECONDS = 10.0
 
 
-def create_server(settings: Settings, address: str = "127.0.0.1:0") -> tuple[grpc.Server, int]:
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials from the configured PEM files, or None for plaintext."""
+    if not settings.grpc_tls_cert:
+        return None
+    pems = []
+    for name, path in (
+        ("TASKFORGE_GRPC_TLS_KEY", settings.grpc_tls_key),
+        ("TASKFORGE_GRPC_TLS_CERT", settings.grpc_tls_cert),
+    ):
+        try:
+            pem = Path(path).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from exc
+        if b"-----BEGIN " not in pem:
+            raise ConfigError(f"{name}: {path} is not a PEM file")
+        pems.append(pem)
+    key, chain = pems
+    return grpc.ssl_server_credentials([(key, chain)])
+
+
+def create_server(
+    settings: Settings,
+    address: str = "127.0.0.1:0",
+    health_servicer: health.HealthServicer | None = None,
+) -> tuple[grpc.Server, int]:
     """Build the server bound to ``address`` (not started); return it and its port."""
+    credentials = server_credentials(settings)  # a bad certificate fails before anything starts
     # The Flask app carries the JWT settings, the token blocklist and the broker
     # probe, and installs the publish-after-commit hook for submitted jobs.
     flask_app = create_app(settings)
@@ -64,14 +93,17 @@ def create_server(settings: Settings, address: str = "127.0.0.1:0") -> tuple[grp
         watch_slots=WATCH_SLOTS,
     )
     pb_grpc.add_JobQueueServiceServicer_to_server(servicer, server)
-    health_servicer = health.HealthServicer()
+    health_servicer = health_servicer or health.HealthServicer()
     for service in ("", SERVICE_NAME):
         health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(address)
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     return server, port
 
 
@@ -81,7 +113,8 @@ def main() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = load_settings()
-    server, port = create_server(settings, f"127.0.0.1:{settings.grpc_port}")
+    health_servicer = health.HealthServicer()
+    server, _port = create_server(settings, settings.grpc_bind, health_servicer)
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: Any) -> None:
@@ -91,8 +124,10 @@ def main() -> None:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     server.start()
-    logger.info("gRPC JobQueueService listening on 127.0.0.1:%d", port)
+    tls = " with TLS" if settings.grpc_tls_cert else ""
+    logger.info("gRPC JobQueueService listening on %s%s", settings.grpc_bind, tls)
     stop.wait()
+    health_servicer.enter_graceful_shutdown()
     server.stop(GRACE_SECONDS).wait()
     logger.info("gRPC server stopped")
 

@@ -21,10 +21,14 @@ Connected through Celery signals, so ``taskforge worker`` and a plain
   itself ``offline`` and stays idle, or, with ``TASKFORGE_DRAIN_SHUTDOWN=1``,
   shuts down warm.
 - ``worker_shutdown`` stops the thread and marks the worker ``offline``.
+- When the main process exits, after a warm or a cold shutdown, it signs off too
+  and hands back at once the jobs it left unfinished (its soft shutdown cancelled
+  them; ``hand_back_jobs``) instead of leaving them to their leases.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -43,6 +47,7 @@ from app.services import workers as worker_service
 from app.services.workers import Health
 from tasks.consumers import DRAINING, WorkerScope, cancel_all_consumers, sync_consumers
 from tasks.handlers import registered_job_types
+from tasks.maintenance import hand_back_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -214,6 +219,9 @@ def _start_heartbeat(sender: Any, **_: Any) -> None:
     global _heartbeat
     _heartbeat = Heartbeat(sender, load_settings())
     _heartbeat.start()
+    # Celery sends worker_shutdown after a warm shutdown only, not after the cold one
+    # whose soft phase cancels running jobs: the main process's exit follows both.
+    atexit.register(_at_exit, sender.hostname, os.getpid())
 
 
 @signals.worker_shutdown.connect
@@ -227,3 +235,14 @@ def _sign_off(**_: Any) -> None:
         heartbeat.sign_off()
     except Exception:
         logger.warning("could not mark %s offline", heartbeat.hostname, exc_info=True)
+
+
+def _at_exit(hostname: str, main_pid: int) -> None:
+    """Sign off and hand back the jobs left unfinished as the worker's main process exits."""
+    if os.getpid() != main_pid:
+        return  # a pool process forked later inherited the hook
+    _sign_off()
+    try:
+        hand_back_jobs(load_settings().database_url, hostname)
+    except Exception:
+        logger.warning("%s could not hand its jobs back", hostname, exc_info=True)

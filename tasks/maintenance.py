@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 
 from app.broker import BrokerProbe
 from app.config import load_settings
@@ -26,6 +26,7 @@ BATCH = 500
 # A job committed less than this long ago may still be mid-publish by the API.
 RELAY_GRACE = timedelta(seconds=5)
 LOST_ERROR = "The worker running this attempt stopped responding (its lease expired)"
+SHUTDOWN_ERROR = "The worker running this attempt shut down before it finished"
 
 
 def _publish(database_url: str, items: list[Dispatch]) -> int:
@@ -65,35 +66,39 @@ def relay_unpublished(database_url: str, *, grace: timedelta = RELAY_GRACE) -> i
     return _publish(database_url, items)
 
 
-def sweep_expired_leases(database_url: str) -> int:
-    """Record attempts of dead workers as lost; retry their jobs or fail them.
-
-    Served by ``ix_jobs_status_lease``.
-    """
+def _end_lost_attempts(database_url: str, condition: ColumnElement[bool], error: str) -> int:
+    """Record the running attempts of jobs matching ``condition`` as lost; retry or fail them."""
     now = utcnow()
-    expired = (
+    running = (
         select(Job, Queue.settings)
         .join(Queue, Queue.id == Job.queue_id)
-        .where(Job.status == JobStatus.PROCESSING, Job.lease_expires_at < now)
+        .where(Job.status == JobStatus.PROCESSING, condition)
         .limit(BATCH)
     )
-    swept = 0
+    ended = 0
     with session_scope(database_url) as session:
-        for job, settings in session.execute(expired).all():
+        for job, settings in session.execute(running).all():
             outcome = end_attempt(
                 session,
                 job_id=job.id,
                 attempt=job.attempt_count,
                 max_attempts=job.max_attempts,
                 settings=with_defaults(settings),
-                error=LOST_ERROR,
+                error=error,
                 now=now,
             )
             if outcome is not None:
-                finish_attempt(
-                    session, job.id, job.attempt_count, AttemptStatus.LOST, now, LOST_ERROR
-                )
-                swept += 1
+                finish_attempt(session, job.id, job.attempt_count, AttemptStatus.LOST, now, error)
+                ended += 1
+    return ended
+
+
+def sweep_expired_leases(database_url: str) -> int:
+    """Record attempts of dead workers as lost; retry their jobs or fail them.
+
+    Served by ``ix_jobs_status_lease``.
+    """
+    swept = _end_lost_attempts(database_url, Job.lease_expires_at < utcnow(), LOST_ERROR)
     if swept:
         logger.warning("sweeper: %d attempt(s) of dead workers recorded as lost", swept)
     return swept
@@ -129,6 +134,18 @@ def republish_held_messages(database_url: str, *, after: timedelta) -> int:
     if sent:
         logger.warning("held messages: %d job(s) unclaimed a lease after due; published", sent)
     return sent
+
+
+def hand_back_jobs(database_url: str, worker_name: str) -> int:
+    """Retry (or fail, once attempts are spent) the jobs a stopped worker left unfinished.
+
+    A worker calls this as it exits, after its pool has stopped: nothing it claimed
+    still runs, so its jobs need not wait for their leases to run out.
+    """
+    handed = _end_lost_attempts(database_url, Job.worker_name == worker_name, SHUTDOWN_ERROR)
+    if handed:
+        logger.warning("%s stopped with %d job(s) unfinished: handed back", worker_name, handed)
+    return handed
 
 
 # A job published this long ago and still pending, on a queue Redis holds no

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from app.config import Settings
 from app.runner import (
-    CHILDREN,
     PlannedChild,
     RestartPolicy,
     Supervisor,
@@ -25,44 +25,33 @@ from app.runner import (
 PY = "/venv/bin/python"
 
 
-def _root(tmp_path: Path, *, with_grpc: bool) -> Path:
-    if with_grpc:
-        (tmp_path / "grpc_service").mkdir()
-        (tmp_path / "grpc_service" / "server.py").write_text("")
-    return tmp_path
-
-
-def test_default_plan_runs_everything_with_the_venv_python(tmp_path: Path) -> None:
-    root = _root(tmp_path, with_grpc=True)
-    children, skipped = plan_children({}, root=root, var_dir=root / "var", python=PY)
+def test_default_plan_runs_every_role_with_the_venv_python(tmp_path: Path) -> None:
+    children = plan_children(Settings(), var_dir=tmp_path / "var", python=PY)
     assert [c.name for c in children] == ["api", "grpc", "worker", "beat", "monitor"]
-    assert skipped == []
     by_name = {c.name: c.argv for c in children}
     assert by_name["api"] == (
         PY, "-m", "gunicorn", "--bind", "127.0.0.1:8000", "--workers", "2",
-        "--worker-class", "gthread", "--threads", "8", "--config", "python:app.gunicorn_hooks",
-        "--access-logfile", "-", "wsgi:app",
+        "--worker-class", "gthread", "--threads", "8", "--graceful-timeout", "30",
+        "--config", "python:app.gunicorn_hooks", "--access-logfile", "-", "wsgi:app",
     )  # fmt: skip
     assert by_name["monitor"] == (PY, "-m", "app.monitor")
     assert by_name["grpc"] == (PY, "-m", "grpc_service.server")
     assert by_name["worker"][:6] == (PY, "-m", "celery", "-A", "tasks.celery_app", "worker")
     assert "taskforge@%h" in by_name["worker"]
-    assert by_name["beat"][-2:] == ("-s", f"{root / 'var'}/celerybeat-schedule")
+    assert by_name["beat"][-2:] == ("-s", f"{tmp_path / 'var'}/celerybeat-schedule")
+    # The worker hands back its jobs on SIGTERM, under make run as in production.
+    worker = next(c for c in children if c.name == "worker")
+    assert worker.env == {"REMAP_SIGTERM": "SIGQUIT"}
 
 
-def test_ports_come_from_the_environment(tmp_path: Path) -> None:
-    env = {"TASKFORGE_HTTP_PORT": "8100", "TASKFORGE_GRPC_PORT": "50100"}
-    children, _ = plan_children(env, root=_root(tmp_path, with_grpc=True), python=PY)
+def test_ports_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKFORGE_HTTP_PORT", "8100")
+    monkeypatch.setenv("TASKFORGE_GRPC_PORT", "50100")
+    children = plan_children(Settings(), python=PY)
     api = next(c for c in children if c.name == "api")
     assert "127.0.0.1:8100" in api.argv
-    assert "50100" in banner(8100, 50100)
-    assert "http://127.0.0.1:8100/api/v1/docs" in banner(8100, 50100)
-
-
-def test_grpc_is_skipped_with_a_note_until_its_server_exists(tmp_path: Path) -> None:
-    children, skipped = plan_children({}, root=_root(tmp_path, with_grpc=False), python=PY)
-    assert "grpc" not in [c.name for c in children]
-    assert skipped == ["skipping grpc: grpc_service/server.py does not exist yet"]
+    assert "127.0.0.1:50100" in banner("127.0.0.1:8100", "127.0.0.1:50100")
+    assert "http://127.0.0.1:8100/api/v1/docs" in banner("0.0.0.0:8100", "0.0.0.0:50100")
 
 
 @pytest.mark.parametrize("raw", ["http", "0", "70000", "-1"])
@@ -81,11 +70,6 @@ def test_metric_files_of_a_past_run_are_removed(tmp_path: Path) -> None:
     old.write_bytes(b"stale")
     assert fresh_dir(tmp_path / "prometheus") == old.parent
     assert list(old.parent.iterdir()) == []
-
-
-def test_child_names_are_unique() -> None:
-    names = [spec.name for spec in CHILDREN]
-    assert len(names) == len(set(names))
 
 
 def _python(code: str, name: str = "fake") -> PlannedChild:

@@ -1,4 +1,8 @@
-"""The monitor process: receive Celery events until told to stop, reconnecting as needed."""
+"""The monitor process: receive Celery events until told to stop, reconnecting as needed.
+
+It answers ``/healthz`` and ``/readyz`` on ``TASKFORGE_MONITOR_BIND`` (``app.monitor.health``):
+ready while its event receiver is connected and Redis answers.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,13 @@ import signal
 import threading
 from typing import Any
 
+import redis
 from celery import Celery
 
 from app.config import Settings, load_settings
 from app.monitor.directory import Directory
 from app.monitor.events import EventHandler
+from app.monitor.health import HealthServer
 from app.monitor.refresh import Refresher
 from app.monitor.store import MonitorStore
 
@@ -37,6 +43,7 @@ class Monitor:
             celery, self.store, self.directory, self.handler, settings.monitor_inspect_seconds
         )
         self.stop_event = threading.Event()
+        self.receiving = threading.Event()
         self._receiver: Any = None
 
     def stop(self) -> None:
@@ -67,6 +74,14 @@ class Monitor:
             self.handler.flush()
             self.store.close()
 
+    def readiness(self) -> dict[str, bool]:
+        """What /readyz reports: the event stream is connected and Redis answers."""
+        try:
+            store_ok = bool(self.store.redis.ping())
+        except redis.RedisError:
+            store_ok = False
+        return {"events": self.receiving.is_set() and store_ok, "redis": store_ok}
+
     def _refresh(self) -> None:
         self.refresher.run(self.stop_event)
 
@@ -81,7 +96,11 @@ class Monitor:
             if self.stop_event.is_set():
                 return
             logger.info("monitor: receiving events from %s", connection.as_uri())
-            receiver.capture(limit=None, timeout=None, wakeup=True)
+            self.receiving.set()
+            try:
+                receiver.capture(limit=None, timeout=None, wakeup=True)
+            finally:
+                self.receiving.clear()
 
 
 def main() -> None:
@@ -94,6 +113,9 @@ def main() -> None:
 
     use_broker(settings.redis_url)
     monitor = Monitor(app, settings)
+    health = HealthServer(settings.monitor_bind, monitor.readiness)
+    health.start()
+    logger.info("monitor: health checks on http://%s/healthz and /readyz", settings.monitor_bind)
 
     def request_stop(signum: int, _frame: Any) -> None:
         logger.info("monitor: received %s; stopping", signal.Signals(signum).name)
@@ -101,5 +123,8 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    monitor.run()
+    try:
+        monitor.run()
+    finally:
+        health.stop()
     logger.info("monitor: stopped")

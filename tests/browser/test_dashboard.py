@@ -26,6 +26,7 @@ from flask_jwt_extended import create_access_token
 from werkzeug.serving import make_server
 
 from app.config import PROJECT_ROOT, Settings
+from app.redis_server import free_port
 from tests.conftest import PASSWORD, Auth
 from tests.support.workers import WorkerProcess
 
@@ -81,7 +82,12 @@ def monitor_process(settings: Settings, output_dir: Path) -> Iterator[bool]:
     if not HAS_MONITOR:
         yield False
         return
-    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "TASKFORGE_MONITOR_BIND": f"127.0.0.1:{free_port()}",
+    }
     with (output_dir / "monitor.log").open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "app.monitor"],

@@ -23,7 +23,7 @@ from flask.testing import FlaskClient
 
 from app.config import PROJECT_ROOT, Settings
 from app.redis_server import free_port
-from app.runner import plan_children
+from app.roles import role_argv
 from tests.conftest import Account
 from tests.security.support import create_key
 from tests.support.workers import wait_for
@@ -46,17 +46,15 @@ class Gunicorn:
             "DATABASE_URL": settings.database_url,
             "REDIS_URL": settings.redis_url,
             "JWT_SECRET_KEY": settings.jwt_secret_key,
-            "TASKFORGE_HTTP_PORT": str(self.port),
             "TASKFORGE_SSE_MAX_SECONDS": "2",
             "TASKFORGE_SSE_KEEPALIVE_SECONDS": "1",
             "GUNICORN_CMD_ARGS": extra_args,
         }
-        children, _ = plan_children(env)
-        [api] = [child for child in children if child.name == "api"]
+        argv = role_argv("api", settings.replace(http_bind_address=f"127.0.0.1:{self.port}"))
         self.log = log
         with log.open("wb") as out:
             self.process = subprocess.Popen(
-                api.argv, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+                argv, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
             )
         wait_for(self._answers, 60, f"gunicorn did not start:\n{self.text()}")
 

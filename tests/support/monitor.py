@@ -9,6 +9,7 @@ from typing import Any
 from flask.testing import FlaskClient
 
 from app.config import Settings
+from app.redis_server import free_port
 from tests.conftest import Account
 from tests.support.workers import ServiceProcess, WorkerProcess, wait_for
 
@@ -23,9 +24,11 @@ class MonitorProcess(ServiceProcess):
     stop_timeout = 15.0
 
     def __init__(self, settings: Settings, log_path: Path) -> None:
-        super().__init__(
-            settings, log_path, ["app.monitor"], env={"TASKFORGE_MONITOR_INSPECT_SECONDS": "1"}
-        )
+        env = {
+            "TASKFORGE_MONITOR_INSPECT_SECONDS": "1",
+            "TASKFORGE_MONITOR_BIND": f"127.0.0.1:{free_port()}",
+        }
+        super().__init__(settings, log_path, ["app.monitor"], env=env)
 
 
 def api(client: FlaskClient, account: Account, path: str, **query: Any) -> Any:

@@ -23,7 +23,7 @@ class ServiceProcess:
     def __init__(
         self, settings: Settings, log_path: Path, argv: list[str], env: dict[str, str] | None = None
     ) -> None:
-        environment = {
+        self.env = {
             **os.environ,
             "DATABASE_URL": settings.database_url,
             "REDIS_URL": settings.redis_url,
@@ -35,7 +35,7 @@ class ServiceProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", *argv],
             cwd=PROJECT_ROOT,
-            env=environment,
+            env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
