@@ -1,17 +1,21 @@
 """Celery settings for every TaskForge process (API, gRPC server, workers, beat).
 
-Loaded with ``config_from_object``.  API and workers must share this module:
-Redis applies the shortest visibility timeout of any client on the broker.
-SQL, not the broker, is the record of a job's state (see ``tasks/executor.py``).
+Loaded with ``config_from_object``, when Celery first reads its configuration.  API
+and workers must share this module: Redis applies the shortest visibility timeout
+of any client on the broker.  SQL, not the broker, is the record of a job's state
+(see ``app/services/execution.py``).  The three values that come from TaskForge's
+settings are read from the environment here, without the rest of the settings'
+checks and files: each process validates its whole configuration at start.
 """
 
 from __future__ import annotations
 
-from app.config import load_settings
+import os
 
-_settings = load_settings()
+from app.celery_names import INTERNAL_QUEUE, RELAY, REPUBLISH_LOST, SWEEP, WORKERS_OFFLINE
+from app.config import DEFAULT_HEARTBEAT_SECONDS, DEFAULT_REDIS_URL, DEFAULT_SOFT_SHUTDOWN_SECONDS
 
-broker_url = _settings.redis_url
+broker_url = os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
 # Results live in SQL; Celery's result backend would be a second, unbounded copy.
 result_backend = None
 task_ignore_result = True
@@ -36,7 +40,9 @@ worker_cancel_long_running_tasks_on_connection_loss = True
 # SIGTERM gives running jobs this long to finish, then hands them back: the
 # `worker` role maps SIGTERM to Celery's cold shutdown (app/roles.py), whose soft
 # phase waits this long before cancelling what still runs (docs/deployment.md).
-worker_soft_shutdown_timeout = _settings.worker_soft_shutdown_seconds
+worker_soft_shutdown_timeout = int(
+    os.environ.get("TASKFORGE_WORKER_SOFT_SHUTDOWN_SECONDS") or DEFAULT_SOFT_SHUTDOWN_SECONDS
+)
 
 # Redis re-delivers an unacked message after this many seconds; every time
 # limit stays below it so a running job is never handed out twice.
@@ -66,9 +72,9 @@ redis_socket_timeout = 5
 redis_socket_connect_timeout = 2
 
 # Internal maintenance tasks travel on their own queue that every worker consumes.
-task_default_queue = "taskforge.internal"
+task_default_queue = INTERNAL_QUEUE
 # Each worker also consumes its own queue (``<nodename>.dq2``): a worker without a
-# job type's handler hands such a job to one that has it (tasks/executor.py).
+# job type's handler hands such a job to one that has it (app/services/execution.py).
 worker_direct = True
 task_default_priority = 0
 worker_send_task_events = True
@@ -83,14 +89,16 @@ worker_pool_restarts = True
 # (`taskforge health beat`).
 beat_scheduler = "tasks.beat:LivenessScheduler"
 beat_schedule = {
-    "relay-unpublished-jobs": {"task": "taskforge.relay", "schedule": 2.0},
-    "sweep-expired-leases": {"task": "taskforge.sweep", "schedule": 5.0},
+    "relay-unpublished-jobs": {"task": RELAY, "schedule": 2.0},
+    "sweep-expired-leases": {"task": SWEEP, "schedule": 5.0},
     # Pending jobs whose message Redis lost (no persistence, FLUSHALL) go out again.
-    "republish-lost-messages": {"task": "taskforge.republish_lost", "schedule": 60.0},
+    "republish-lost-messages": {"task": REPUBLISH_LOST, "schedule": 60.0},
     # Workers silent for three heartbeat intervals are marked offline.
     "mark-silent-workers-offline": {
-        "task": "taskforge.workers_offline",
-        "schedule": float(_settings.heartbeat_seconds),
+        "task": WORKERS_OFFLINE,
+        "schedule": float(
+            os.environ.get("TASKFORGE_HEARTBEAT_SECONDS") or DEFAULT_HEARTBEAT_SECONDS
+        ),
     },
 }
 timezone = "UTC"

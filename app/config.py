@@ -34,6 +34,9 @@ JWT_SECRET_FILE = "jwt_secret_key"
 METRICS_TOKEN_FILE = "metrics_token"
 JWT_SECRET_MIN_BYTES = 32
 WORKER_POOLS = ("prefork", "solo", "threads")
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6399/0"
+DEFAULT_HEARTBEAT_SECONDS = 10
+DEFAULT_SOFT_SHUTDOWN_SECONDS = 30
 
 
 class ConfigError(RuntimeError):
@@ -93,7 +96,7 @@ class Settings:
     database_url: str = field(
         default_factory=lambda: _env("DATABASE_URL", f"sqlite:///{VAR_DIR / 'taskforge.db'}")
     )
-    redis_url: str = field(default_factory=lambda: _env("REDIS_URL", "redis://127.0.0.1:6399/0"))
+    redis_url: str = field(default_factory=lambda: _env("REDIS_URL", DEFAULT_REDIS_URL))
     # Empty means "not configured": development then uses var/secrets/ (__post_init__).
     jwt_secret_key: str = field(default_factory=lambda: _env("JWT_SECRET_KEY", ""))
     access_token_minutes: int = field(
@@ -126,7 +129,9 @@ class Settings:
         default_factory=lambda: _env_int("TASKFORGE_WORKER_CONCURRENCY", 2)
     )
     worker_soft_shutdown_seconds: int = field(
-        default_factory=lambda: _env_int("TASKFORGE_WORKER_SOFT_SHUTDOWN_SECONDS", 30)
+        default_factory=lambda: _env_int(
+            "TASKFORGE_WORKER_SOFT_SHUTDOWN_SECONDS", DEFAULT_SOFT_SHUTDOWN_SECONDS
+        )
     )
     rate_limit_default: str = field(
         default_factory=lambda: _env("TASKFORGE_RATE_LIMIT", "1200 per minute")
@@ -148,7 +153,7 @@ class Settings:
     )
     # Monitoring (docs/monitoring.md).
     heartbeat_seconds: int = field(
-        default_factory=lambda: _env_int("TASKFORGE_HEARTBEAT_SECONDS", 10)
+        default_factory=lambda: _env_int("TASKFORGE_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS)
     )
     drain_shutdown: bool = field(
         default_factory=lambda: _env_bool("TASKFORGE_DRAIN_SHUTDOWN", False)

@@ -121,12 +121,6 @@ def is_unavailable(exc: BaseException) -> bool:
     )
 
 
-def raise_unavailable(exc: BaseException) -> None:
-    """Translate a connection-level database error into ``Unavailable``."""
-    if is_unavailable(exc):
-        raise Unavailable(UNAVAILABLE_MESSAGE) from exc
-
-
 def service_error(exc: SQLAlchemyError) -> TaskForgeError | None:
     """The service-layer error a database error stands for; ``None`` when it is a bug.
 

@@ -28,9 +28,10 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from app.broker import BrokerProbe
+from app.celery_names import job_queue_name
 from app.db import session_scope
-from app.models import Queue, Worker, WorkerStatus, celery_queue_name
-from app.monitor.store import HISTOGRAMS, OUTCOMES, MonitorStore, is_alive
+from app.models import Queue, Worker, WorkerStatus
+from app.services.live_state import HISTOGRAMS, OUTCOMES, LiveState, is_alive
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def count_submitted(queue_ids: Iterable[Any]) -> None:
 class ClusterCollector(Collector):
     """Values read when scraped: queue depth, workers, job outcomes and time histograms."""
 
-    def __init__(self, database_url: str, broker: BrokerProbe, store: MonitorStore) -> None:
+    def __init__(self, database_url: str, broker: BrokerProbe, store: LiveState) -> None:
         self.database_url = database_url
         self.broker = broker
         self.store = store
@@ -107,7 +108,7 @@ class ClusterCollector(Collector):
             labels=["queue"],
         )
         for queue_id in queue_ids:
-            waiting = self.broker.depth(celery_queue_name(queue_id))
+            waiting = self.broker.depth(job_queue_name(queue_id))
             if waiting is not None:
                 depth.add_metric([str(queue_id)], waiting)
         yield depth

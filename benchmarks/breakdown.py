@@ -41,31 +41,32 @@ def measure(fn: Callable[[], Any], iterations: int) -> tuple[float, float]:
 
 
 def _pieces(ctx: Context) -> dict[str, Callable[[], Any]]:
-    from flask_jwt_extended import decode_token
-
     import benchmarks.baseline_app as baseline
-    from app import create_app
+    from app.api import context
+    from app.api.app import create_app
     from app.config import load_settings
     from app.db import session_scope
-    from app.services import dispatch as staging
+    from app.services import outbox
     from app.services.auth import actor_for_user_id
-    from app.services.dispatch import Dispatch
     from app.services.jobs import submit_job
+    from app.services.outbox import Dispatch, mark_published
+    from app.services.tokens import ACCESS
     from benchmarks.baseline_celery import count
     from benchmarks.baseline_db import bench_jobs
-    from tasks.dispatch import Publisher, install, mark_published, send
+    from tasks.publisher import CeleryPublisher, send
 
     tenant = ctx.sqlite.tenant
     url = tenant.database_url
     settings = load_settings(database_url=url, redis_url=ctx.redis_url, rate_limit_enabled=False)
     flask_app = create_app(settings)
-    install(url, ctx.redis_url)
+    with flask_app.app_context():
+        runtime = context.runtime()
     tf_client = flask_app.test_client()
     base_client = baseline.app.test_client()
     headers = {"Authorization": tenant.auth_header}
     body = {"queue_id": tenant.queue_id, "job_type": "echo", "payload": {"n": 1}}
-    claims = decode_token_claims(flask_app, tenant.token, decode_token)
-    tokens = flask_app.extensions["taskforge.tokens"]
+    claims = runtime.tokens.decode(tenant.token, expected=ACCESS)
+    tokens = runtime.tokens.store
     with session_scope(url) as session:
         actor = actor_for_user_id(session, tenant.user_id)
     job_ids: list[uuid.UUID] = []
@@ -79,21 +80,20 @@ def _pieces(ctx: Context) -> dict[str, Callable[[], Any]]:
         assert response.status_code == 201
 
     def jwt_decode() -> None:
-        with flask_app.app_context():
-            decode_token(tenant.token)
+        runtime.tokens.decode(tenant.token, expected=ACCESS)
 
     def actor_lookup() -> None:
         with session_scope(url) as session:
             actor_for_user_id(session, tenant.user_id)
 
     def submit_sql_only() -> None:
-        staging.set_publisher(None)  # stage nothing out: ORM insert + flush + commit only
+        outbox.set_publisher(None)  # stage nothing out: ORM insert + flush + commit only
         try:
             with session_scope(url) as session:
                 job = submit_job(session, actor=actor, queue_id=tenant.queue_id, **_spec())
                 job_ids.append(job.id)
         finally:
-            staging.set_publisher(Publisher(url))
+            outbox.set_publisher(CeleryPublisher(url))
 
     def dispatch() -> Dispatch:
         job_id = job_ids[-1] if job_ids else uuid.uuid4()
@@ -115,16 +115,14 @@ def _pieces(ctx: Context) -> dict[str, Callable[[], Any]]:
     return {
         TF_REQUEST: tf_request,
         BASE_REQUEST: base_request,
-        "JWT decode + verify (flask_jwt_extended.decode_token)": jwt_decode,
+        "JWT decode + verify (TokenService.decode: PyJWT)": jwt_decode,
         "token blocklist check (TokenStore.is_revoked: Redis EXISTS)": lambda: tokens.is_revoked(
             claims["jti"], claims.get("family")
         ),
         "actor lookup (session + User by id + commit)": actor_lookup,
         "submit_job ORM insert + commit, no publish": submit_sql_only,
-        "publish one job (tasks.dispatch.send: send_task)": lambda: send([dispatch()]),
-        "published_at UPDATE (tasks.dispatch.mark_published)": lambda: mark_published(
-            url, [dispatch()]
-        ),
+        "publish one job (tasks.publisher.send: send_task)": lambda: send([dispatch()]),
+        "published_at UPDATE (outbox.mark_published)": lambda: mark_published(url, [dispatch()]),
         "baseline INSERT + commit (Core)": base_insert,
         "baseline apply_async": lambda: count.apply_async(args=["x"], queue="bench.rest"),
     }
@@ -133,18 +131,21 @@ def _pieces(ctx: Context) -> dict[str, Callable[[], Any]]:
 def _worker_pieces(ctx: Context, iterations: int) -> dict[str, Callable[[], Any]]:
     """Per-job pieces of the worker's ``execute`` (claim, lease thread, record)."""
     from app.db import session_scope
-    from app.services import dispatch as staging
+    from app.services import outbox
     from app.services.auth import actor_for_user_id
+    from app.services.execution import claim, record_success
     from app.services.jobs import submit_job
     from benchmarks.baseline_celery import _redis
-    from tasks.dispatch import Publisher
-    from tasks.executor import claim, execute, lease_keeper, record_success
+    from tasks.executor import execute, lease_keeper
+    from tasks.publisher import CeleryPublisher
+
+    lease = 30.0
 
     tenant = ctx.sqlite.tenant
     url = tenant.database_url
     total = iterations + 20
     pools: dict[str, list[uuid.UUID]] = {"execute": [], "claim": []}
-    staging.set_publisher(None)  # rows only: no message is needed to call the executor
+    outbox.set_publisher(None)  # rows only: no message is needed to call the executor
     try:
         with session_scope(url) as session:
             actor = actor_for_user_id(session, tenant.user_id)
@@ -153,7 +154,7 @@ def _worker_pieces(ctx: Context, iterations: int) -> dict[str, Callable[[], Any]
                     job = submit_job(session, actor=actor, queue_id=tenant.queue_id, **_spec())
                     pool.append(job.id)
     finally:
-        staging.set_publisher(Publisher(url))
+        outbox.set_publisher(CeleryPublisher(url))
     to_execute = iter(pools["execute"])
     to_claim = iter(pools["claim"])
     claimed: list[tuple[uuid.UUID, Any]] = []
@@ -161,7 +162,7 @@ def _worker_pieces(ctx: Context, iterations: int) -> dict[str, Callable[[], Any]
 
     def claim_one() -> None:
         job_id = next(to_claim)
-        result = claim(url, job_id, 0, "bench@worker")
+        result = claim(url, job_id, 0, "bench@worker", lease_seconds=lease)
         assert result is not None
         claimed.append((job_id, result))
 
@@ -170,25 +171,18 @@ def _worker_pieces(ctx: Context, iterations: int) -> dict[str, Callable[[], Any]
         record_success(url, job_id, result, {"n": 1})
 
     def lease_hold() -> None:
-        with lease_keeper(url).hold(uuid.uuid4(), 1):
+        with lease_keeper(url, lease).hold(uuid.uuid4(), 1):
             pass
 
     return {
         "worker: execute() whole (claim + lease + echo + record)": lambda: execute(
-            str(next(to_execute)), 0, "bench@worker", url
+            str(next(to_execute)), 0, "bench@worker", url, lease_seconds=lease
         ),
         "worker: claim() (UPDATE..RETURNING + attempt INSERT + SELECT, commit)": claim_one,
         "worker: record_success() (2 UPDATEs, commit)": record_one,
         "worker: lease_keeper().hold() enter/exit": lease_hold,
         "baseline task body (Redis RPUSH)": lambda: _redis().rpush("bench:x", "1"),
     }
-
-
-def decode_token_claims(flask_app: Any, token: str, decode: Callable[..., Any]) -> dict[str, Any]:
-    """Decode ``token`` once with the app's JWT settings."""
-    with flask_app.app_context():
-        claims: dict[str, Any] = decode(token)
-    return claims
 
 
 def time_now() -> Any:
@@ -226,7 +220,7 @@ def _bulk_batch(ctx: Context) -> Callable[[], Any]:
     from app.db import session_scope
     from app.services.auth import actor_for_user_id
     from app.services.jobs import submit_jobs
-    from tasks.dispatch import install
+    from tasks.publisher import install
 
     tenant = ctx.sqlite.tenant
     install(tenant.database_url, ctx.redis_url)

@@ -24,20 +24,17 @@ QUOTE = '"'
 # Functions whose cumulative share of a TaskForge submit is reported (file part, name).
 PROFILED: dict[str, tuple[str, str]] = {
     "authentication (current_actor)": ("app/api/context.py", "current_actor"),
-    "  JWT verify (flask_jwt_extended.verify_jwt_in_request)": (
-        "flask_jwt_extended/view_decorators.py",
-        "verify_jwt_in_request",
-    ),
-    "  token blocklist (TokenStore.is_revoked)": ("app/tokens.py", "is_revoked"),
+    "  JWT verify (TokenService.decode: PyJWT)": ("app/services/tokens.py", "decode"),
+    "  token blocklist (TokenStore.is_revoked)": ("app/services/tokens.py", "is_revoked"),
     "  actor lookup (actor_for_user_id)": ("app/services/auth.py", "actor_for_user_id"),
     "request parsing (webargs parse)": ("webargs/core.py", "parse"),
     "submit_job": ("app/services/jobs.py", "submit_job"),
     "  queue lookup (_resolve_queue)": ("app/services/jobs.py", "_resolve_queue"),
     "  ORM flush (INSERT)": ("sqlalchemy/orm/session.py", "_flush"),
     "response serialisation (marshmallow dump)": ("marshmallow/schema.py", "dump"),
-    "publish after commit (Publisher)": ("tasks/dispatch.py", "__call__"),
-    "  send_task (kombu LPUSH)": ("tasks/dispatch.py", "send"),
-    "  published_at UPDATE (mark_published)": ("tasks/dispatch.py", "mark_published"),
+    "publish after commit (CeleryPublisher)": ("tasks/publisher.py", "__call__"),
+    "  send_task (kombu LPUSH)": ("tasks/publisher.py", "send"),
+    "  published_at UPDATE (mark_published)": ("app/services/outbox.py", "mark_published"),
 }
 
 

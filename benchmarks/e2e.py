@@ -61,7 +61,7 @@ def tf_enqueue(ctx: Context, target: Target, n: int) -> float:
     from app.db import session_scope
     from app.services.auth import actor_for_user_id
     from app.services.jobs import submit_jobs
-    from tasks.dispatch import install
+    from tasks.publisher import install
 
     tenant = target.tenant
     install(tenant.database_url, ctx.redis_url)  # publish to this target's DB and our Redis

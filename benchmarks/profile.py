@@ -27,17 +27,17 @@ from benchmarks.context import PYTHON, Context
 
 # Cost centres: a busy sample counts for a centre when any frame of its stack matches.
 CENTRES: dict[str, str] = {
-    "JWT verify (flask_jwt_extended + PyJWT)": r"verify_jwt_in_request|jwt/api_j",
-    "token blocklist check (Redis EXISTS)": r"is_revoked \(.*app/tokens\.py",
+    "JWT verify (PyJWT)": r"decode \(.*app/services/tokens\.py|jwt/api_j",
+    "token blocklist check (Redis EXISTS)": r"is_revoked \(.*app/services/tokens\.py",
     "actor lookup (SQL)": r"actor_for_(user_id|api_key) ",
     "rate limiter": r"flask_limiter|/limits/",
     "request parsing (webargs + marshmallow load)": r"Parser\.parse \(webargs|Schema\.load \(",
     "response serialisation (marshmallow dump)": r"Schema\.dump \(",
     "submit_job service (ORM add + flush)": r"submit_job \(.*app/services/jobs\.py",
     "SQL commit (request transaction)": r"_finish_session|session_scope|commit \(.*sqlalchemy/orm",
-    "publish: send_task (kombu/Redis)": r"send \(.*tasks/dispatch\.py|send_task",
+    "publish: send_task (kombu/Redis)": r"send \(.*tasks/publisher\.py|send_task",
     "publish: published_at UPDATE": r"mark_published",
-    "worker: claim (UPDATE + attempt INSERT + SELECT)": r"claim \(.*tasks/executor\.py",
+    "worker: claim (UPDATE + attempt INSERT + SELECT)": r"claim \(.*app/services/execution\.py",
     "worker: record_success": r"record_success",
     "worker: lease renewal thread start/stop": r"lease_renewal",
     "worker: task events (celery.events)": r"celery/events/",

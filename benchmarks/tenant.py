@@ -49,7 +49,7 @@ def _check(response: Any, status: int, what: str) -> dict[str, Any]:
 
 def prepare(database_url: str, redis_url: str) -> Tenant:
     """Migrate ``database_url`` and create a user, an access token and a queue."""
-    from app import create_app
+    from app.api.app import create_app
     from app.config import load_settings
     from app.migrate import upgrade
 

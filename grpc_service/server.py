@@ -20,14 +20,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from app import create_app
 from app.config import ConfigError, Settings, load_settings
-from app.services.ratelimit import RateLimiter
+from app.runtime import Runtime
 from grpc_service.auth import Authenticator
 from grpc_service.gen import job_queue_pb2_grpc as pb_grpc
 from grpc_service.interceptors import SERVICE_NAME, EdgeInterceptor
 from grpc_service.metrics import MetricsInterceptor
-from grpc_service.servicers import JobQueueServicer
+from grpc_service.servicers.service import JobQueueServicer
 
 logger = logging.getLogger(__name__)
 
@@ -67,19 +66,12 @@ def create_server(
 ) -> tuple[grpc.Server, int]:
     """Build the server bound to ``address`` (not started); return it and its port."""
     credentials = server_credentials(settings)  # a bad certificate fails before anything starts
-    # The Flask app carries the JWT settings, the token blocklist and the broker
-    # probe, and installs the publish-after-commit hook for submitted jobs.
-    flask_app = create_app(settings)
-    rate_limiter = (
-        RateLimiter(settings.redis_url, settings.rate_limit_default)
-        if settings.rate_limit_enabled
-        else None
-    )
+    runtime = Runtime.from_settings(settings)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="grpc"),
         interceptors=[
             MetricsInterceptor(),
-            EdgeInterceptor(Authenticator(flask_app, settings.database_url), rate_limiter),
+            EdgeInterceptor(Authenticator(runtime), runtime.rate_limiter),
         ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -87,11 +79,7 @@ def create_server(
         ],
         maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
     )
-    servicer = JobQueueServicer(
-        settings,
-        broker_depth=flask_app.extensions["taskforge.broker"].depth,
-        watch_slots=WATCH_SLOTS,
-    )
+    servicer = JobQueueServicer(runtime, watch_slots=WATCH_SLOTS)
     pb_grpc.add_JobQueueServiceServicer_to_server(servicer, server)
     health_servicer = health_servicer or health.HealthServicer()
     for service in ("", SERVICE_NAME):

@@ -13,7 +13,7 @@ Connected through Celery signals, so ``taskforge worker`` and a plain
   failed.  Problems make the worker ``unhealthy``; ``tasks.maintenance`` marks a
   worker silent for three intervals ``offline``.
 - Each beat, first thing, brings the consumed queues in line with SQL
-  (``tasks.consumers.sync_consumers``), so a queue whose ``taskforge_consume``
+  (``tasks.worker_commands.sync_consumers``), so a queue whose ``taskforge_consume``
   broadcast this worker missed is consumed within one interval.
 - Drained (``POST /workers/{id}/drain``): the ``taskforge_drain`` broadcast
   cancels every consumer at once; the heartbeat repeats that if the broadcast was
@@ -23,7 +23,7 @@ Connected through Celery signals, so ``taskforge worker`` and a plain
 - ``worker_shutdown`` stops the thread and marks the worker ``offline``.
 - When the main process exits, after a warm or a cold shutdown, it signs off too
   and hands back at once the jobs it left unfinished (its soft shutdown cancelled
-  them; ``hand_back_jobs``) instead of leaving them to their leases.
+  them; ``app.services.leases.hand_back_jobs``) instead of leaving them to their leases.
 """
 
 from __future__ import annotations
@@ -41,13 +41,14 @@ from typing import Any
 from celery import signals
 from celery.worker import state as worker_state
 
-from app.config import Settings, load_settings
+from app.config import Settings
 from app.db import session_scope
 from app.services import workers as worker_service
+from app.services.leases import hand_back_jobs
 from app.services.workers import Health
-from tasks.consumers import DRAINING, WorkerScope, cancel_all_consumers, sync_consumers
 from tasks.handlers import registered_job_types
-from tasks.maintenance import hand_back_jobs
+from tasks.worker import runtime
+from tasks.worker_commands import DRAINING, cancel_all_consumers, scope_from_env, sync_consumers
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class Heartbeat(threading.Thread):
         self.consumer = consumer
         self.hostname: str = consumer.hostname
         self.settings = settings
-        self.scope = WorkerScope.from_env()
+        self.scope = scope_from_env()
         self.stopped = threading.Event()
         self.worker_id: uuid.UUID | None = None
         self.failed_writes: deque[bool] = deque(maxlen=WINDOW)
@@ -217,7 +218,7 @@ _heartbeat: Heartbeat | None = None
 @signals.worker_ready.connect
 def _start_heartbeat(sender: Any, **_: Any) -> None:
     global _heartbeat
-    _heartbeat = Heartbeat(sender, load_settings())
+    _heartbeat = Heartbeat(sender, runtime().settings)
     _heartbeat.start()
     # Celery sends worker_shutdown after a warm shutdown only, not after the cold one
     # whose soft phase cancels running jobs: the main process's exit follows both.
@@ -243,6 +244,6 @@ def _at_exit(hostname: str, main_pid: int) -> None:
         return  # a pool process forked later inherited the hook
     _sign_off()
     try:
-        hand_back_jobs(load_settings().database_url, hostname)
+        hand_back_jobs(runtime().database_url, hostname)
     except Exception:
         logger.warning("%s could not hand its jobs back", hostname, exc_info=True)

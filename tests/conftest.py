@@ -5,7 +5,8 @@
   dir) and PostgreSQL (``TEST_POSTGRES_URL``, skipped when unset; ``.ci/run``
   sets it).  Both are migrated once with Alembic; every table is emptied after
   each test.
-- ``settings`` / ``app`` / ``client``: a TaskForge app on those services.
+- ``settings`` / ``app`` / ``client``: a TaskForge app on those services;
+  ``runtime``: the app's shared collaborators (token service, broker probe, …).
 - ``auth``: registers organizations and users and hands back their headers.
 """
 
@@ -24,12 +25,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
-from app import create_app
+from app.api import context
+from app.api.app import create_app
 from app.config import Settings, load_settings
 from app.db import get_engine
 from app.migrate import upgrade
 from app.models import Base
 from app.redis_server import RedisProcess, free_port, start_redis
+from app.runtime import Runtime
 from tests.support.workers import WorkerProcess
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
@@ -138,6 +141,13 @@ def settings(database_url: str, redis_server: RedisProcess) -> Settings:
 def app(settings: Settings) -> Flask:
     """The TaskForge Flask app on the test services."""
     return create_app(settings)
+
+
+@pytest.fixture
+def runtime(app: Flask) -> Runtime:
+    """The runtime ``app`` was built on."""
+    with app.app_context():
+        return context.runtime()
 
 
 @pytest.fixture

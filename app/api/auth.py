@@ -1,28 +1,23 @@
 """/auth: register, login, refresh, validate, logout, change password.
 
-Every token of one login carries the same ``family`` claim.  Refreshing rotates
-the refresh token; presenting a rotated one again revokes the whole family, and
-logging out revokes the family of the presented access token.  Every token also
-carries the user's token generation (``gen``): changing the password raises it,
-which ends all the user's sessions at once.
+The rules of tokens (families, rotation, reuse, logout, generations) are the
+core's ``app.services.tokens``; these views only adapt them to HTTP.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from flask.views import MethodView
-from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
-from flask_jwt_extended.exceptions import JWTExtendedException
-from jwt.exceptions import PyJWTError
 
 from app.api import schemas
-from app.api.context import current_actor, current_token_claims, db, settings, token_store
+from app.api.context import current_actor, current_token_claims, db, runtime, settings
+from app.api.extensions import Blueprint, limiter
 from app.api.ratelimit import address_key, login_key, password_key
 from app.errors import Unauthenticated
-from app.extensions import Blueprint, limiter
 from app.services import auth as auth_service
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Accounts and tokens")
@@ -36,24 +31,7 @@ def _register_limit() -> str:
     return settings().rate_limit_register
 
 
-def _refresh_lifetime() -> int:
-    return settings().refresh_token_days * 24 * 3600
-
-
 PUBLIC: dict[str, Any] = {"security": []}
-
-
-def _issue_tokens(
-    user_id: str, claims: dict[str, Any], *, with_refresh: bool = True
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "access_token": create_access_token(identity=user_id, additional_claims=claims),
-        "token_type": "Bearer",
-        "expires_in": settings().access_token_minutes * 60,
-    }
-    if with_refresh:
-        body["refresh_token"] = create_refresh_token(identity=user_id, additional_claims=claims)
-    return body
 
 
 @blp.route("/register")
@@ -91,37 +69,7 @@ class Login(MethodView):
     def post(self, args: dict[str, Any]) -> dict[str, Any]:
         """Exchange email and password for an access and a refresh token."""
         user = auth_service.authenticate(db(), **args)
-        family = auth_service.new_token_family()
-        return _issue_tokens(str(user.id), auth_service.token_claims(user, family=family))
-
-
-def _decode_refresh(token: str) -> dict[str, Any]:
-    try:
-        claims: dict[str, Any] = decode_token(token)
-    except (PyJWTError, JWTExtendedException, UnicodeError) as exc:  # e.g. a lone surrogate
-        raise Unauthenticated(f"Invalid refresh token: {exc}") from exc
-    if claims.get("type") != "refresh":
-        raise Unauthenticated("Not a refresh token")
-    return claims
-
-
-def _revoke_family(family: str | None) -> None:
-    if family:
-        token_store().revoke_family(family, _refresh_lifetime())
-
-
-def _rotate(claims: dict[str, Any]) -> None:
-    """Revoke the presented refresh token; a second use revokes its whole family."""
-    family = claims.get("family")
-    if token_store().is_revoked(claims["jti"], family):
-        # Revoked already, by rotation or logout: the token leaked, so end its session.
-        _revoke_family(family)
-        raise Unauthenticated(
-            "This refresh token was already used or revoked; its session is now revoked"
-        )
-    if not token_store().consume(claims["jti"], claims["exp"]):
-        _revoke_family(family)
-        raise Unauthenticated("This refresh token was already used; its session is now revoked")
+        return asdict(runtime().tokens.issue(user))
 
 
 @blp.route("/refresh")
@@ -132,11 +80,7 @@ class Refresh(MethodView):
     @blp.doc(**PUBLIC)
     def post(self, args: dict[str, Any]) -> dict[str, Any]:
         """Rotate a refresh token: a new access and refresh token; the old one is revoked."""
-        claims = _decode_refresh(args["refresh_token"])
-        user = auth_service.user_for_token(db(), claims)
-        _rotate(claims)
-        family = claims.get("family") or auth_service.new_token_family()
-        return _issue_tokens(str(user.id), auth_service.token_claims(user, family=family))
+        return asdict(runtime().tokens.refresh(db(), args["refresh_token"]))
 
 
 @blp.route("/validate")
@@ -166,15 +110,7 @@ class Logout(MethodView):
         claims = current_token_claims()
         if not claims:
             raise Unauthenticated("Log out with an access token, not an API key")
-        token_store().revoke(claims["jti"], claims["exp"])
-        _revoke_family(claims.get("family"))
-        refresh = (args or {}).get("refresh_token")
-        if refresh:
-            refresh_claims = _decode_refresh(refresh)
-            if refresh_claims["sub"] != claims["sub"]:
-                raise Unauthenticated("The refresh token belongs to another user")
-            token_store().revoke(refresh_claims["jti"], refresh_claims["exp"])
-            _revoke_family(refresh_claims.get("family"))
+        runtime().tokens.logout(claims, (args or {}).get("refresh_token"))
 
 
 @blp.route("/password")
@@ -194,5 +130,4 @@ class Password(MethodView):
         if not claims or actor.user_id is None:
             raise Unauthenticated("Change a password with an access token, not an API key")
         user = auth_service.change_password(db(), user_id=actor.user_id, **args)
-        family = claims.get("family") or auth_service.new_token_family()
-        return _issue_tokens(str(user.id), auth_service.token_claims(user, family=family))
+        return asdict(runtime().tokens.issue(user, family=claims.get("family")))

@@ -1,37 +1,39 @@
-"""Per-request plumbing: the SQL session, the caller's ``Actor``, the services' collaborators."""
+"""Per-request plumbing: the runtime, the SQL session and the caller's ``Actor``."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
-from flask_jwt_extended import get_jwt, verify_jwt_in_request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.api.errors import handle_database_error
 from app.config import Settings
-from app.db import session_factory
 from app.errors import Unauthenticated
+from app.runtime import Runtime
 from app.services.actors import Actor
-from app.services.auth import actor_for_api_key, actor_for_token
-from app.tokens import TokenStore
+from app.services.auth import actor_for_api_key
+from app.services.tokens import bearer_token
+
+_RUNTIME_KEY = "taskforge.runtime"
+
+
+def runtime() -> Runtime:
+    """The running app's runtime: what it shares with every other process."""
+    built: Runtime = current_app.extensions[_RUNTIME_KEY]
+    return built
 
 
 def settings() -> Settings:
     """The running app's settings."""
-    return current_app.extensions["taskforge.settings"]
-
-
-def token_store() -> TokenStore:
-    """The Redis-backed token blocklist of the running app."""
-    return current_app.extensions["taskforge.tokens"]
+    return runtime().settings
 
 
 def db() -> Session:
     """The request's session, opened on first use."""
     if "db_session" not in g:
-        g.db_session = session_factory(settings().database_url)()
+        g.db_session = runtime().session()
     return g.db_session
 
 
@@ -40,12 +42,13 @@ def current_actor() -> Actor:
     if "actor" in g:
         return g.actor
     api_key = request.headers.get("X-API-Key")
+    authorization = request.headers.get("Authorization")
     if api_key:
         actor = actor_for_api_key(db(), api_key)
-    elif request.headers.get("Authorization"):
-        verify_jwt_in_request()
-        g.jwt_claims = get_jwt()
-        actor = actor_for_token(db(), g.jwt_claims)
+    elif authorization:
+        authenticated = runtime().tokens.authenticate(db(), bearer_token(authorization))
+        g.jwt_claims = authenticated.claims
+        actor = authenticated.actor
     else:
         raise Unauthenticated(
             "Authentication required: send 'Authorization: Bearer <token>' or 'X-API-Key'"
@@ -85,7 +88,8 @@ def _close_session(_exc: BaseException | None) -> None:
         session.close()
 
 
-def init_app(app: Flask) -> None:
-    """Open sessions lazily, commit or roll back after each request."""
+def init_app(app: Flask, built: Runtime) -> None:
+    """Keep ``built`` for the app's requests; open sessions lazily, commit or roll back after."""
+    app.extensions[_RUNTIME_KEY] = built
     app.after_request(_finish_session)
     app.teardown_request(_close_session)

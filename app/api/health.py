@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.api.context import settings
+from app.api.context import runtime
 from app.db import get_engine
 
 blp = Blueprint("health", __name__)
@@ -23,7 +23,7 @@ def readyz() -> Response:
     """Answer 200 when SQL and the broker answer, else 503 naming what failed."""
     checks = {
         "database": _database_ok(),
-        "broker": current_app.extensions["taskforge.broker"].ping(),
+        "broker": runtime().broker.ping(),
     }
     ready = all(checks.values())
     body = {name: "ok" if ok else "unavailable" for name, ok in checks.items()}
@@ -38,7 +38,7 @@ def readyz() -> Response:
 
 def _database_ok() -> bool:
     try:
-        with get_engine(settings().database_url).connect() as connection:
+        with get_engine(runtime().database_url).connect() as connection:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError:
         return False

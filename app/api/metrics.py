@@ -16,10 +16,9 @@ import time
 from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from app.api.context import settings
+from app.api.context import runtime, settings
 from app.api.errors import error_response
 from app.metrics import HTTP_LATENCY, HTTP_REQUESTS, ClusterCollector, render
-from app.monitor.store import MonitorStore
 
 blp = Blueprint("metrics", __name__)
 
@@ -48,14 +47,10 @@ def _count_request(response: Response) -> Response:
 
 def _collector(app: Flask) -> ClusterCollector:
     if _COLLECTOR_KEY not in app.extensions:
-        config = settings()
+        shared = runtime()
         app.extensions.setdefault(
             _COLLECTOR_KEY,
-            ClusterCollector(
-                config.database_url,
-                app.extensions["taskforge.broker"],
-                MonitorStore.from_url(config.redis_url),
-            ),
+            ClusterCollector(shared.database_url, shared.broker, shared.live_state),
         )
     collector: ClusterCollector = app.extensions[_COLLECTOR_KEY]
     return collector

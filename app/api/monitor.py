@@ -1,8 +1,8 @@
 """/monitor: the flower-style live view of the caller's organization (workers, tasks, queues).
 
-Everything here reads the monitor's Redis state (``app.monitor``); SQL only
-supplies the organization's queue ids and names.  Scoping is strictly per
-organization: there is no platform-wide view.
+Everything here reads the live state the monitor process writes
+(``app.services.live_state``); SQL only supplies the organization's queue ids and
+names.  Scoping is strictly per organization: there is no platform-wide view.
 """
 
 from __future__ import annotations
@@ -12,17 +12,14 @@ from typing import Any
 from flask import Response, current_app, request
 from flask.views import MethodView
 
-from app.api import worker_schemas as schemas
-from app.api.context import current_actor, current_token_claims, db, settings, token_store
+from app.api.context import current_actor, current_token_claims, db, runtime, settings
 from app.api.errors import error_response
+from app.api.extensions import Blueprint
+from app.api.schemas import monitor as schemas
 from app.api.sse import event_stream_response, stream_slots
-from app.extensions import Blueprint
-from app.monitor.store import MonitorStore
-from app.services import monitor as monitor_service
+from app.services import live_view
 from app.services import tickets as ticket_service
 from app.services.actors import Actor, Permission
-from app.tokens import StreamTickets
-from tasks.control import CeleryWorkerControl
 
 blp = Blueprint("monitor", __name__, url_prefix="/api/v1/monitor", description="Live monitor")
 
@@ -35,22 +32,6 @@ SSE_EXAMPLE = (
     ": keepalive\n\n"
     "retry: 1000\n\n"
 )
-_STORE_KEY = "taskforge.monitor"
-
-
-def stream_tickets() -> StreamTickets:
-    """The running app's store of event-stream tickets."""
-    tickets: StreamTickets = current_app.extensions["taskforge.stream_tickets"]
-    return tickets
-
-
-def monitor_store() -> MonitorStore:
-    """The running app's reader of the monitor's Redis state."""
-    extensions = current_app.extensions
-    if _STORE_KEY not in extensions:
-        extensions.setdefault(_STORE_KEY, MonitorStore.from_url(settings().redis_url))
-    store: MonitorStore = extensions[_STORE_KEY]
-    return store
 
 
 def _stream_actor() -> Actor:
@@ -59,7 +40,7 @@ def _stream_actor() -> Actor:
     if ticket is None:
         return current_actor()
     return ticket_service.redeem_stream_ticket(
-        db(), stream_tickets(), revocations=token_store(), ticket=ticket
+        db(), runtime().stream_tickets, revocations=runtime().tokens.store, ticket=ticket
     )
 
 
@@ -69,8 +50,8 @@ class LiveWorkers(MethodView):
     def get(self) -> dict[str, Any]:
         """Workers registered to the organization or consuming its queues, with live state."""
         return {
-            "workers": monitor_service.live_workers(
-                db(), actor=current_actor(), store=monitor_store()
+            "workers": live_view.live_workers(
+                db(), actor=current_actor(), store=runtime().live_state
             )
         }
 
@@ -81,8 +62,12 @@ class WorkerPool(MethodView):
     @blp.response(202, schemas.PoolReplySchema)
     def post(self, args: dict[str, Any], hostname: str) -> dict[str, Any]:
         """Grow, shrink or restart the pool of one of the organization's own workers."""
-        return monitor_service.control_pool(
-            db(), actor=current_actor(), hostname=hostname, control=CeleryWorkerControl(), **args
+        return live_view.control_pool(
+            db(),
+            actor=current_actor(),
+            hostname=hostname,
+            control=runtime().worker_control,
+            **args,
         )
 
 
@@ -93,8 +78,8 @@ class TaskEvents(MethodView):
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """The organization's recent task events, newest first."""
         return {
-            "tasks": monitor_service.recent_tasks(
-                actor=current_actor(), store=monitor_store(), **args
+            "tasks": live_view.recent_tasks(
+                actor=current_actor(), store=runtime().live_state, **args
             )
         }
 
@@ -105,11 +90,11 @@ class LiveQueues(MethodView):
     def get(self) -> dict[str, Any]:
         """Each queue with broker depth, consumers, last minute's throughput and oldest wait."""
         return {
-            "queues": monitor_service.queue_overview(
+            "queues": live_view.queue_overview(
                 db(),
                 actor=current_actor(),
-                store=monitor_store(),
-                depth=current_app.extensions["taskforge.broker"].depth,
+                store=runtime().live_state,
+                depth=runtime().broker.depth,
             )
         }
 
@@ -122,7 +107,7 @@ class EventTickets(MethodView):
     def post(self) -> dict[str, Any]:
         """Get a single-use ticket that opens one event stream within 30 s."""
         ticket = ticket_service.mint_stream_ticket(
-            stream_tickets(), actor=current_actor(), token_claims=current_token_claims()
+            runtime().stream_tickets, actor=current_actor(), token_claims=current_token_claims()
         )
         return {"ticket": ticket, "expires_in": ticket_service.TICKET_SECONDS}
 
@@ -177,7 +162,7 @@ class Events(MethodView):
             response.headers["Retry-After"] = "5"
             return response
         try:
-            pubsub = monitor_store().subscribe(str(actor.organization_id))
+            pubsub = runtime().live_state.subscribe(str(actor.organization_id))
         except BaseException:
             slots.release()
             raise

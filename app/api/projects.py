@@ -8,8 +8,8 @@ from flask.views import MethodView
 
 from app.api import schemas
 from app.api.context import current_actor, db
-from app.api.pages import page_body
-from app.extensions import Blueprint
+from app.api.extensions import Blueprint
+from app.api.pagination import page_body
 from app.models import Project
 from app.services import projects as project_service
 

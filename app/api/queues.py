@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
 from flask.views import MethodView
 
 from app.api import schemas
-from app.api.context import current_actor, db
-from app.api.pages import page_body
-from app.extensions import Blueprint
+from app.api.context import current_actor, db, runtime
+from app.api.extensions import Blueprint
+from app.api.pagination import page_body
 from app.models import Queue
 from app.services import queues as queue_service
 
@@ -82,7 +81,7 @@ class QueueStats(MethodView):
             db(),
             actor=current_actor(),
             queue_id=queue_id,
-            broker_depth=current_app.extensions["taskforge.broker"].depth,
+            broker_depth=runtime().broker.depth,
         )
         body: dict[str, Any] = {f"{status.value}_count": n for status, n in stats.counts.items()}
         body.update(

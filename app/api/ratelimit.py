@@ -16,21 +16,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request
-from flask_jwt_extended.exceptions import JWTExtendedException
+from flask import Flask, Response, g, request
 from flask_limiter.util import get_remote_address
-from jwt.exceptions import PyJWTError
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.api.context import current_actor, db
+from app.api.context import current_actor, db, runtime
 from app.api.errors import error_response
-from app.config import Settings
 from app.errors import TaskForgeError
 from app.services.actors import Actor
-from app.services.ratelimit import RateLimited, RateLimiter, Verdict, identity_bucket
+from app.services.ratelimit import RateLimited, Verdict, identity_bucket
 
 EXEMPT_BLUEPRINTS = frozenset({"health", "metrics"})
-_LIMITER = "taskforge.rate_limiter"
 
 
 def _client_address() -> str:
@@ -43,7 +39,7 @@ def verified_actor() -> Actor | None:
         return None
     try:
         return current_actor()
-    except (TaskForgeError, PyJWTError, JWTExtendedException):
+    except TaskForgeError:
         return None
     except SQLAlchemyError:
         db().rollback()
@@ -51,7 +47,7 @@ def verified_actor() -> Actor | None:
 
 
 def _spend() -> Response | None:
-    limiter: RateLimiter | None = current_app.extensions.get(_LIMITER)
+    limiter = runtime().rate_limiter
     if limiter is None or request.blueprint in EXEMPT_BLUEPRINTS:
         return None
     verdict = limiter.spend(limiter.budgets(verified_actor(), _client_address()))
@@ -73,10 +69,8 @@ def _headers(response: Response) -> Response:
     return response
 
 
-def init_app(app: Flask, settings: Settings) -> None:
+def init_app(app: Flask) -> None:
     """Spend every request's budgets; call before flask-limiter's ``init_app``."""
-    if settings.rate_limit_enabled:
-        app.extensions[_LIMITER] = RateLimiter(settings.redis_url, settings.rate_limit_default)
     app.before_request(_spend)
     # Registered before flask-limiter's, so this runs after it (Flask reverses them).
     app.after_request(_headers)

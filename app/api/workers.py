@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from flask.views import MethodView
 
-from app.api import worker_schemas as schemas
-from app.api.context import current_actor, db, settings
-from app.api.pages import page_body
-from app.extensions import Blueprint
+from app.api.context import current_actor, db, runtime
+from app.api.extensions import Blueprint
+from app.api.pagination import page_body
+from app.api.schemas import workers as schemas
 from app.models import Worker
 from app.services import workers as worker_service
 
@@ -51,8 +50,8 @@ class WorkerHeartbeat(MethodView):
             db(),
             actor=current_actor(),
             worker_id=worker_id,
+            interval=runtime().heartbeat_interval,
             metadata=(args or {}).get("metadata"),
-            interval=timedelta(seconds=settings().heartbeat_seconds),
         )
         return {
             "success": True,

@@ -3,21 +3,18 @@
 from app.models.base import Base, utcnow
 from app.models.jobs import (
     ACTIVE_STATUSES,
-    CELERY_QUEUE_PREFIX,
     TERMINAL_STATUSES,
     AttemptStatus,
     Job,
     JobAttempt,
     JobStatus,
     Queue,
-    celery_queue_name,
 )
 from app.models.tenancy import ApiKey, Organization, Project, Role, User
 from app.models.workers import Worker, WorkerStatus, WorkerType
 
 __all__ = [
     "ACTIVE_STATUSES",
-    "CELERY_QUEUE_PREFIX",
     "TERMINAL_STATUSES",
     "ApiKey",
     "AttemptStatus",
@@ -33,6 +30,5 @@ __all__ = [
     "Worker",
     "WorkerStatus",
     "WorkerType",
-    "celery_queue_name",
     "utcnow",
 ]

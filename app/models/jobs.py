@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Enum, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.celery_names import job_queue_name
 from app.models.base import Base, JSONType, Timestamps, UUIDPrimaryKey, utcnow
 
 
@@ -53,15 +54,7 @@ class Queue(UUIDPrimaryKey, Timestamps, Base):
     @property
     def celery_queue(self) -> str:
         """The name of the Celery queue that carries this queue's jobs."""
-        return celery_queue_name(self.id)
-
-
-CELERY_QUEUE_PREFIX = "tf."
-
-
-def celery_queue_name(queue_id: uuid.UUID) -> str:
-    """Name the Celery queue of a TaskForge queue after its immutable id."""
-    return f"{CELERY_QUEUE_PREFIX}{queue_id}"
+        return job_queue_name(self.id)
 
 
 class Job(UUIDPrimaryKey, Timestamps, Base):

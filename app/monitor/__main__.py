@@ -1,5 +1,5 @@
 """``python -m app.monitor``: run the event consumer."""
 
-from app.monitor.service import main
+from app.monitor.process import main
 
 main()

@@ -1,16 +1,14 @@
 """Turn Celery events into TaskForge task items and worker state (like Flower's EventsState).
 
 A job's Celery task is ``taskforge.run_job`` with task id ``<job id>:<attempt>``
-and runs on queue ``tf.<queue id>``; every other task (relay, sweeper) is
-ignored.  The executor catches handler errors and returns what happened, so a
-job's outcome is read from the ``task-succeeded`` result: ``succeeded``,
-``failed``, ``retrying``, ``dropped`` (a message the claim refused) or
-``handed_on`` (passed to a worker that has the job type's handler).
+and runs on queue ``tf.<queue id>`` (``app.celery_names``); every other task
+(relay, sweeper) is ignored.  The executor catches handler errors and returns
+what happened, an ``app.services.execution.Outcome``, so a job's outcome is read
+from the ``task-succeeded`` result.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import logging
 import threading
@@ -19,21 +17,22 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from app.monitor.directory import LRU, Directory
-from app.monitor.store import MonitorStore, iso, worker_queues, worker_view
+from app.celery_names import RUN_JOB, job_queue_id, job_queue_name, parse_task_id
+from app.monitor.lookups import LRU, Lookups
+from app.services.execution import Outcome
+from app.services.live_state import LiveState, iso, worker_queues, worker_view
 
 logger = logging.getLogger(__name__)
 
-RUN_JOB = "taskforge.run_job"
 DROPPED_ERROR = "The job was not claimable (cancelled, paused or already handled); message dropped"
 HANDED_ON_ERROR = "This worker has no handler for the job type; handed on to a worker that has one"
 # task-succeeded result of the executor -> the state shown to tenants.
 OUTCOME_STATES = {
-    "succeeded": "succeeded",
-    "failed": "failed",
-    "retrying": "retried",
-    "dropped": "rejected",
-    "handed_on": "rejected",
+    Outcome.SUCCEEDED: "succeeded",
+    Outcome.FAILED: "failed",
+    Outcome.RETRYING: "retried",
+    Outcome.DROPPED: "rejected",
+    Outcome.HANDED_ON: "rejected",
 }
 EVENT_STATES = {
     "task-received": "received",
@@ -44,28 +43,6 @@ EVENT_STATES = {
     "task-revoked": "revoked",
 }
 WORKER_FIELDS = ("active", "processed", "freq", "sw_ver", "pid")
-
-
-def parse_task_id(task_id: Any) -> tuple[uuid.UUID, int] | None:
-    """Split a TaskForge task id ``<job id>:<attempt>``; None for any other task."""
-    if not isinstance(task_id, str):
-        return None
-    job, _, attempt = task_id.partition(":")
-    try:
-        return uuid.UUID(job), int(attempt)
-    except ValueError:
-        return None
-
-
-def executor_outcome(result: Any) -> str | None:
-    """The executor's return value from an event's ``result`` (a repr string)."""
-    if not isinstance(result, str):
-        return None
-    try:
-        value = ast.literal_eval(result)
-    except (ValueError, SyntaxError):
-        value = result
-    return value if isinstance(value, str) else None
 
 
 class EventHandler:
@@ -80,15 +57,15 @@ class EventHandler:
 
     def __init__(
         self,
-        store: MonitorStore,
-        directory: Directory,
+        store: LiveState,
+        lookups: Lookups,
         *,
         batch_size: int = 1,
         max_delay: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.directory = directory
+        self.lookups = lookups
         self.batch_size = batch_size
         self.max_delay = max_delay
         self.clock = clock
@@ -125,7 +102,7 @@ class EventHandler:
                 logger.exception("monitor: could not apply %d event(s)", len(events))
 
     def _apply(self, events: list[dict[str, Any]]) -> None:
-        self.directory.preload(
+        self.lookups.preload(
             parsed[0]
             for parsed in (parse_task_id(e.get("uuid")) for e in events)
             if parsed is not None
@@ -155,7 +132,7 @@ class EventHandler:
         if parsed is None or (kind == "task-received" and event.get("name") != RUN_JOB):
             return None
         job_id, attempt = parsed
-        info = self.directory.job(job_id)
+        info = self.lookups.job(job_id)
         if info is None:
             return None
         at = float(event.get("timestamp") or self.clock())
@@ -178,7 +155,7 @@ class EventHandler:
         if state == "started" and attempt == 0:
             due = max(info.created_at, info.scheduled_for or info.created_at).timestamp()
             self.store.observe_wait(info.queue_id, max(at - due, 0.0), pipe=pipe)
-        if state == "received" and host and self._learn_queue(host, f"tf.{info.queue_id}"):
+        if state == "received" and host and self._learn_queue(host, job_queue_name(info.queue_id)):
             return str(host)
         return None
 
@@ -198,14 +175,14 @@ class EventHandler:
             self._started.get(task_id, lambda _key: at)
             return "started", None, None
         if kind == "task-succeeded":
-            state = OUTCOME_STATES.get(executor_outcome(event.get("result")) or "", "succeeded")
+            outcome = Outcome.from_event(event.get("result"))
+            state = OUTCOME_STATES.get(outcome, "succeeded") if outcome else "succeeded"
             runtime = event.get("runtime")
             error: str | None = None
             if state in ("failed", "retried"):
-                error = self.directory.error(job_id)
+                error = self.lookups.error(job_id)
             elif state == "rejected":
-                handed_on = executor_outcome(event.get("result")) == "handed_on"
-                error = HANDED_ON_ERROR if handed_on else DROPPED_ERROR
+                error = HANDED_ON_ERROR if outcome is Outcome.HANDED_ON else DROPPED_ERROR
             return state, float(runtime) if runtime is not None else None, error
         other = EVENT_STATES.get(kind)
         if other is None:
@@ -248,13 +225,10 @@ class EventHandler:
     ) -> dict[str, set[str]]:
         orgs: dict[str, set[str]] = {}
         for queue in worker_queues(state, registered):
-            if not queue.startswith("tf."):
+            queue_id = job_queue_id(queue)
+            if queue_id is None:
                 continue
-            try:
-                queue_id = uuid.UUID(queue[3:])
-            except ValueError:
-                continue
-            org = self.directory.queue_organization(queue_id)
+            org = self.lookups.queue_organization(queue_id)
             if org is not None:
                 orgs.setdefault(org, set()).add(queue)
         if registered and registered.get("organization_id"):

@@ -17,9 +17,9 @@ from typing import Any
 
 from celery import Celery
 
-from app.monitor.directory import Directory
 from app.monitor.events import EventHandler
-from app.monitor.store import MonitorStore, is_alive
+from app.monitor.lookups import Lookups
+from app.services.live_state import LiveState, is_alive
 
 logger = logging.getLogger(__name__)
 
@@ -33,14 +33,14 @@ class Refresher:
     def __init__(
         self,
         celery: Celery,
-        store: MonitorStore,
-        directory: Directory,
+        store: LiveState,
+        lookups: Lookups,
         handler: EventHandler,
         inspect_seconds: float,
     ) -> None:
         self.celery = celery
         self.store = store
-        self.directory = directory
+        self.lookups = lookups
         self.handler = handler
         self.inspect_seconds = inspect_seconds
 
@@ -58,11 +58,11 @@ class Refresher:
 
     def refresh_registry(self) -> None:
         """Snapshot the self-registered workers' SQL rows into Redis."""
-        self.store.set_registry(self.directory.registered_workers())
+        self.store.set_registry(self.lookups.registered_workers())
 
     def refresh_oldest(self) -> None:
         """Snapshot since when each queue's longest-waiting due job waits, into Redis."""
-        self.store.set_oldest(self.directory.oldest_waiting())
+        self.store.set_oldest(self.lookups.oldest_waiting())
 
     def inspect(self) -> None:
         """Ask live workers for pool size, queues and running tasks."""

@@ -1,7 +1,7 @@
 """Registration, password login and change, and turning credentials into an ``Actor``.
 
-Token signing and decoding belong to the edges (flask-jwt-extended); this module
-only decides who a verified identity is *now*: a deactivated user, a changed role
+Token signing and verifying are ``app.services.tokens``'; this module only
+decides who a verified identity is *now*: a deactivated user, a changed role
 or a changed password takes effect on the next request, not when the token expires.
 Each lookup is one indexed query that also reads the organization's settings, so
 the edges can apply its request limit without another query.
@@ -158,11 +158,6 @@ def change_password(
     )
     session.refresh(user)
     return user
-
-
-def new_token_family() -> str:
-    """A fresh id for the tokens of one login; rotation keeps it, reuse revokes it."""
-    return uuid.uuid4().hex
 
 
 TOKEN_GENERATION_CLAIM = "gen"

@@ -13,13 +13,15 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.celery_names import task_id
 from app.db import rowcount
 from app.errors import Conflict, NotFound, TaskForgeError, ValidationFailed
 from app.models import Job, JobAttempt, JobStatus, Queue, utcnow
 from app.services import queues as queue_service
 from app.services.actors import Actor, Permission
-from app.services.dispatch import Dispatch, Revoke, Submitted, stage, task_id
+from app.services.outbox import Dispatch, Revoke, Submitted, stage
 from app.services.pagination import Page, paginate
+from app.services.queue_settings import QueueSettings
 from app.services.validation import (
     check_datetime,
     check_json_document,
@@ -149,7 +151,7 @@ def submit_job(
     check_json_document(payload, "payload", max_bytes=PAYLOAD_MAX_BYTES)
     check_range(priority, "priority", 0, 9)
     if max_attempts is None:
-        max_attempts = int(queue_service.effective_settings(queue)["max_attempts"])
+        max_attempts = QueueSettings.from_stored(queue.settings).max_attempts
     check_range(max_attempts, "max_attempts", 1, 10)
     if scheduled_for is not None:
         scheduled_for = check_datetime(scheduled_for, "scheduled_for")
@@ -190,7 +192,7 @@ def submit_job(
     stage(session, Submitted(queue.id))
     if queue.is_active:
         # A paused queue's jobs stay unpublished until resume publishes them.
-        stage(session, Dispatch.for_job(job, queue_service.effective_settings(queue)))
+        stage(session, Dispatch.for_job(job, QueueSettings.from_stored(queue.settings)))
     return job
 
 
@@ -267,7 +269,7 @@ def retry_job(session: Session, *, actor: Actor, job_id: str | uuid.UUID) -> Job
     queue = session.get(Queue, job.queue_id)
     assert queue is not None
     if queue.is_active:
-        stage(session, Dispatch.for_job(job, queue_service.effective_settings(queue)))
+        stage(session, Dispatch.for_job(job, QueueSettings.from_stored(queue.settings)))
     return job
 
 

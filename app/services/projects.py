@@ -11,9 +11,7 @@ from app.errors import Conflict, NotFound
 from app.models import Project, Queue
 from app.services.actors import Actor, Permission
 from app.services.pagination import Page, paginate
-from app.services.validation import check_description, check_name, parse_uuid
-
-_UNSET: object = object()
+from app.services.validation import UNSET, check_description, check_name, parse_uuid
 
 
 def get_project(session: Session, *, actor: Actor, project_id: str | uuid.UUID) -> Project:
@@ -71,7 +69,7 @@ def update_project(
     actor: Actor,
     project_id: str | uuid.UUID,
     name: str | None = None,
-    description: str | object | None = _UNSET,
+    description: str | None = UNSET,
 ) -> Project:
     """Rename a project or change its description."""
     project = get_project(session, actor=actor, project_id=project_id)
@@ -80,8 +78,8 @@ def update_project(
         name = check_name(name)
         _check_unique_name(session, actor, name, project.id)
         project.name = name
-    if description is not _UNSET:
-        project.description = check_description(description)  # type: ignore[arg-type]
+    if description is not UNSET:
+        project.description = check_description(description)
     session.flush()
     return project
 

@@ -12,69 +12,21 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound, ValidationFailed
-from app.models import ACTIVE_STATUSES, Job, JobStatus, Project, Queue, WorkerType, utcnow
+from app.models import ACTIVE_STATUSES, Job, JobStatus, Project, Queue, utcnow
 from app.services.actors import Actor, Permission
 from app.services.auth import DEFAULT_PROJECT_NAME
-from app.services.dispatch import ConsumeQueue, Dispatch, stage
+from app.services.outbox import ConsumeQueue, Dispatch, stage
 from app.services.pagination import Page, paginate
+from app.services.queue_settings import QueueSettings
 from app.services.validation import (
+    UNSET,
     check_description,
-    check_json_text,
     check_name,
     check_range,
     check_text,
     parse_uuid,
     parse_uuid_field,
 )
-
-# name -> (low, high) for integer settings; worker_type is the one string setting.
-INTEGER_SETTINGS: dict[str, tuple[int, int]] = {
-    "max_attempts": (1, 10),
-    "retry_backoff_seconds": (0, 3600),
-    "retry_backoff_max_seconds": (0, 86400),
-    "timeout_seconds": (1, 3000),
-}
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "max_attempts": 3,
-    "retry_backoff_seconds": 2,
-    "retry_backoff_max_seconds": 300,
-    "timeout_seconds": 1500,
-}
-_UNSET: Any = object()
-
-
-def check_settings(settings: Any) -> dict[str, Any]:
-    """Validate queue settings; unknown keys and out-of-range values are errors."""
-    if settings is None:
-        return {}
-    if not isinstance(settings, dict):
-        raise ValidationFailed.field("settings", "Must be an object.")
-    check_json_text(settings, "settings")
-    errors: dict[str, list[str]] = {}
-    for key, value in settings.items():
-        if key in INTEGER_SETTINGS:
-            low, high = INTEGER_SETTINGS[key]
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                errors[f"settings.{key}"] = [f"Must be an integer between {low} and {high}."]
-        elif key == "worker_type":
-            if not isinstance(value, str) or value not in WorkerType._value2member_map_:
-                allowed = ", ".join(w.value for w in WorkerType)
-                errors[f"settings.{key}"] = [f"Must be one of: {allowed}."]
-        else:
-            errors[f"settings.{key}"] = ["Unknown setting."]
-    if errors:
-        raise ValidationFailed("Invalid queue settings", errors=errors)
-    return dict(settings)
-
-
-def with_defaults(settings: dict[str, Any] | None) -> dict[str, Any]:
-    """Stored queue settings with the defaults filled in."""
-    return {**DEFAULT_SETTINGS, **(settings or {})}
-
-
-def effective_settings(queue: Queue) -> dict[str, Any]:
-    """The queue's settings with defaults filled in."""
-    return with_defaults(queue.settings)
 
 
 def _load(session: Session, actor: Actor, queue_id: str | uuid.UUID) -> Queue:
@@ -168,7 +120,7 @@ def create_queue(
         name=name,
         description=check_description(description),
         priority=check_range(priority, "priority", 0, 9),
-        settings=check_settings(settings),
+        settings=QueueSettings.check(settings),
         is_active=True,
     )
     session.add(queue)
@@ -183,7 +135,7 @@ def update_queue(
     actor: Actor,
     queue_id: str | uuid.UUID,
     name: str | None = None,
-    description: str | None = _UNSET,
+    description: str | None = UNSET,
     priority: int | None = None,
     settings: dict[str, Any] | None = None,
     is_active: bool | None = None,
@@ -195,12 +147,12 @@ def update_queue(
         name = check_name(name)
         _check_unique_name(session, actor, name, queue.id)
         queue.name = name
-    if description is not _UNSET:
+    if description is not UNSET:
         queue.description = check_description(description)
     if priority is not None:
         queue.priority = check_range(priority, "priority", 0, 9)
     if settings is not None:
-        queue.settings = check_settings(settings)
+        queue.settings = QueueSettings.check(settings)
     if is_active is not None:
         _set_active(session, queue, is_active)
     session.flush()
@@ -225,7 +177,7 @@ def _set_active(session: Session, queue: Queue, active: bool) -> None:
         # Jobs submitted during the pause, and those whose messages a worker
         # dropped, are unpublished; wake up the due ones now (the relay takes
         # the rest when they come due).
-        settings = effective_settings(queue)
+        settings = QueueSettings.from_stored(queue.settings)
         for job in session.scalars(
             select(Job).where(
                 Job.queue_id == queue.id,

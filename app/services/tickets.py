@@ -10,36 +10,72 @@ ticket that reaches them is spent already or dead within seconds.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import secrets
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
+import redis
 from sqlalchemy.orm import Session
 
-from app.errors import Unauthenticated
+from app.errors import Unauthenticated, Unavailable
 from app.services.actors import Actor, Permission
 from app.services.auth import TOKEN_GENERATION_CLAIM, actor_for_api_key_id, actor_for_token
+from app.services.tokens import TokenStore
 
 TICKET_SECONDS = 30
+_TICKET_PREFIX = "taskforge:stream-ticket:"
+_UNAVAILABLE = "The token store is unavailable; try again shortly"
 
 
-class TicketStore(Protocol):
-    """Where tickets live (``app.tokens.StreamTickets``)."""
+class StreamTickets:
+    """Single-use tickets in Redis, each naming who may open one event stream, briefly.
 
-    def issue(self, holder: dict[str, Any], ttl_seconds: int) -> str: ...
+    Only a hash of each ticket is kept, so reading Redis yields no usable ticket.
+    """
 
-    def redeem(self, ticket: str) -> dict[str, Any] | None: ...
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    @classmethod
+    def from_url(cls, url: str) -> StreamTickets:
+        """Connect to the Redis at ``url`` with short timeouts."""
+        return cls(redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2))
+
+    def close(self) -> None:
+        """Close the connections to Redis."""
+        self._redis.close()
+
+    def issue(self, holder: dict[str, Any], ttl_seconds: int) -> str:
+        """Store ``holder`` under a new ticket for ``ttl_seconds``; return the ticket."""
+        ticket = secrets.token_urlsafe(32)
+        try:
+            self._redis.set(_ticket_key(ticket), json.dumps(holder), ex=ttl_seconds)
+        except redis.RedisError as exc:
+            raise Unavailable(_UNAVAILABLE) from exc
+        return ticket
+
+    def redeem(self, ticket: str) -> dict[str, Any] | None:
+        """Return the ticket's holder and delete it, atomically; None when unknown or used."""
+        try:
+            raw = self._redis.getdel(_ticket_key(ticket))
+        except redis.RedisError as exc:
+            raise Unavailable(_UNAVAILABLE) from exc
+        if raw is None:
+            return None
+        holder: dict[str, Any] = json.loads(raw)
+        return holder
 
 
-class RevocationList(Protocol):
-    """Which tokens are revoked (``app.tokens.TokenStore``)."""
-
-    def is_revoked(self, jti: str, family: str | None = None) -> bool: ...
+def _ticket_key(ticket: str) -> str:
+    return _TICKET_PREFIX + hashlib.sha256(ticket.encode()).hexdigest()
 
 
 def mint_stream_ticket(
-    store: TicketStore, *, actor: Actor, token_claims: Mapping[str, Any] | None
+    store: StreamTickets, *, actor: Actor, token_claims: Mapping[str, Any] | None
 ) -> str:
     """Issue a ticket for one event stream of ``actor``, authenticated by key or token."""
     actor.require(Permission.JOB_READ)
@@ -57,7 +93,7 @@ def mint_stream_ticket(
 
 
 def redeem_stream_ticket(
-    session: Session, store: TicketStore, *, revocations: RevocationList, ticket: str
+    session: Session, store: StreamTickets, *, revocations: TokenStore, ticket: str
 ) -> Actor:
     """Spend ``ticket`` and return the actor it was issued to, as that actor is now."""
     holder = store.redeem(ticket) if ticket else None

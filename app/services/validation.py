@@ -19,6 +19,8 @@ NAME_MAX = 100
 DESCRIPTION_MAX = 500
 MAX_JSON_DEPTH = 32
 UNSTORABLE_TEXT = "Must not contain NUL characters or unpaired surrogates."
+# An argument the caller did not give, where None is a value (e.g. "no description").
+UNSET: Any = object()
 
 
 def is_storable(text: str) -> bool:

@@ -17,12 +17,14 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from app.celery_names import job_queue_name
 from app.db import rowcount
 from app.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from app.models import Project, Worker, WorkerStatus, WorkerType, utcnow
+from app.models import Project, Queue, Worker, WorkerStatus, WorkerType, utcnow
 from app.services.actors import Actor, Permission
-from app.services.dispatch import DrainWorker, stage
+from app.services.outbox import DrainWorker, stage
 from app.services.pagination import Page, paginate
+from app.services.queue_settings import QueueSettings
 from app.services.validation import (
     check_json_document,
     check_name,
@@ -34,7 +36,6 @@ from app.services.validation import (
 
 # Every worker runs these (tasks/handlers.py); no advertisement is needed for them.
 BUILTIN_JOB_TYPES = frozenset({"echo", "sleep", "fail", "flaky"})
-HEARTBEAT_INTERVAL = timedelta(seconds=10)
 # A worker silent for this many heartbeat intervals is offline.
 MISSED_HEARTBEATS = 3
 MAX_CONCURRENT_JOBS = 1024
@@ -137,10 +138,14 @@ def heartbeat(
     *,
     actor: Actor,
     worker_id: str | uuid.UUID,
+    interval: timedelta,
     metadata: dict[str, str] | None = None,
-    interval: timedelta = HEARTBEAT_INTERVAL,
 ) -> Heartbeat:
-    """Record that a worker is alive, with its latest metadata; a draining one stays draining."""
+    """Record that a worker is alive, with its latest metadata; a draining one stays draining.
+
+    ``interval`` is the configured heartbeat interval (``Runtime.heartbeat_interval``):
+    both edges answer with the same next heartbeat time.
+    """
     actor.require(Permission.WORKER_WRITE)
     worker = _load(session, actor, worker_id)
     now = utcnow()
@@ -344,3 +349,34 @@ def check_runnable(runners: list[Runner], job_type: str) -> None:
         f"No live worker of this queue has a handler for '{job_type}'; "
         f"its workers run: {', '.join(known)}.",
     )
+
+
+@dataclass(frozen=True)
+class WorkerScope:
+    """Whose queues a Celery worker may consume.
+
+    ``organization_id`` None is a platform worker (every organization's queues); a
+    queue whose ``worker_type`` setting names a type is consumed only by workers of it.
+    Paused queues are consumed too: the claim drops their messages.
+    """
+
+    organization_id: uuid.UUID | None
+    worker_type: WorkerType
+
+    def accepts(self, organization_id: uuid.UUID, required_type: str | None) -> bool:
+        """Tell whether a queue of ``organization_id`` needing ``required_type`` is ours."""
+        if self.organization_id is not None and organization_id != self.organization_id:
+            return False
+        return not required_type or required_type == self.worker_type.value
+
+
+def queues_in_scope(session: Session, scope: WorkerScope) -> list[str]:
+    """Celery queue names of every TaskForge queue within ``scope``, oldest first."""
+    query = select(Queue.id, Queue.organization_id, Queue.settings).order_by(Queue.created_at)
+    if scope.organization_id is not None:
+        query = query.where(Queue.organization_id == scope.organization_id)
+    return [
+        job_queue_name(row.id)
+        for row in session.execute(query).all()
+        if scope.accepts(row.organization_id, QueueSettings.from_stored(row.settings).worker_type)
+    ]

@@ -72,7 +72,10 @@ class QueueRpcs(ServicerBase):
         """Count a queue's jobs per state, with broker depth and activity."""
         with self.session() as session:
             stats = queue_service.queue_stats(
-                session, actor=current_actor(), queue_id=request.id, broker_depth=self.broker_depth
+                session,
+                actor=current_actor(),
+                queue_id=request.id,
+                broker_depth=self.runtime.broker.depth,
             )
         return convert.queue_stats_to_proto(stats)
 

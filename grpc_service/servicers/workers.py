@@ -33,6 +33,7 @@ class WorkerRpcs(ServicerBase):
                 session,
                 actor=current_actor(),
                 worker_id=request.id,
+                interval=self.runtime.heartbeat_interval,
                 metadata=dict(request.metadata),
             )
         return pb.HeartbeatResponse(

@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from flask_jwt_extended import create_access_token
 
 from tests.conftest import PASSWORD, Account, Auth
+from tests.support.tokens import mint
 
 
 def test_register_creates_organization_owner_and_default_project(
@@ -178,8 +178,7 @@ def test_bad_credentials_are_401_in_the_error_shape(
 
 
 def test_expired_token_is_401(app: Flask, client: FlaskClient, owner: Account) -> None:
-    with app.app_context():
-        token = create_access_token(identity=owner.user_id, expires_delta=timedelta(seconds=-5))
+    token = mint(app, owner.user_id, expires_in=timedelta(seconds=-5))
     response = client.get("/api/v1/queues", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
     assert "expired" in response.json["error"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
+from app.api.app import create_app
 from app.config import Settings
 from tests.conftest import Account
 

@@ -9,10 +9,9 @@ from flask.testing import FlaskClient
 
 from app.config import Settings
 from app.db import session_scope
-from app.models import WorkerType
-from app.services.workers import register_system_worker
-from tasks.executor import execute
 from tests.conftest import Account
+from tests.support import factories
+from tests.support.execution import execute
 
 
 def _submit(client: FlaskClient, owner: Account, queue: dict, **body: Any) -> Any:
@@ -123,16 +122,7 @@ def test_submit_needs_a_queue(client: FlaskClient, owner: Account) -> None:
 def _advertise(settings: Settings, hostname: str, queue: dict, job_types: list[str]) -> None:
     """Register a live worker of ``queue`` that advertised ``job_types``."""
     with session_scope(settings.database_url) as session:
-        register_system_worker(
-            session,
-            hostname=hostname,
-            organization_id=None,
-            worker_type=WorkerType.GENERAL,
-            capabilities=None,
-            concurrency=1,
-            queues=[f"tf.{queue['id']}"],
-            job_types=job_types,
-        )
+        factories.runner(session, hostname, f"tf.{queue['id']}", job_types)
 
 
 def test_a_job_type_no_live_worker_of_the_queue_runs_is_refused(

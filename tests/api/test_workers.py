@@ -14,8 +14,8 @@ from app.config import Settings
 from app.db import session_scope
 from app.models import WorkerType
 from app.services import workers as worker_service
-from tasks.maintenance import mark_silent_workers_offline
 from tests.conftest import Account, Auth
+from tests.support.execution import mark_silent_workers_offline
 from tests.support.workers import wait_for
 
 

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from flask_jwt_extended import create_access_token
 from werkzeug.serving import make_server
 
 from app.config import PROJECT_ROOT, Settings
 from app.redis_server import free_port
 from tests.conftest import PASSWORD, Auth
+from tests.support.tokens import mint
 from tests.support.workers import WorkerProcess
 
 if TYPE_CHECKING:
@@ -160,12 +160,12 @@ def _unexpected(text: str) -> bool:
 
 
 def _expired_token(app: Flask, user_id: str, organization_id: str) -> str:
-    with app.app_context():
-        return create_access_token(
-            identity=user_id,
-            additional_claims={"org_id": organization_id, "role": "owner", "family": "x"},
-            expires_delta=timedelta(seconds=-30),
-        )
+    return mint(
+        app,
+        user_id,
+        claims={"org_id": organization_id, "role": "owner", "family": "x"},
+        expires_in=timedelta(seconds=-30),
+    )
 
 
 def _no_horizontal_scroll(page: Page) -> bool:

@@ -18,8 +18,8 @@ from click.testing import CliRunner, Result
 
 import taskforge_client as tfc
 from app.cli import main
-from app.monitor.store import PREFIX
 from app.redis_server import free_port
+from app.services.live_state import PREFIX
 from taskforge_client.cli.config import Profile, load_profile, resolve, save_profile
 from tests.client.conftest import PASSWORD, Signup, Stack
 from tests.client.test_stack_rest import _expired_copy

@@ -8,13 +8,13 @@ from collections.abc import Callable
 import httpx
 import pytest
 from flask import Flask
-from flask_jwt_extended import create_access_token
 
 import taskforge_client as tfc
-from app import create_app
+from app.api.app import create_app
 from app.config import Settings
 from app.redis_server import free_port
 from tests.client.conftest import PASSWORD, Signup
+from tests.support.tokens import mint
 
 
 def test_validation_error_carries_field_errors(wsgi_client: Signup) -> None:
@@ -123,11 +123,7 @@ def test_rate_limited_carries_retry_after(app: Flask, wsgi_client: Signup) -> No
 
 def test_unavailable_when_redis_is_down(settings: Settings, wsgi_client: Signup) -> None:
     down = create_app(settings.replace(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
-    with down.app_context():
-        token = create_access_token(
-            identity="00000000-0000-0000-0000-000000000000",
-            expires_delta=dt.timedelta(minutes=1),
-        )
+    token = mint(down, "00000000-0000-0000-0000-000000000000", expires_in=dt.timedelta(minutes=1))
     transport = httpx.WSGITransport(app=down)
     no_retries = tfc.RetryPolicy(attempts=1)
     with (

@@ -10,9 +10,9 @@ import pytest
 from flask import Flask
 
 import taskforge_client as tfc
-from app import create_app
+from app.api.app import create_app
 from app.config import Settings
-from app.monitor.store import MonitorStore
+from app.services.live_state import LiveState
 from tests.client.conftest import Signup
 from tests.support.workers import wait_for
 
@@ -24,9 +24,9 @@ def short_streams(settings: Settings) -> Flask:
 
 
 @pytest.fixture
-def store(settings: Settings) -> Iterator[MonitorStore]:
+def store(settings: Settings) -> Iterator[LiveState]:
     """The monitor's store on the test Redis, to publish events as the monitor does."""
-    store = MonitorStore.from_url(settings.redis_url)
+    store = LiveState.from_url(settings.redis_url)
     yield store
     store.close()
 
@@ -47,7 +47,7 @@ def task(job_id: str) -> dict[str, object]:
 
 
 def test_events_survive_the_end_of_a_stream(
-    short_streams: Flask, store: MonitorStore, signup: Callable[..., Signup]
+    short_streams: Flask, store: LiveState, signup: Callable[..., Signup]
 ) -> None:
     owner = signup("http://testserver", http_transport=httpx.WSGITransport(app=short_streams))
     connects: list[int] = []

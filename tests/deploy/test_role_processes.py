@@ -19,8 +19,8 @@ from app.config import PROJECT_ROOT, Settings
 from app.db import get_engine
 from app.migrate import alembic_config
 from app.redis_server import free_port
+from app.services.leases import SHUTDOWN_ERROR
 from grpc_service.server import GRACE_SECONDS
-from tasks.maintenance import SHUTDOWN_ERROR
 from tests.conftest import Account
 from tests.deploy.conftest import RoleProcess
 from tests.support.api import job_attempts

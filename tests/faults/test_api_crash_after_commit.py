@@ -24,10 +24,10 @@ from app.config import PROJECT_ROOT, Settings
 from app.db import session_scope
 from app.models import Job, JobStatus
 from app.redis_server import free_port
+from app.services.outbox import relay_unpublished
 from tasks.celery_app import use_broker
-from tasks.executor import execute
-from tasks.maintenance import relay_unpublished
 from tests.conftest import Account
+from tests.support.execution import execute
 from tests.support.workers import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_workers]

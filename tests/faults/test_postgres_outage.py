@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from app import create_app
+from app.api.app import create_app
 from app.config import Settings
 from app.migrate import upgrade
 from tests.conftest import PASSWORD

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from app import create_app
+from app.api.app import create_app
 from app.config import Settings
 from app.db import session_scope
 from app.models import Job, JobStatus
 from app.redis_server import RedisProcess, free_port, start_redis
+from app.services.outbox import relay_unpublished
 from tasks.celery_app import use_broker
-from tasks.maintenance import relay_unpublished
 from tests.conftest import PASSWORD
 from tests.support.workers import WorkerProcess, wait_for
 

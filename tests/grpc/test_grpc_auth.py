@@ -12,7 +12,6 @@ import jwt
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from flask_jwt_extended import create_access_token
 from grpcsupport import (
     Contract,
     Metadata,
@@ -28,6 +27,7 @@ from app.config import Settings
 from app.db import session_scope
 from app.models import ApiKey, User
 from tests.conftest import PASSWORD
+from tests.support.tokens import mint, signing_key
 
 if TYPE_CHECKING:
     from tests.conftest import Account
@@ -95,8 +95,7 @@ def test_reusing_a_rotated_refresh_token_revokes_the_sessions_access_tokens(
 def test_an_expired_token_is_unauthenticated(
     grpc_stub: SimpleNamespace, contract: Contract, app: Flask, owner: Account
 ) -> None:
-    with app.app_context():
-        token = create_access_token(identity=owner.user_id, expires_delta=timedelta(seconds=-30))
+    token = mint(app, owner.user_id, expires_in=timedelta(seconds=-30))
     error = rpc_error(list_queues, grpc_stub, contract, bearer(token))
     assert_status(error, UNAUTHENTICATED, "expired")
 
@@ -189,7 +188,7 @@ def _signed(app: Flask, **claims: Any) -> str:
     now = datetime.now(UTC)
     body = {"iat": now, "nbf": now, "exp": now + timedelta(minutes=5), **claims}
     body = {name: value for name, value in body.items() if value is not None}
-    return jwt.encode(body, app.config["JWT_SECRET_KEY"], "HS256")
+    return jwt.encode(body, signing_key(app), "HS256")
 
 
 @pytest.mark.parametrize("missing", ["jti", "type"])

@@ -22,7 +22,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from grpc_status import rpc_status
 from grpcsupport import Contract, Metadata, api_key, assert_status, bearer, rpc_error
 
-from app import create_app
+from app.api.app import create_app
 from app.config import PROJECT_ROOT, Settings
 from app.redis_server import free_port
 from grpc_service import convert

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -178,3 +179,22 @@ def test_list_workers_rejects_bad_arguments(
 ) -> None:
     request = contract.ListWorkersRequest(**fields)
     assert_status(rpc_error(grpc_stub.ListWorkers, request, metadata=owner_md), INVALID, named)
+
+
+def test_heartbeat_answers_the_configured_interval_as_rest_does(
+    settings: Settings,
+    start_grpc_server: Callable[[Settings], str],
+    contract: Contract,
+    owner_md: Metadata,
+) -> None:
+    slow = settings.replace(heartbeat_seconds=42)
+    with grpc.insecure_channel(start_grpc_server(slow)) as channel:
+        stub = contract.stub(channel)
+        request = message(contract.RegisterWorkerRequest, name="celery@slow")
+        worker = stub.RegisterWorker(request, metadata=owner_md).worker
+        beat = stub.Heartbeat(contract.HeartbeatRequest(id=worker.id), metadata=owner_md)
+    with session_scope(settings.database_url) as session:
+        stored = session.get(Worker, uuid.UUID(worker.id))
+        assert stored is not None and stored.last_heartbeat is not None
+        expected = stored.last_heartbeat + timedelta(seconds=42)
+    assert beat.next_heartbeat_at.ToDatetime(tzinfo=UTC) == expected

@@ -14,7 +14,8 @@ from flask.testing import FlaskClient
 
 from app.config import Settings
 from app.models import AttemptStatus, JobAttempt, utcnow
-from tasks.maintenance import republish_held_messages, sweep_expired_leases
+from app.services.leases import sweep_expired_leases
+from app.services.outbox import republish_held_messages
 from tests.conftest import Account
 from tests.support.api import create_queue, job_attempts, submit_job
 from tests.support.workers import WorkerProcess, wait_for

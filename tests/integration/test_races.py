@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from app.config import Settings
 from app.db import session_scope
 from app.models import AttemptStatus, Job, JobStatus
-from tasks.maintenance import relay_unpublished
+from app.services.outbox import relay_unpublished
 from tests.conftest import Account
 from tests.support.api import create_queue, job_attempts, submit_job
 from tests.support.workers import WorkerProcess, wait_for

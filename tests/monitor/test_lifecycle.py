@@ -13,9 +13,9 @@ from celery import Celery
 from flask.testing import FlaskClient
 
 from app.config import Settings
-from tasks import dispatch
-from tasks.maintenance import mark_silent_workers_offline
+from tasks import publisher
 from tests.conftest import Account, Auth
+from tests.support.execution import mark_silent_workers_offline
 from tests.support.monitor import (
     MonitorProcess,
     Start,
@@ -194,7 +194,7 @@ def test_a_queue_whose_broadcast_was_missed_is_consumed_within_a_heartbeat(
     worker_env(heartbeat_seconds="1")
     worker = start_worker("-P", "solo", "-n", "deaf@%h")
     # The broadcast goes nowhere, as when Redis is down or the worker not yet listening.
-    monkeypatch.setattr(dispatch, "broadcast_consume", lambda _items: None)
+    monkeypatch.setattr(publisher, "broadcast_consume", lambda _items: None)
     queue = create_queue(client, owner, "unheard")
     jobs = [submit(client, owner, queue, "echo", payload=i) for i in range(5)]
     for job in jobs:

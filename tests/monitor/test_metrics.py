@@ -8,11 +8,11 @@ from typing import Any
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import create_app
+from app.api.app import create_app
 from app.config import Settings
-from app.monitor.directory import Directory
 from app.monitor.events import EventHandler
-from app.monitor.store import MonitorStore
+from app.monitor.lookups import Lookups
+from app.services.live_state import LiveState
 from tests.conftest import METRICS_AUTH, Account
 from tests.support.monitor import submit
 
@@ -61,8 +61,8 @@ def test_submitted_jobs_are_counted_by_queue(
 def test_outcomes_and_times_come_from_the_monitor(
     client: FlaskClient, owner: Account, queue: dict[str, Any], settings: Settings
 ) -> None:
-    store = MonitorStore.from_url(settings.redis_url)
-    handler = EventHandler(store, Directory(settings.database_url))
+    store = LiveState.from_url(settings.redis_url)
+    handler = EventHandler(store, Lookups(settings.database_url))
     try:
         for result in ("'succeeded'", "'retrying'"):
             job = submit(client, owner, queue, "echo")

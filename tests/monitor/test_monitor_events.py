@@ -13,15 +13,17 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import update
 
+from app.celery_names import parse_task_id
 from app.config import Settings
 from app.db import session_scope
 from app.models import Job
-from app.monitor.directory import LRU, Directory
-from app.monitor.events import EventHandler, executor_outcome, parse_task_id
-from app.monitor.store import MonitorStore, is_alive
-from app.services import monitor as monitor_service
+from app.monitor.events import EventHandler
+from app.monitor.lookups import LRU, Lookups
+from app.services import live_view
 from app.services.actors import Actor
 from app.services.auth import actor_for_user_id
+from app.services.execution import Outcome
+from app.services.live_state import LiveState, is_alive
 from tests.conftest import Account, Auth
 from tests.support.monitor import api, create_queue, submit
 
@@ -29,17 +31,17 @@ HOST = "celery@shared"
 
 
 @pytest.fixture
-def store(settings: Settings) -> Iterator[MonitorStore]:
+def store(settings: Settings) -> Iterator[LiveState]:
     """The monitor store on the test Redis."""
-    store = MonitorStore.from_url(settings.redis_url)
+    store = LiveState.from_url(settings.redis_url)
     yield store
     store.close()
 
 
 @pytest.fixture
-def handler(store: MonitorStore, settings: Settings) -> EventHandler:
+def handler(store: LiveState, settings: Settings) -> EventHandler:
     """An event handler writing to ``store``."""
-    return EventHandler(store, Directory(settings.database_url))
+    return EventHandler(store, Lookups(settings.database_url))
 
 
 def task_event(kind: str, job: dict[str, Any], at: float, **fields: Any) -> dict[str, Any]:
@@ -81,8 +83,8 @@ def test_task_ids_and_results_are_parsed() -> None:
     assert parse_task_id(f"{job_id}:2") == (job_id, 2)
     assert parse_task_id("celery-task-id") is None
     assert parse_task_id(None) is None
-    assert executor_outcome("'retrying'") == "retrying"
-    assert executor_outcome("None") is None
+    assert Outcome.from_event("'retrying'") == "retrying"
+    assert Outcome.from_event("None") is None
 
 
 def test_the_lru_forgets_the_least_recently_used() -> None:
@@ -155,10 +157,10 @@ def test_events_are_applied_in_batches(
     client: FlaskClient,
     owner: Account,
     queue: dict[str, Any],
-    store: MonitorStore,
+    store: LiveState,
     settings: Settings,
 ) -> None:
-    batched = EventHandler(store, Directory(settings.database_url), batch_size=4, max_delay=60)
+    batched = EventHandler(store, Lookups(settings.database_url), batch_size=4, max_delay=60)
     jobs = [submit(client, owner, queue, "echo") for _ in range(2)]
     for job in jobs:
         batched(task_event("task-received", job, time.time(), name="taskforge.run_job"))
@@ -219,7 +221,7 @@ def test_bad_task_filters_answer_400(
 
 
 def test_the_recent_list_is_capped(
-    client: FlaskClient, owner: Account, queue: dict[str, Any], store: MonitorStore
+    client: FlaskClient, owner: Account, queue: dict[str, Any], store: LiveState
 ) -> None:
     item = {"job_id": "j", "queue_id": queue["id"], "state": "received", "timestamp": "x"}
     for _ in range(1005):
@@ -270,7 +272,7 @@ def test_a_worker_serves_a_queue_once_it_receives_a_job_of_it(
 
 
 def test_an_own_worker_shows_its_id_and_sql_status(
-    client: FlaskClient, owner: Account, handler: EventHandler, store: MonitorStore
+    client: FlaskClient, owner: Account, handler: EventHandler, store: LiveState
 ) -> None:
     store.set_registry(
         {
@@ -302,7 +304,7 @@ def test_queue_overview_counts_consumers_throughput_and_waiting(
     owner: Account,
     queue: dict[str, Any],
     handler: EventHandler,
-    store: MonitorStore,
+    store: LiveState,
     settings: Settings,
 ) -> None:
     heartbeat(handler, [f"tf.{queue['id']}"])
@@ -313,7 +315,7 @@ def test_queue_overview_counts_consumers_throughput_and_waiting(
     store.set_oldest({queue["id"]: datetime.fromisoformat(waiting["created_at"]).timestamp()})
     with session_scope(settings.database_url) as session:
         actor: Actor = actor_for_user_id(session, owner.user_id)
-        overview = monitor_service.queue_overview(
+        overview = live_view.queue_overview(
             session, actor=actor, store=store, depth=lambda _name: 7, now=minute_start + 65
         )
     assert overview[0]["throughput_per_minute"] == 2
@@ -327,7 +329,7 @@ def test_queue_overview_counts_consumers_throughput_and_waiting(
 
 
 def test_oldest_waiting_counts_due_jobs_from_the_moment_they_became_due(
-    client: FlaskClient, owner: Account, store: MonitorStore, settings: Settings
+    client: FlaskClient, owner: Account, store: LiveState, settings: Settings
 ) -> None:
     later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     scheduled, retried, not_due = (create_queue(client, owner, name) for name in "abc")
@@ -348,7 +350,7 @@ def test_oldest_waiting_counts_due_jobs_from_the_moment_they_became_due(
             .where(Job.id == uuid.UUID(retrying["id"]))
             .values(created_at=now - timedelta(hours=1), available_at=now - timedelta(seconds=10))
         )
-    store.set_oldest(Directory(settings.database_url).oldest_waiting())
+    store.set_oldest(Lookups(settings.database_url).oldest_waiting())
     waiting = {
         q["name"]: q["oldest_waiting_seconds"]
         for q in api(client, owner, "/monitor/queues")["queues"]
@@ -375,7 +377,7 @@ def test_the_monitor_needs_authentication(client: FlaskClient) -> None:
         assert client.get(f"/api/v1/monitor/{path}").status_code == 401
 
 
-def test_published_events_are_json(store: MonitorStore, owner: Account) -> None:
+def test_published_events_are_json(store: LiveState, owner: Account) -> None:
     pubsub = store.subscribe(owner.organization_id)
     try:
         pubsub.get_message(timeout=0.1)

@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import create_app
+from app.api.app import create_app
 from app.config import Settings
 from tests.conftest import METRICS_AUTH, Account, Auth
 from tests.support.monitor import MonitorProcess, Start, api, create_queue, submit

@@ -13,10 +13,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from app import create_app
+from app.api.app import create_app
 from app.config import Settings
-from app.monitor.store import MonitorStore
 from app.redis_server import RedisProcess
+from app.services.live_state import LiveState
 from tests.conftest import PASSWORD, Account, Auth
 
 EVENTS = "/api/v1/monitor/events"
@@ -38,9 +38,9 @@ def sse_client(sse_app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def store(settings: Settings) -> Iterator[MonitorStore]:
+def store(settings: Settings) -> Iterator[LiveState]:
     """The monitor store on the test Redis."""
-    store = MonitorStore.from_url(settings.redis_url)
+    store = LiveState.from_url(settings.redis_url)
     yield store
     store.close()
 
@@ -95,7 +95,7 @@ def task_item(org: str, job_id: str) -> dict[str, Any]:
 
 
 def test_a_task_event_reaches_the_stream(
-    sse_client: FlaskClient, owner: Account, store: MonitorStore
+    sse_client: FlaskClient, owner: Account, store: LiveState
 ) -> None:
     response = open_stream(sse_client, owner)
     try:
@@ -107,7 +107,7 @@ def test_a_task_event_reaches_the_stream(
 
 
 def test_worker_events_reach_the_stream_with_a_header_token(
-    sse_client: FlaskClient, owner: Account, store: MonitorStore
+    sse_client: FlaskClient, owner: Account, store: LiveState
 ) -> None:
     response = open_stream(sse_client, owner, with_ticket=False)
     try:
@@ -133,7 +133,7 @@ def test_a_stream_keeps_alive_then_ends_asking_to_reconnect(
 
 
 def test_another_organizations_events_never_arrive(
-    sse_client: FlaskClient, owner: Account, auth: Auth, store: MonitorStore
+    sse_client: FlaskClient, owner: Account, auth: Auth, store: LiveState
 ) -> None:
     stranger = auth.register("Other")
     response = open_stream(sse_client, stranger)
@@ -187,7 +187,7 @@ def test_a_ticket_needs_a_caller_who_may_read_jobs(sse_client: FlaskClient, owne
 
 
 def test_an_api_key_ticket_streams_until_the_key_is_revoked(
-    sse_client: FlaskClient, owner: Account, store: MonitorStore
+    sse_client: FlaskClient, owner: Account, store: LiveState
 ) -> None:
     key = sse_client.post(
         "/api/v1/api-keys", json={"name": "k", "scopes": ["job:read"]}, headers=owner.headers

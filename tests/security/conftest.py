@@ -15,7 +15,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from app import create_app
+from app.api import context
+from app.api.app import create_app
 from app.config import Settings
 from tests.security.support import leaked_secrets
 
@@ -68,9 +69,8 @@ def built_apps() -> Iterator[list[Flask]]:
     apps: list[Flask] = []
     yield apps
     for app in apps:
-        for name in ("taskforge.tokens", "taskforge.stream_tickets", "taskforge.rate_limiter"):
-            if name in app.extensions:
-                app.extensions[name].close()
+        with app.app_context():
+            context.runtime().close()
 
 
 @pytest.fixture

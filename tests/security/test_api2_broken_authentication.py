@@ -16,7 +16,6 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from flask_jwt_extended import create_refresh_token
 from jwt.warnings import InsecureKeyLengthWarning
 from sqlalchemy import update
 
@@ -24,9 +23,10 @@ from app.config import Settings
 from app.db import session_scope
 from app.models import User
 from app.redis_server import RedisProcess
-from app.tokens import TokenStore
+from app.services.tokens import ALGORITHM, DECODE_ALGORITHMS, REFRESH, TokenStore
 from tests.conftest import PASSWORD, Account, Auth
 from tests.security.support import bearer, create_key, key_headers
+from tests.support.tokens import mint, signing_key
 
 
 def _claims(token: str) -> dict[str, Any]:
@@ -89,8 +89,8 @@ def test_the_same_claims_signed_properly_are_accepted(
 
 
 def test_the_algorithm_is_pinned(app: Flask) -> None:
-    assert app.config["JWT_ALGORITHM"] == "HS256"
-    assert app.config["JWT_DECODE_ALGORITHMS"] == ["HS256"]
+    assert ALGORITHM == "HS256"
+    assert list(DECODE_ALGORITHMS) == ["HS256"]
 
 
 def _refresh(client: FlaskClient, token: str) -> Any:
@@ -170,8 +170,7 @@ def test_logout_with_an_api_key_is_refused(client: FlaskClient, owner: Account) 
 
 
 def test_expired_refresh_token_is_401(app: Flask, client: FlaskClient, owner: Account) -> None:
-    with app.app_context():
-        token = create_refresh_token(identity=owner.user_id, expires_delta=timedelta(seconds=-5))
+    token = mint(app, owner.user_id, token_type=REFRESH, expires_in=timedelta(seconds=-5))
     response = _refresh(client, token)
     assert response.status_code == 401
     assert "expired" in response.json["error"].lower()
@@ -251,7 +250,7 @@ def _token_without(app: Flask, account: Account, claim: str, token_type: str = "
         "family": uuid.uuid4().hex,
     }
     del claims[claim]
-    return pyjwt.encode(claims, app.config["JWT_SECRET_KEY"], "HS256")
+    return pyjwt.encode(claims, signing_key(app), "HS256")
 
 
 @pytest.mark.parametrize("claim", ["jti", "type", "iat", "exp"])
@@ -280,5 +279,5 @@ def test_a_signed_refresh_token_missing_a_required_claim_is_401(
 def test_a_token_of_an_unknown_type_is_401(app: Flask, client: FlaskClient, owner: Account) -> None:
     token = _token_without(app, owner, "family")
     claims = {**_claims(token), "type": "stream"}
-    forged = pyjwt.encode(claims, app.config["JWT_SECRET_KEY"], "HS256")
+    forged = pyjwt.encode(claims, signing_key(app), "HS256")
     assert client.get("/api/v1/queues", headers=bearer(forged)).status_code == 401

@@ -9,7 +9,8 @@ import jwt
 import pytest
 from flask.testing import FlaskClient
 
-from app import create_app
+from app.api import context
+from app.api.app import create_app
 from app.config import ConfigError, Settings, load_settings
 from tests.conftest import Account
 
@@ -49,7 +50,8 @@ def test_an_unexpected_error_shows_no_stack_trace(settings: Settings) -> None:
     assert response.status_code == 500
     assert response.json == {"error": "Internal server error", "status_code": 500}
     assert not app.debug
-    app.extensions["taskforge.tokens"].close()
+    with app.app_context():
+        context.runtime().close()
 
 
 @pytest.mark.parametrize(

@@ -9,14 +9,14 @@ from datetime import timedelta
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from app import create_app
+from app.api.app import create_app
 from app.config import Settings
 from app.db import session_scope
 from app.models import Job
 from app.services.auth import actor_for_user_id
 from app.services.jobs import submit_job
+from app.services.outbox import relay_unpublished
 from tasks.celery_app import use_broker
-from tasks.maintenance import relay_unpublished
 from tests.conftest import Account
 
 DEAD_BROKER = "redis://127.0.0.1:1/0"

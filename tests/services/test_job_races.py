@@ -16,9 +16,9 @@ from app.errors import Conflict
 from app.models import Job, JobStatus
 from app.services import jobs as job_service
 from app.services.auth import actor_for_user_id
-from tasks.executor import execute
 from tests.conftest import Account
 from tests.support.api import create_queue, submit_job
+from tests.support.execution import execute
 
 CALLERS = 4
 

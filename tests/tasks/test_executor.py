@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -16,31 +17,28 @@ from hypothesis import strategies as st
 from sqlalchemy import update
 
 import tests.support.handlers  # noqa: F401 - registers the test handlers
+from app.api import context
 from app.config import Settings
 from app.db import session_scope
-from app.models import AttemptStatus, Job, JobAttempt, JobStatus, WorkerStatus, WorkerType, utcnow
-from app.services import dispatch
-from app.services.dispatch import Dispatch
-from app.services.queues import with_defaults
-from app.services.workers import register_system_worker
-from tasks import executor
-from tasks.dispatch import mark_published, send
-from tasks.executor import (
-    MAX_HAND_OFFS,
-    backoff_seconds,
-    claim,
-    execute,
-    record_success,
-    unrunnable_error,
-)
-from tasks.maintenance import (
+from app.models import AttemptStatus, Job, JobAttempt, JobStatus, WorkerStatus, utcnow
+from app.runtime import Runtime
+from app.services import execution, outbox
+from app.services.execution import MAX_HAND_OFFS, backoff_seconds, record_success, unrunnable_error
+from app.services.leases import sweep_expired_leases
+from app.services.outbox import (
+    Dispatch,
+    mark_published,
     relay_unpublished,
     republish_held_messages,
     republish_lost_messages,
-    sweep_expired_leases,
 )
+from app.services.queue_settings import QueueSettings
+from tasks import executor, worker
+from tasks.publisher import send
 from tests.conftest import Account
+from tests.support import factories
 from tests.support.api import create_queue, job_attempts, submit_job
+from tests.support.execution import claim, execute
 
 
 def _queue(client: FlaskClient, owner: Account, name: str = "work", **settings: Any) -> dict:
@@ -64,7 +62,8 @@ def _attempts(settings: Settings, job_id: str) -> list[JobAttempt]:
 
 
 def _depth(app: Flask, queue: dict) -> int:
-    return app.extensions["taskforge.broker"].depth(f"tf.{queue['id']}")
+    with app.app_context():
+        return context.runtime().broker.depth(f"tf.{queue['id']}")
 
 
 def test_a_duplicate_message_is_dropped(
@@ -100,16 +99,7 @@ def _runner(
 ) -> None:
     """Register a live worker consuming ``queue`` that has handlers for ``job_types``."""
     with session_scope(settings.database_url) as session:
-        worker = register_system_worker(
-            session,
-            hostname=hostname,
-            organization_id=None,
-            worker_type=WorkerType.GENERAL,
-            capabilities=None,
-            concurrency=1,
-            queues=[f"tf.{queue['id']}"],
-            job_types=job_types,
-        )
+        worker = factories.runner(session, hostname, f"tf.{queue['id']}", job_types)
         for name, value in state.items():
             setattr(worker, name, value)
 
@@ -131,13 +121,13 @@ def test_a_job_no_live_worker_can_run_fails_at_once_without_spending_attempts(
 
 
 def test_a_job_is_handed_to_a_live_worker_that_has_its_handler_without_an_attempt(
-    app: Flask, client: FlaskClient, owner: Account, settings: Settings
+    runtime: Runtime, client: FlaskClient, owner: Account, settings: Settings
 ) -> None:
     queue = _queue(client, owner)
     _runner(settings, "w@h", queue, ["echo"])
     _runner(settings, "able@h", queue, ["no.such.type"])
     job = _submit(client, owner, queue, job_type="no.such.type", max_attempts=1)
-    depth = app.extensions["taskforge.broker"].depth
+    depth = runtime.broker.depth
     outcome = execute(job["id"], 0, "w@h", settings.database_url, job_type="no.such.type")
     assert outcome == "handed_on"
     assert depth("able@h.dq2") == 1, "the message waits in the able worker's own queue"
@@ -194,7 +184,7 @@ def test_retries_until_max_attempts_then_fails(
 )
 def test_backoff_is_bounded_exponential_with_jitter(attempt: int, base: int, ceiling: int) -> None:
     delay = backoff_seconds(
-        attempt, {"retry_backoff_seconds": base, "retry_backoff_max_seconds": ceiling}
+        attempt, QueueSettings(retry_backoff_seconds=base, retry_backoff_max_seconds=ceiling)
     )
     assert 0 <= delay <= min(ceiling, base * 2 ** (attempt - 1))
 
@@ -237,14 +227,14 @@ def test_a_late_publish_stamp_cannot_hide_a_job_its_paused_worker_marked_unpubli
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     queue = _queue(client, owner)
-    publisher = dispatch._publisher
-    monkeypatch.setattr(dispatch, "_publisher", None)  # the API's publish is driven step by step
+    publisher = outbox._publisher
+    monkeypatch.setattr(outbox, "_publisher", None)  # the API's publish is driven step by step
     job = _submit(client, owner, queue)
-    monkeypatch.setattr(dispatch, "_publisher", publisher)
+    monkeypatch.setattr(outbox, "_publisher", publisher)
     with session_scope(settings.database_url) as session:
         row = session.get(Job, uuid.UUID(job["id"]))
         assert row is not None
-        item = Dispatch.for_job(row, with_defaults(None))
+        item = Dispatch.for_job(row, QueueSettings.from_stored(None))
     sent = send([item])  # 1. the API hands the message to Redis,
     client.post(f"/api/v1/queues/{queue['id']}/pause", headers=owner.headers)  # 2. a pause,
     assert execute(job["id"], 0, "w", settings.database_url) == "dropped"  # 3. a refused claim
@@ -267,7 +257,7 @@ def test_a_resume_between_a_refused_claim_and_its_reschedule_sends_a_new_message
     queue = _queue(client, owner)
     job = _submit(client, owner, queue)
     client.post(f"/api/v1/queues/{queue['id']}/pause", headers=owner.headers)
-    reschedule = executor._reschedule_unclaimable
+    reschedule = execution._reschedule_unclaimable
 
     def resume_first(*args: Any) -> None:
         # The resume commits after the claim saw the queue paused: it publishes
@@ -275,11 +265,11 @@ def test_a_resume_between_a_refused_claim_and_its_reschedule_sends_a_new_message
         client.post(f"/api/v1/queues/{queue['id']}/resume", headers=owner.headers)
         reschedule(*args)
 
-    monkeypatch.setattr(executor, "_reschedule_unclaimable", resume_first)
+    monkeypatch.setattr(execution, "_reschedule_unclaimable", resume_first)
     depth = _depth(app, queue)
     assert execute(job["id"], 0, "w", settings.database_url) == "dropped"
     assert _depth(app, queue) == depth + 1, "the dropped message was not replaced"
-    monkeypatch.setattr(executor, "_reschedule_unclaimable", reschedule)
+    monkeypatch.setattr(execution, "_reschedule_unclaimable", reschedule)
     assert execute(job["id"], 0, "w", settings.database_url) == "succeeded"
 
 
@@ -354,7 +344,7 @@ def test_a_retry_whose_backoff_message_died_with_its_worker_is_published_again(
     settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(executor, "backoff_seconds", lambda *_: 20.0)
+    monkeypatch.setattr(execution, "backoff_seconds", lambda *_: 20.0)
     queue = _queue(client, owner)
     job = _submit(client, owner, queue, job_type="flaky", payload={"failures": 1})
     assert execute(job["id"], 0, "w", settings.database_url) == "retrying"
@@ -397,8 +387,10 @@ def test_relay_publishes_a_job_committed_without_a_publish(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     queue = _queue(client, owner)
-    monkeypatch.setattr(dispatch, "_publisher", None)  # the API died right after its commit
+    publisher = outbox._publisher
+    monkeypatch.setattr(outbox, "_publisher", None)  # the API died right after its commit
     job = _submit(client, owner, queue)
+    monkeypatch.setattr(outbox, "_publisher", publisher)  # the relay runs in another process
     assert _job(settings, job["id"]).published_at is None
     assert _depth(app, queue) == 0
     assert relay_unpublished(settings.database_url) == 0, "inside the grace period"
@@ -479,10 +471,10 @@ def test_cancel_races_a_claim_and_exactly_one_wins(
 
 
 def test_a_database_outage_retries_the_message_instead_of_dropping_it(
-    app: Flask, monkeypatch: pytest.MonkeyPatch, settings: Settings
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, settings: Settings
 ) -> None:
     unreachable = settings.replace(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
-    monkeypatch.setattr(executor, "_settings", unreachable)
+    monkeypatch.setattr(worker, "_runtime", replace(runtime, settings=unreachable))
     args = [str(uuid.uuid4()), 0]
     executor.run_job.push_request(
         id="outage-test", args=args, kwargs={}, retries=0, called_directly=False
@@ -496,11 +488,16 @@ def test_a_database_outage_retries_the_message_instead_of_dropping_it(
 
 
 def test_a_message_lost_by_the_broker_is_published_again(
-    app: Flask, client: FlaskClient, owner: Account, settings: Settings, redis_server: Any
+    app: Flask,
+    runtime: Runtime,
+    client: FlaskClient,
+    owner: Account,
+    settings: Settings,
+    redis_server: Any,
 ) -> None:
     queue = _queue(client, owner)
     job = _submit(client, owner, queue)
-    depth = app.extensions["taskforge.broker"].depth
+    depth = runtime.broker.depth
     assert republish_lost_messages(settings.database_url, depth) == 0, "published just now"
     with session_scope(settings.database_url) as session:
         session.execute(

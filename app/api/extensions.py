@@ -1,4 +1,4 @@
-"""Flask extensions, created unbound and bound in ``create_app``."""
+"""Flask extensions of the REST edge, created unbound and bound in ``create_app``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import request
-from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_smorest import Api
 from flask_smorest import Blueprint as _Blueprint
@@ -60,5 +59,4 @@ def make_api() -> Api:
     return Api(spec_kwargs={"extra_plugins": [ContractExtras(), ErrorResponses()]})
 
 
-jwt = JWTManager()
 limiter = Limiter(key_func=address_key, headers_enabled=True)

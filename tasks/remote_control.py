@@ -1,12 +1,16 @@
-"""Remote control of one Celery worker: pool size and draining, addressed by nodename."""
+"""Remote control of one Celery worker, addressed by nodename: pool size and draining.
+
+The sending side; a worker answers in ``tasks.worker_commands`` (drain) and in
+Celery itself (pool commands).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from app.celery_names import DRAIN_COMMAND
 from tasks.celery_app import app
 
-DRAIN_COMMAND = "taskforge_drain"
 POOL_COMMANDS = {"grow": "pool_grow", "shrink": "pool_shrink", "restart": "pool_restart"}
 REPLY_TIMEOUT = 1.0
 
@@ -34,8 +38,3 @@ class CeleryWorkerControl:
     def drain(self, hostname: str) -> None:
         """Tell ``hostname`` to cancel all its consumers and finish what it runs."""
         app.control.broadcast(DRAIN_COMMAND, destination=[hostname], reply=False)
-
-
-def drain(hostname: str) -> None:
-    """Drain ``hostname`` (the publisher calls this after the drain commits)."""
-    CeleryWorkerControl().drain(hostname)

@@ -11,7 +11,7 @@ from app.models import JobStatus, Role, WorkerType
 from app.services.actors import Permission
 from app.services.jobs import JOB_TYPE_CHARS, JOB_TYPE_MAX
 from app.services.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from app.services.queues import INTEGER_SETTINGS
+from app.services.queue_settings import QueueSettings
 
 NAME = validate.Length(min=1, max=100)
 DESCRIPTION = validate.Length(max=500)
@@ -24,7 +24,7 @@ QUEUE_SETTINGS_DOC = {
     "properties": {
         **{
             key: {"type": "integer", "minimum": low, "maximum": high}
-            for key, (low, high) in INTEGER_SETTINGS.items()
+            for key, (low, high) in QueueSettings.INTEGER_BOUNDS.items()
         },
         "worker_type": {"type": "string", "enum": [w.value for w in WorkerType]},
     },

@@ -1,4 +1,4 @@
-"""The Redis layout of the monitor's live state: the monitor writes it, the API reads it.
+"""The live state of the cluster in Redis: the monitor process writes it, the API reads it.
 
 Keys, all under ``taskforge:monitor:``:
 
@@ -72,7 +72,7 @@ class Histogram:
     count: int
 
 
-class MonitorStore:
+class LiveState:
     """Reads and writes of the monitor's keys on one Redis connection pool."""
 
     def __init__(self, client: redis.Redis) -> None:
@@ -80,7 +80,7 @@ class MonitorStore:
         self.redis: Any = client
 
     @classmethod
-    def from_url(cls, url: str) -> MonitorStore:
+    def from_url(cls, url: str) -> LiveState:
         """Connect to the Redis at ``url`` with short timeouts."""
         return cls(
             redis.Redis.from_url(
@@ -308,7 +308,7 @@ class MonitorStore:
 
     def subscribe(self, org: str) -> PubSub:
         """A pub/sub subscription to the organization's live events (close it when done)."""
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub: PubSub = self.redis.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(_key("events", org))
         return pubsub
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from app.dashboard import CONTENT_SECURITY_POLICY
+from app.api.dashboard import CONTENT_SECURITY_POLICY
 
-STATIC = Path(__file__).resolve().parents[2] / "app" / "dashboard" / "static"
-TEMPLATES = Path(__file__).resolve().parents[2] / "app" / "dashboard" / "templates"
+STATIC = Path(__file__).resolve().parents[2] / "app" / "api" / "dashboard" / "static"
+TEMPLATES = Path(__file__).resolve().parents[2] / "app" / "api" / "dashboard" / "templates"
 CONTENT_TYPES = {
     ".js": {"text/javascript", "application/javascript"},
     ".css": {"text/css"},

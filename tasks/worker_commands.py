@@ -1,6 +1,6 @@
-"""Which Celery queues a worker consumes.
+"""The remote-control commands a TaskForge worker answers, and how it keeps its queues.
 
-A worker's scope comes from its environment:
+A worker's scope comes from its environment (``scope_from_env``):
 
 - ``TASKFORGE_WORKER_ORGANIZATION``: an organization id; the worker consumes only
   that organization's queues.  Unset: a platform worker consuming every queue.
@@ -8,18 +8,17 @@ A worker's scope comes from its environment:
   ``specialized_io`` or ``specialized_gpu``.  A queue whose ``worker_type``
   setting names a type is consumed only by workers of that type.
 
-Paused queues are consumed too: the executor's claim drops their messages and
-resume re-publishes them, so pausing never depends on a broadcast arriving.
-
-A worker started without ``-Q`` converges on the queues of its scope: it reads
-them from SQL at start, adds a new queue when the ``taskforge_consume``
-broadcast arrives, and ``sync_consumers`` (run on every heartbeat) adds the
-queues whose broadcast it missed (Redis down, or sent before the worker
-listened) and cancels those deleted or moved out of its scope.  A worker given
-``-Q`` consumes exactly what the operator chose.
+A worker started without ``-Q`` converges on the queues of its scope
+(``app.services.workers.queues_in_scope``): it reads them from SQL at start
+(``tasks.worker``), adds a new queue when the ``taskforge_consume`` broadcast
+arrives, and ``sync_consumers`` (run on every heartbeat) adds the queues whose
+broadcast it missed (Redis down, or sent before the worker listened) and cancels
+those deleted or moved out of its scope.  A worker given ``-Q`` consumes exactly
+what the operator chose.
 
 A drained worker (``taskforge_drain``) cancels every consumer and ignores later
-broadcasts and syncs for the rest of its life.
+broadcasts and syncs for the rest of its life.  The sending side of these
+commands is ``tasks.publisher`` and ``tasks.remote_control``.
 """
 
 from __future__ import annotations
@@ -27,14 +26,14 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from celery.worker.control import control_command
-from sqlalchemy import select
 
+from app.celery_names import CONSUME_COMMAND, DRAIN_COMMAND, JOB_QUEUE_PREFIX
 from app.db import session_scope
-from app.models import CELERY_QUEUE_PREFIX, Queue, WorkerType, celery_queue_name
+from app.models import WorkerType
+from app.services.workers import WorkerScope, queues_in_scope
 
 # Set once this process is drained; it never consumes again until restarted.
 DRAINING = threading.Event()
@@ -42,42 +41,17 @@ DRAINING = threading.Event()
 AUTOMATIC = threading.Event()
 
 
-@dataclass(frozen=True)
-class WorkerScope:
-    """Whose queues a worker may consume."""
-
-    organization_id: uuid.UUID | None
-    worker_type: WorkerType
-
-    @classmethod
-    def from_env(cls) -> WorkerScope:
-        """Read the scope from ``TASKFORGE_WORKER_ORGANIZATION`` / ``_TYPE``."""
-        org = os.environ.get("TASKFORGE_WORKER_ORGANIZATION") or None
-        kind = os.environ.get("TASKFORGE_WORKER_TYPE") or WorkerType.GENERAL.value
-        return cls(organization_id=uuid.UUID(org) if org else None, worker_type=WorkerType(kind))
-
-    def accepts(self, organization_id: uuid.UUID, required_type: str | None) -> bool:
-        """Tell whether a queue of ``organization_id`` needing ``required_type`` is ours."""
-        if self.organization_id is not None and organization_id != self.organization_id:
-            return False
-        return not required_type or required_type == self.worker_type.value
-
-
-def queues_to_consume(database_url: str, scope: WorkerScope) -> list[str]:
-    """Celery queue names of every TaskForge queue within ``scope``."""
-    query = select(Queue.id, Queue.organization_id, Queue.settings).order_by(Queue.created_at)
-    if scope.organization_id is not None:
-        query = query.where(Queue.organization_id == scope.organization_id)
-    with session_scope(database_url) as session:
-        rows = session.execute(query).all()
-    return [
-        celery_queue_name(row.id)
-        for row in rows
-        if scope.accepts(row.organization_id, (row.settings or {}).get("worker_type"))
-    ]
+def scope_from_env() -> WorkerScope:
+    """This worker's scope, from ``TASKFORGE_WORKER_ORGANIZATION`` / ``_TYPE``."""
+    org = os.environ.get("TASKFORGE_WORKER_ORGANIZATION") or None
+    kind = os.environ.get("TASKFORGE_WORKER_TYPE") or WorkerType.GENERAL.value
+    return WorkerScope(
+        organization_id=uuid.UUID(org) if org else None, worker_type=WorkerType(kind)
+    )
 
 
 @control_command(
+    name=CONSUME_COMMAND,
     args=[("queue", str), ("organization_id", str), ("worker_type", str)],
     signature="<queue> <organization_id> <worker_type>",
 )
@@ -89,7 +63,7 @@ def taskforge_consume(
         return {"ok": f"draining: not consuming {queue}"}
     if not AUTOMATIC.is_set():
         return {"ok": f"queues chosen with -Q: not consuming {queue}"}
-    if not WorkerScope.from_env().accepts(uuid.UUID(organization_id), worker_type or None):
+    if not scope_from_env().accepts(uuid.UUID(organization_id), worker_type or None):
         return {"ok": f"{queue} is outside this worker's scope"}
     state.consumer.call_soon(state.consumer.add_task_queue, queue)
     return {"ok": f"add consumer {queue}"}
@@ -111,9 +85,10 @@ def sync_consumers(
     consumed = {
         name
         for name in set(consumer.app.amqp.queues.consume_from)
-        if name.startswith(CELERY_QUEUE_PREFIX)
+        if name.startswith(JOB_QUEUE_PREFIX)
     }
-    wanted = set(queues_to_consume(database_url, scope))
+    with session_scope(database_url) as session:
+        wanted = set(queues_in_scope(session, scope))
     added, cancelled = sorted(wanted - consumed), sorted(consumed - wanted)
     for name in added:
         consumer.call_soon(consumer.add_task_queue, name)
@@ -131,7 +106,7 @@ def cancel_all_consumers(consumer: Any) -> list[str]:
     return queues
 
 
-@control_command()
+@control_command(name=DRAIN_COMMAND)
 def taskforge_drain(state: Any, **_: Any) -> dict[str, str]:
     """Stop consuming every queue (Celery's cancel_consumer on each); running jobs finish."""
     queues = cancel_all_consumers(state.consumer)

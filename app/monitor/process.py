@@ -14,12 +14,12 @@ from typing import Any
 import redis
 from celery import Celery
 
-from app.config import Settings, load_settings
-from app.monitor.directory import Directory
+from app.config import load_settings
 from app.monitor.events import EventHandler
 from app.monitor.health import HealthServer
+from app.monitor.lookups import Lookups
 from app.monitor.refresh import Refresher
-from app.monitor.store import MonitorStore
+from app.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -30,17 +30,21 @@ BATCH_DELAY = 0.1
 
 
 class Monitor:
-    """An event receiver plus a refresher thread, both writing to the monitor store."""
+    """An event receiver plus a refresher thread, both writing to the live state."""
 
-    def __init__(self, celery: Celery, settings: Settings) -> None:
-        self.celery = celery
-        self.store = MonitorStore.from_url(settings.redis_url)
-        self.directory = Directory(settings.database_url)
+    def __init__(self, runtime: Runtime) -> None:
+        self.celery: Celery = runtime.celery
+        self.store = runtime.live_state
+        self.lookups = Lookups(runtime.database_url)
         self.handler = EventHandler(
-            self.store, self.directory, batch_size=BATCH_SIZE, max_delay=BATCH_DELAY
+            self.store, self.lookups, batch_size=BATCH_SIZE, max_delay=BATCH_DELAY
         )
         self.refresher = Refresher(
-            celery, self.store, self.directory, self.handler, settings.monitor_inspect_seconds
+            self.celery,
+            self.store,
+            self.lookups,
+            self.handler,
+            runtime.settings.monitor_inspect_seconds,
         )
         self.stop_event = threading.Event()
         self.receiving = threading.Event()
@@ -109,10 +113,7 @@ def main() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = load_settings()
-    from tasks.celery_app import app, use_broker
-
-    use_broker(settings.redis_url)
-    monitor = Monitor(app, settings)
+    monitor = Monitor(Runtime.from_settings(settings))
     health = HealthServer(settings.monitor_bind, monitor.readiness)
     health.start()
     logger.info("monitor: health checks on http://%s/healthz and /readyz", settings.monitor_bind)

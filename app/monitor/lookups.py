@@ -1,7 +1,7 @@
-"""The monitor's SQL reads: which organization, queue and type a job belongs to.
+"""The event consumer's SQL lookups: which organization, queue and type a job belongs to.
 
-Celery events name a task id (``<job id>:<attempt>``), never a tenant; the
-directory answers from SQL once per job and keeps the answer in a small LRU.
+Celery events name a task id (``<job id>:<attempt>``), never a tenant; the lookups
+answer from SQL once per job and keep the answer in a small LRU.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class JobInfo:
     scheduled_for: datetime | None
 
 
-class Directory:
+class Lookups:
     """Cached SQL lookups for the monitor."""
 
     def __init__(self, database_url: str, size: int = CACHE_SIZE) -> None:

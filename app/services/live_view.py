@@ -17,17 +17,18 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.celery_names import job_queue_name
 from app.errors import ValidationFailed
-from app.models import Queue, celery_queue_name
-from app.monitor.store import (
+from app.models import Queue
+from app.services.actors import Actor, Permission
+from app.services.live_state import (
     TASK_STATES,
-    MonitorStore,
+    LiveState,
     is_alive,
     minute_of,
     worker_queues,
     worker_view,
 )
-from app.services.actors import Actor, Permission
 from app.services.validation import check_datetime, check_range, parse_uuid_field
 from app.services.workers import get_controllable_worker, require_worker_control
 
@@ -54,12 +55,12 @@ def _queues(session: Session, actor: Actor) -> list[Any]:
 
 
 def live_workers(
-    session: Session, *, actor: Actor, store: MonitorStore, now: float | None = None
+    session: Session, *, actor: Actor, store: LiveState, now: float | None = None
 ) -> list[dict[str, Any]]:
     """Workers registered to the organization or consuming its queues, with live state."""
     actor.require(Permission.WORKER_READ)
     org = str(actor.organization_id)
-    org_queues = {celery_queue_name(row.id) for row in _queues(session, actor)}
+    org_queues = {job_queue_name(row.id) for row in _queues(session, actor)}
     states = store.worker_states()
     registry = store.registry()
     relevant = [
@@ -87,7 +88,7 @@ def live_workers(
 def recent_tasks(
     *,
     actor: Actor,
-    store: MonitorStore,
+    store: LiveState,
     queue_id: str | uuid.UUID | None = None,
     state: str | None = None,
     job_type: str | None = None,
@@ -122,7 +123,7 @@ def queue_overview(
     session: Session,
     *,
     actor: Actor,
-    store: MonitorStore,
+    store: LiveState,
     depth: Callable[[str], int | None],
     now: float | None = None,
 ) -> list[dict[str, Any]]:
@@ -141,7 +142,7 @@ def queue_overview(
                 consumers[name] = consumers.get(name, 0) + 1
     overview = []
     for row, queue_id in zip(rows, ids, strict=True):
-        name = celery_queue_name(row.id)
+        name = job_queue_name(row.id)
         waiting_since = oldest.get(queue_id)
         overview.append(
             {

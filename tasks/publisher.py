@@ -1,10 +1,11 @@
-"""The publisher behind ``app.services.dispatch``: staged items → Celery.
+"""The outbox's publisher on Celery: staged items become messages after each commit.
 
-Installed once per process with :func:`install`.  After a commit it sends each
-job's wake-up message on the job's own Celery queue through one pooled
-producer, then stamps ``published_at``.  If Redis does not answer, the job
-stays accepted with ``published_at`` NULL and the relay (``tasks.maintenance``)
-publishes it when the broker is back.
+``app.runtime`` installs a :class:`CeleryPublisher` as ``app.services.outbox``'s
+port in every process.  After a commit it sends each job's wake-up message on the
+job's own Celery queue through one pooled producer, then the core stamps
+``published_at`` (``outbox.mark_published``).  If Redis does not answer, the job
+stays accepted with ``published_at`` NULL and the relay publishes it when the
+broker is back.
 """
 
 from __future__ import annotations
@@ -12,21 +13,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from celery.utils.nodenames import worker_direct
 from kombu import Queue
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
-from sqlalchemy import tuple_, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.db import get_engine
+from app.celery_names import CONSUME_COMMAND, RUN_JOB, job_queue_name
+from app.errors import Unavailable
 from app.metrics import count_submitted
-from app.models import Job, celery_queue_name, utcnow
-from app.services import dispatch
-from app.services.dispatch import (
+from app.models import utcnow
+from app.services.outbox import (
     ConsumeQueue,
     Dispatch,
     DrainWorker,
@@ -34,32 +34,23 @@ from app.services.dispatch import (
     Revoke,
     Staged,
     Submitted,
+    mark_published,
+    set_publisher,
 )
 from tasks.celery_app import app, use_broker
-from tasks.control import drain
+from tasks.remote_control import CeleryWorkerControl
 
 logger = logging.getLogger(__name__)
 
-RUN_JOB = "taskforge.run_job"
-CONSUME_COMMAND = "taskforge_consume"
-# Jobs due further out than this wait in SQL; the relay publishes them when due,
-# so no long ETA sits unacknowledged in a worker or outlives the visibility timeout.
-ETA_HORIZON = timedelta(seconds=60)
 # The hard limit leaves the soft limit's handler time to record the timeout.
 HARD_LIMIT_GRACE_SECONDS = 30
-# One UPDATE stamps this many jobs (a batch submit, a relay round).
-MARK_CHUNK = 500
 BROKER_ERRORS = (KombuOperationalError, RedisError, ConnectionError, OSError, TimeoutError)
+BROKER_UNAVAILABLE = "The broker is unavailable; try again shortly"
 
 
 def celery_priority(priority: int) -> int:
     """Map TaskForge priority (9 most urgent) to a Redis priority step (0 first)."""
     return 9 - priority
-
-
-def due_for_publish(item: Dispatch) -> bool:
-    """Tell whether ``item`` may go to the broker now (no ETA beyond the horizon)."""
-    return item.eta is None or item.eta - utcnow() <= ETA_HORIZON
 
 
 def send(items: Sequence[Dispatch]) -> list[Dispatch]:
@@ -72,10 +63,10 @@ def send(items: Sequence[Dispatch]) -> list[Dispatch]:
     now = utcnow()
     with app.producer_or_acquire() as producer:
         for item in items:
-            if not due_for_publish(item):
+            if not item.due_for_publish:
                 continue
             eta = item.eta if item.eta and item.eta > now else None
-            _send_task(item, celery_queue_name(item.queue_id), producer, eta=eta)
+            _send_task(item, job_queue_name(item.queue_id), producer, eta=eta)
             sent.append(item if eta == item.eta else replace(item, eta=None))
     return sent
 
@@ -109,34 +100,6 @@ def _send_task(
     )
 
 
-def mark_published(database_url: str, items: Sequence[Dispatch]) -> None:
-    """Stamp ``published_at`` on the jobs whose message went out, for that dispatch only.
-
-    A job whose attempt or dispatch generation moved on since (a worker marked
-    it unpublished because its queue was paused, a retry) keeps its newer state.
-    A message sent with an ETA is held by one worker: ``held_since`` becomes the
-    job's due time, so ``republish_held_messages`` can take over if that worker
-    dies; any other message waits in the shared queue (``held_since`` NULL).
-    """
-    now = utcnow()
-    held = [item for item in items if item.eta is not None]
-    queued = [item for item in items if item.eta is None]
-    with get_engine(database_url).begin() as connection:
-        for group, held_since in ((queued, None), (held, Job.available_at)):
-            for start in range(0, len(group), MARK_CHUNK):
-                chunk = group[start : start + MARK_CHUNK]
-                connection.execute(
-                    update(Job)
-                    .where(
-                        tuple_(Job.id, Job.attempt_count, Job.dispatch_generation).in_(
-                            [(item.job_id, item.attempt, item.generation) for item in chunk]
-                        )
-                    )
-                    # Publishing is bookkeeping, not a change a client sees.
-                    .values(published_at=now, held_since=held_since, updated_at=Job.updated_at)
-                )
-
-
 def broadcast_consume(items: Sequence[ConsumeQueue]) -> None:
     """Tell running workers about new queues; each decides whether it may consume them."""
     for item in items:
@@ -151,7 +114,7 @@ def broadcast_consume(items: Sequence[ConsumeQueue]) -> None:
         )
 
 
-class Publisher:
+class CeleryPublisher:
     """Send what a committed transaction staged; never raise into the caller."""
 
     def __init__(self, database_url: str) -> None:
@@ -169,7 +132,7 @@ class Publisher:
                 app.control.revoke(revokes)
             for item in staged:
                 if isinstance(item, DrainWorker):
-                    drain(item.hostname)
+                    CeleryWorkerControl().drain(item.hostname)
             hand_offs = [item for item in staged if isinstance(item, HandOff)]
             if hand_offs:
                 hand_off(hand_offs)
@@ -182,8 +145,17 @@ class Publisher:
         except SQLAlchemyError:
             logger.warning("could not stamp published_at; the relay will re-publish", exc_info=True)
 
+    def send(self, items: Sequence[Dispatch]) -> list[Dispatch]:
+        """Publish the due ``items`` now; return those sent; raise ``Unavailable`` when down."""
+        try:
+            return send(items)
+        except BROKER_ERRORS as exc:
+            raise Unavailable(BROKER_UNAVAILABLE) from exc
 
-def install(database_url: str, broker_url: str) -> None:
-    """Make this process publish staged items after each commit."""
+
+def install(database_url: str, broker_url: str) -> CeleryPublisher:
+    """Make this process publish what its transactions stage, to ``broker_url``."""
     use_broker(broker_url)
-    dispatch.set_publisher(Publisher(database_url))
+    publisher = CeleryPublisher(database_url)
+    set_publisher(publisher)
+    return publisher

@@ -1,0 +1,60 @@
+"""A worker process's start: its runtime, handler modules, fresh pools and queues.
+
+Connected to Celery's signals, so ``taskforge worker`` and a plain
+``celery -A tasks.celery_app worker`` start the same way:
+
+- ``worker_init`` (main process, before the pool forks): read the settings, build
+  the runtime (``app.runtime``) and import ``TASKFORGE_HANDLER_MODULES``;
+- ``worker_process_init`` (each pool child): drop the inherited SQL connections;
+- ``celeryd_after_setup``: consume every TaskForge queue of the worker's scope
+  (unless ``-Q`` chose the queues).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import signals
+
+from app.config import load_settings
+from app.db import dispose_engines, session_scope
+from app.runtime import Runtime
+from app.services.workers import queues_in_scope
+from tasks.handlers import load_handler_modules
+from tasks.worker_commands import AUTOMATIC, scope_from_env
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    """This process's runtime, built from the environment on first use."""
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime.from_settings(load_settings())
+        load_handler_modules(_runtime.settings.handler_modules)
+    return _runtime
+
+
+@signals.worker_init.connect
+def _start(**_: Any) -> None:
+    runtime()
+
+
+@signals.worker_process_init.connect
+def _fresh_pool_after_fork(**_: Any) -> None:
+    # A pool child must not share its parent's database sockets.
+    dispose_engines()
+
+
+@signals.celeryd_after_setup.connect
+def _consume_taskforge_queues(sender: str, instance: Any, **_: Any) -> None:
+    """Subscribe a starting worker to every TaskForge queue of its scope."""
+    queues = instance.app.amqp.queues
+    # kombu keeps the -Q selection in ``_consume_from``; None means "no -Q given".
+    if getattr(queues, "_consume_from", None) is not None:
+        return  # the operator chose the queues with -Q; respect that choice
+    AUTOMATIC.set()
+    with session_scope(runtime().database_url) as session:
+        names = queues_in_scope(session, scope_from_env())
+    for name in names:
+        queues.select_add(name)
