@@ -2,73 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
-from tests.conftest import PASSWORD, Account, Auth
-
-Call = Callable[[FlaskClient, dict[str, Any], dict[str, str]], Any]
+from tests.conftest import Account, Auth
+from tests.support.calls import ADMIN_WRITES, QUEUE_AND_JOB_WRITES, READS, their_objects
 
 
 @pytest.fixture
 def world(client: FlaskClient, owner: Account) -> dict[str, Any]:
     """A project, a queue and a job of ``owner``'s organization."""
-    h = owner.headers
-    project = client.post("/api/v1/projects", json={"name": "p"}, headers=h).json
-    queue = client.post("/api/v1/queues", json={"name": "q"}, headers=h).json
-    job = client.post(
-        "/api/v1/jobs", json={"queue_id": queue["id"], "job_type": "echo"}, headers=h
-    ).json
-    return {"org": owner.organization_id, "project": project, "queue": queue, "job": job}
-
-
-READS: dict[str, Call] = {
-    "list queues": lambda c, w, h: c.get("/api/v1/queues", headers=h),
-    "get queue": lambda c, w, h: c.get(f"/api/v1/queues/{w['queue']['id']}", headers=h),
-    "queue stats": lambda c, w, h: c.get(f"/api/v1/queues/{w['queue']['id']}/stats", headers=h),
-    "list jobs": lambda c, w, h: c.get("/api/v1/jobs", headers=h),
-    "get job": lambda c, w, h: c.get(f"/api/v1/jobs/{w['job']['id']}", headers=h),
-    "job stats": lambda c, w, h: c.get(f"/api/v1/jobs/{w['job']['id']}/stats", headers=h),
-    "list projects": lambda c, w, h: c.get("/api/v1/projects", headers=h),
-    "get project": lambda c, w, h: c.get(f"/api/v1/projects/{w['project']['id']}", headers=h),
-    "get org": lambda c, w, h: c.get(f"/api/v1/organizations/{w['org']}", headers=h),
-    "list members": lambda c, w, h: c.get(f"/api/v1/organizations/{w['org']}/members", headers=h),
-}
-
-QUEUE_AND_JOB_WRITES: dict[str, Call] = {
-    "create queue": lambda c, w, h: c.post("/api/v1/queues", json={"name": "new"}, headers=h),
-    "patch queue": lambda c, w, h: c.patch(
-        f"/api/v1/queues/{w['queue']['id']}", json={"priority": 2}, headers=h
-    ),
-    "put queue": lambda c, w, h: c.put(
-        f"/api/v1/queues/{w['queue']['id']}", json={"name": "q"}, headers=h
-    ),
-    "pause queue": lambda c, w, h: c.post(f"/api/v1/queues/{w['queue']['id']}/pause", headers=h),
-    "resume queue": lambda c, w, h: c.post(f"/api/v1/queues/{w['queue']['id']}/resume", headers=h),
-    "submit job": lambda c, w, h: c.post(
-        "/api/v1/jobs", json={"queue_id": w["queue"]["id"], "job_type": "echo"}, headers=h
-    ),
-    "cancel job": lambda c, w, h: c.post(f"/api/v1/jobs/{w['job']['id']}/cancel", headers=h),
-    "create project": lambda c, w, h: c.post("/api/v1/projects", json={"name": "new"}, headers=h),
-    "patch project": lambda c, w, h: c.patch(
-        f"/api/v1/projects/{w['project']['id']}", json={"description": "d"}, headers=h
-    ),
-    "delete project": lambda c, w, h: c.delete(f"/api/v1/projects/{w['project']['id']}", headers=h),
-}
-
-ADMIN_WRITES: dict[str, Call] = {
-    "rename org": lambda c, w, h: c.patch(
-        f"/api/v1/organizations/{w['org']}", json={"name": "X"}, headers=h
-    ),
-    "add member": lambda c, w, h: c.post(
-        f"/api/v1/organizations/{w['org']}/members",
-        json={"email": "n@example.com", "password": PASSWORD, "role": "viewer"},
-        headers=h,
-    ),
-}
+    return their_objects(client, owner)
 
 
 @pytest.mark.parametrize("name", sorted(READS))

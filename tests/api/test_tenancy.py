@@ -7,52 +7,14 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tests.api.test_roles import ADMIN_WRITES, QUEUE_AND_JOB_WRITES, READS
 from tests.conftest import Account, Auth
-
-# Calls that address one object by id (list calls are checked separately).
-BY_ID = {
-    name: call
-    for name, call in (READS | QUEUE_AND_JOB_WRITES | ADMIN_WRITES).items()
-    if not name.startswith(("list queues", "list jobs", "list projects", "create", "submit"))
-}
-BY_ID.update(
-    {
-        "delete queue": lambda c, w, h: c.delete(f"/api/v1/queues/{w['queue']['id']}", headers=h),
-        "retry job": lambda c, w, h: c.post(f"/api/v1/jobs/{w['job']['id']}/retry", headers=h),
-        "remove member": lambda c, w, h: c.delete(
-            f"/api/v1/organizations/{w['org']}/members/{w['owner_id']}", headers=h
-        ),
-        "change member role": lambda c, w, h: c.patch(
-            f"/api/v1/organizations/{w['org']}/members/{w['owner_id']}",
-            json={"role": "viewer"},
-            headers=h,
-        ),
-        "submit to their queue": lambda c, w, h: c.post(
-            "/api/v1/jobs", json={"queue_id": w["queue"]["id"], "job_type": "echo"}, headers=h
-        ),
-        "queue in their project": lambda c, w, h: c.post(
-            "/api/v1/queues", json={"name": "x", "project_id": w["project"]["id"]}, headers=h
-        ),
-    }
-)
+from tests.support.calls import BY_ID, their_objects
 
 
 @pytest.fixture
 def theirs(client: FlaskClient, owner: Account) -> dict[str, Any]:
-    h = owner.headers
-    project = client.post("/api/v1/projects", json={"name": "secret"}, headers=h).json
-    queue = client.post("/api/v1/queues", json={"name": "secret"}, headers=h).json
-    job = client.post(
-        "/api/v1/jobs", json={"queue_id": queue["id"], "job_type": "echo"}, headers=h
-    ).json
-    return {
-        "org": owner.organization_id,
-        "owner_id": owner.user_id,
-        "project": project,
-        "queue": queue,
-        "job": job,
-    }
+    """Objects of ``owner``'s organization."""
+    return their_objects(client, owner)
 
 
 @pytest.mark.parametrize("name", sorted(BY_ID))

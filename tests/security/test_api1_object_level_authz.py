@@ -12,9 +12,9 @@ import pytest
 from flask.testing import FlaskClient
 
 from app.services.actors import Permission
-from tests.api.test_tenancy import BY_ID
 from tests.conftest import Account, Auth
 from tests.security.support import create_key, key_headers
+from tests.support.calls import BY_ID, their_objects
 
 ALL_SCOPES = sorted(p.value for p in Permission)
 
@@ -36,21 +36,13 @@ KEY_CALLS = {
 
 @pytest.fixture
 def theirs(client: FlaskClient, owner: Account) -> dict[str, Any]:
-    """Objects of ``owner``'s organization, including an API key."""
-    h = owner.headers
-    project = client.post("/api/v1/projects", json={"name": "secret"}, headers=h).json
-    queue = client.post("/api/v1/queues", json={"name": "secret"}, headers=h).json
-    job = client.post(
-        "/api/v1/jobs", json={"queue_id": queue["id"], "job_type": "echo"}, headers=h
-    ).json
+    """Objects of ``owner``'s organization, including an API key and a worker."""
     return {
-        "org": owner.organization_id,
-        "owner_id": owner.user_id,
-        "project": project,
-        "queue": queue,
-        "job": job,
+        **their_objects(client, owner),
         "key": create_key(client, owner, ["queue:read"]),
-        "worker": client.post("/api/v1/workers", json={"name": "secret-worker"}, headers=h).json,
+        "worker": client.post(
+            "/api/v1/workers", json={"name": "secret-worker"}, headers=owner.headers
+        ).json,
     }
 
 

@@ -15,9 +15,9 @@ from flask.testing import FlaskClient
 
 from app.models import Role
 from app.services.actors import ROLE_PERMISSIONS
-from tests.api.test_roles import ADMIN_WRITES, QUEUE_AND_JOB_WRITES, READS
 from tests.conftest import PASSWORD, Account, Auth
 from tests.security.support import create_key, key_headers
+from tests.support.calls import ADMIN_WRITES, QUEUE_AND_JOB_WRITES, READS
 
 Call = Callable[[FlaskClient, dict[str, Any], dict[str, str]], Any]
 
