@@ -31,9 +31,10 @@ run: venv ## Run Redis, the API, gRPC, a Celery worker and beat on this machine
 test: venv ## Run the tests (pass options with PYTEST_ARGS='-k name -x')
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: venv ## Check style with ruff (lint and formatting)
+lint: venv ## Check style with ruff (lint and formatting) and the layering with import-linter
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: venv ## Type-check with mypy
 	$(BIN)/mypy app tasks grpc_service taskforge_client
