@@ -110,21 +110,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     upgrade(database_url)
     settings = load_settings(database_url=database_url, redis_url=redis.url)
     started: list[ServiceProcess] = []
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in {
-            "JWT_SECRET_KEY": JWT_SECRET,
-            "TASKFORGE_VAR_DIR": str(root / "var"),
-            "TASKFORGE_RATE_LIMIT": "100000 per minute",
-            "TASKFORGE_RATE_LIMIT_LOGIN": "100000 per minute",
-            "TASKFORGE_RATE_LIMIT_REGISTER": "100000 per hour",
-            # One stream for a whole test: events sent while a client reconnects are
-            # lost by design, which would make assertions on them flaky.
-            "TASKFORGE_SSE_MAX_SECONDS": "300",
-            "TASKFORGE_SSE_KEEPALIVE_SECONDS": "1",
-            "TASKFORGE_HEARTBEAT_SECONDS": "2",
-        }.items():
-            env.setenv(name, value)
-        try:
+    try:
+        # Each process copies the environment as it starts; the test process's own
+        # environment is restored at once, so later tests' settings do not read it.
+        with pytest.MonkeyPatch.context() as env:
+            for name, value in {
+                "JWT_SECRET_KEY": JWT_SECRET,
+                "TASKFORGE_VAR_DIR": str(root / "var"),
+                "TASKFORGE_RATE_LIMIT": "100000 per minute",
+                "TASKFORGE_RATE_LIMIT_LOGIN": "100000 per minute",
+                "TASKFORGE_RATE_LIMIT_REGISTER": "100000 per hour",
+                # One stream for a whole test: events sent while a client reconnects are
+                # lost by design, which would make assertions on them flaky.
+                "TASKFORGE_SSE_MAX_SECONDS": "300",
+                "TASKFORGE_SSE_KEEPALIVE_SECONDS": "1",
+                "TASKFORGE_HEARTBEAT_SECONDS": "2",
+            }.items():
+                env.setenv(name, value)
             api = ApiProcess(settings, root / "api.log", free_port())
             started.append(api)
             grpc_server = GrpcProcess(settings, root / "grpc.log", free_port())
@@ -133,13 +135,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             started.append(worker)
             monitor = MonitorProcess(settings, root / "monitor.log")
             started.append(monitor)
-            for process in started:
-                process.wait_ready()
-            yield Stack(settings, api, grpc_server, worker, monitor)
-        finally:
-            for process in reversed(started):
-                process.stop()
-            redis.stop()
+        for process in started:
+            process.wait_ready()
+        yield Stack(settings, api, grpc_server, worker, monitor)
+    finally:
+        for process in reversed(started):
+            process.stop()
+        redis.stop()
 
 
 @dataclass
