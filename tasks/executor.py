@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.celery_names import RUN_JOB
 from app.db import is_unavailable
 from app.models import JobStatus
-from app.services import execution
+from app.services import execution, routing
 from app.services.execution import Outcome
 from app.services.leases import renew_leases
 from tasks.celery_app import app
@@ -117,7 +117,7 @@ def execute(
         logger.error("dropping a message with a malformed job id %r", job_id)
         return Outcome.DROPPED
     if job_type is not None and not has_handler(job_type):
-        routed = execution.hand_on(database_url, jid, attempt, job_type, worker, hops)
+        routed = routing.hand_on(database_url, jid, attempt, job_type, worker, hops)
         logger.info("job %s of a type without a handler here (%r): %s", job_id, job_type, routed)
         return routed
     claimed = execution.claim(database_url, jid, attempt, worker, lease_seconds=lease_seconds)

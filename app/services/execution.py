@@ -1,4 +1,4 @@
-"""A job attempt's life in SQL: claim, succeed, fail (retry with backoff, or fail), hand on, lose.
+"""A job attempt's life in SQL: claim, succeed, fail (retry with backoff, or fail).
 
 Every transition is a compare-and-set on ``(id, status, attempt_count)``: the
 message names the attempt it was published for, so a duplicate, late or
@@ -20,26 +20,21 @@ import json
 import logging
 import random
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, exists, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.celery_names import job_queue_name
 from app.db import get_engine, rowcount, session_scope
 from app.models import AttemptStatus, Job, JobAttempt, JobStatus, Queue, utcnow
-from app.services.outbox import Dispatch, HandOff, stage
+from app.services.outbox import Dispatch, stage
 from app.services.queue_settings import QueueSettings
-from app.services.workers import live_runners
 
 logger = logging.getLogger(__name__)
 
 CLAIMABLE = (JobStatus.PENDING, JobStatus.SCHEDULED)
-# A job handed on this many times without reaching a worker that runs it fails:
-# the workers' advertised job types are wrong, and it must not bounce for ever.
-MAX_HAND_OFFS = 3
 
 
 class Outcome(enum.StrEnum):
@@ -162,7 +157,7 @@ def claim(
             settings = connection.execute(_QUEUE_SETTINGS, {"p_queue": row.queue_id}).scalar_one()
     if row is None:
         with session_scope(database_url) as session:
-            _reschedule_unclaimable(session, job_id, attempt, now)
+            reschedule_unclaimable(session, job_id, attempt, now)
         return None
     return Claimed(
         job_type=row.job_type,
@@ -173,7 +168,7 @@ def claim(
     )
 
 
-def _waiting_job(
+def waiting_job(
     session: Session, job_id: uuid.UUID, attempt: int
 ) -> tuple[Job, bool, dict[str, Any] | None] | None:
     """The job, if attempt ``attempt + 1`` may still claim it, with its queue's state."""
@@ -188,7 +183,7 @@ def _waiting_job(
     return job, active, settings
 
 
-def _reschedule_unclaimable(
+def reschedule_unclaimable(
     session: Session, job_id: uuid.UUID, attempt: int, now: datetime
 ) -> None:
     """Give a still-waiting job a new message when this one came too early or while paused.
@@ -199,7 +194,7 @@ def _reschedule_unclaimable(
     Cancelled, finished, running or superseded jobs need nothing: the message
     is simply dropped.
     """
-    row = _waiting_job(session, job_id, attempt)
+    row = waiting_job(session, job_id, attempt)
     if row is None:
         return
     job, active, settings = row
@@ -333,74 +328,6 @@ def record_failure(
                 session, job_id, claimed.attempt, AttemptStatus.FAILED, now, error, trace
             )
     return outcome
-
-
-def unrunnable_error(job_type: str) -> str:
-    """The error of a job that no live worker of its queue has a handler for."""
-    return (
-        f"No live worker of this queue has a handler for job type '{job_type}' "
-        "(workers load handlers from TASKFORGE_HANDLER_MODULES)"
-    )
-
-
-def hand_on(
-    database_url: str, job_id: uuid.UUID, attempt: int, job_type: str, worker: str, hops: int
-) -> Outcome:
-    """Pass a job this worker has no handler for to a live worker of its queue that has one.
-
-    No attempt is spent: the job is not claimed.  The message goes to the other
-    worker's own (worker-direct) queue, and the job is marked held from now, so
-    the sweeper re-queues it if that worker dies first.  Without such a worker,
-    or after ``MAX_HAND_OFFS`` hand-offs, the job fails at once, without retries.
-    """
-    now = utcnow()
-    with session_scope(database_url) as session:
-        row = _waiting_job(session, job_id, attempt)
-        if row is None:
-            return Outcome.DROPPED
-        job, active, settings = row
-        if not active or (job.available_at is not None and job.available_at > now):
-            _reschedule_unclaimable(session, job_id, attempt, now)
-            return Outcome.DROPPED
-        targets = [
-            runner.hostname
-            for runner in live_runners(session, celery_queue=job_queue_name(job.queue_id))
-            if runner.hostname != worker and runner.runs(job_type)
-        ]
-        still_waiting = (
-            Job.id == job_id,
-            Job.attempt_count == attempt,
-            Job.dispatch_generation == job.dispatch_generation,
-            Job.status.in_(CLAIMABLE),
-        )
-        if targets and hops < MAX_HAND_OFFS:
-            # A new generation: a publisher's late stamp must not clear held_since.
-            handed = rowcount(
-                session,
-                update(Job)
-                .where(*still_waiting)
-                .values(
-                    published_at=now,
-                    held_since=now,
-                    dispatch_generation=Job.dispatch_generation + 1,
-                    updated_at=Job.updated_at,
-                ),
-            )
-            if not handed:
-                return Outcome.DROPPED
-            item = replace(Dispatch.for_job(job, QueueSettings.from_stored(settings)), eta=None)
-            stage(session, HandOff(item, hostname=random.choice(targets), hops=hops + 1))
-            return Outcome.HANDED_ON
-        error = unrunnable_error(job_type)
-        if targets:
-            error += f"; handed on {hops} times without reaching one"
-        failed = rowcount(
-            session,
-            update(Job)
-            .where(*still_waiting)
-            .values(status=JobStatus.FAILED, error=error, completed_at=now, updated_at=now),
-        )
-    return Outcome.FAILED if failed else Outcome.DROPPED
 
 
 def timeout_error(settings: QueueSettings) -> str:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from app.config import Settings
 from app.db import session_scope
 from app.models import AttemptStatus, Worker
-from app.services.execution import unrunnable_error
+from app.services.routing import unrunnable_error
 from tests.conftest import Account
 from tests.support.api import create_queue, job_attempts, submit_job
 from tests.support.workers import WorkerProcess, wait_for

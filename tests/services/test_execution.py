@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import AttemptStatus, JobAttempt, JobStatus
-from app.services import execution
+from app.services import execution, routing
 from app.services.actors import Actor
 from app.services.execution import Outcome
 from app.services.outbox import Dispatch, HandOff
@@ -84,7 +84,7 @@ def test_a_job_without_a_handler_here_is_handed_to_a_worker_that_has_one(
     factories.runner(session, "able@h", queue.celery_queue, ["resize"])
     job = factories.job(session, actor, queue, job_type="resize")
     session.commit()
-    assert execution.hand_on(database_url, job.id, 0, "resize", "w@h", 0) is Outcome.HANDED_ON
+    assert routing.hand_on(database_url, job.id, 0, "resize", "w@h", 0) is Outcome.HANDED_ON
     [handed] = published.of_type(HandOff)
     assert (handed.hostname, handed.hops, handed.dispatch.eta) == ("able@h", 1, None)
     session.refresh(job)
@@ -100,9 +100,9 @@ def test_a_job_no_worker_can_run_fails_without_an_attempt(
 ) -> None:
     job = factories.job(session, actor, factories.queue(session, actor), job_type="resize")
     session.commit()
-    assert execution.hand_on(database_url, job.id, 0, "resize", "w@h", 0) is Outcome.FAILED
+    assert routing.hand_on(database_url, job.id, 0, "resize", "w@h", 0) is Outcome.FAILED
     session.refresh(job)
-    assert (job.status, job.error) == (JobStatus.FAILED, execution.unrunnable_error("resize"))
+    assert (job.status, job.error) == (JobStatus.FAILED, routing.unrunnable_error("resize"))
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from app.db import session_scope
 from app.models import AttemptStatus, Job, JobAttempt, JobStatus, WorkerStatus, utcnow
 from app.runtime import Runtime
 from app.services import execution, outbox
-from app.services.execution import MAX_HAND_OFFS, backoff_seconds, record_success, unrunnable_error
+from app.services.execution import backoff_seconds, record_success
 from app.services.leases import sweep_expired_leases
 from app.services.outbox import (
     Dispatch,
@@ -33,6 +33,7 @@ from app.services.outbox import (
     republish_lost_messages,
 )
 from app.services.queue_settings import QueueSettings
+from app.services.routing import MAX_HAND_OFFS, unrunnable_error
 from tasks import executor, worker
 from tasks.publisher import send
 from tests.conftest import Account
@@ -257,7 +258,7 @@ def test_a_resume_between_a_refused_claim_and_its_reschedule_sends_a_new_message
     queue = _queue(client, owner)
     job = _submit(client, owner, queue)
     client.post(f"/api/v1/queues/{queue['id']}/pause", headers=owner.headers)
-    reschedule = execution._reschedule_unclaimable
+    reschedule = execution.reschedule_unclaimable
 
     def resume_first(*args: Any) -> None:
         # The resume commits after the claim saw the queue paused: it publishes
@@ -265,11 +266,11 @@ def test_a_resume_between_a_refused_claim_and_its_reschedule_sends_a_new_message
         client.post(f"/api/v1/queues/{queue['id']}/resume", headers=owner.headers)
         reschedule(*args)
 
-    monkeypatch.setattr(execution, "_reschedule_unclaimable", resume_first)
+    monkeypatch.setattr(execution, "reschedule_unclaimable", resume_first)
     depth = _depth(app, queue)
     assert execute(job["id"], 0, "w", settings.database_url) == "dropped"
     assert _depth(app, queue) == depth + 1, "the dropped message was not replaced"
-    monkeypatch.setattr(execution, "_reschedule_unclaimable", reschedule)
+    monkeypatch.setattr(execution, "reschedule_unclaimable", reschedule)
     assert execute(job["id"], 0, "w", settings.database_url) == "succeeded"
 
 
