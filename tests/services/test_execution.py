@@ -9,10 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import AttemptStatus, JobAttempt, JobStatus
-from app.services import execution, routing
+from app.services import execution
 from app.services.actors import Actor
 from app.services.execution import Outcome
-from app.services.outbox import Dispatch, HandOff
+from app.services.outbox import Dispatch
 from app.services.queue_settings import QueueSettings
 from tests.support import factories
 from tests.support.factories import RecordingPublisher
@@ -75,34 +75,6 @@ def test_a_failure_retries_with_backoff_then_fails(
 def test_backoff_is_bounded_by_the_queue_settings() -> None:
     settings = QueueSettings(retry_backoff_seconds=10, retry_backoff_max_seconds=15)
     assert all(0 <= execution.backoff_seconds(5, settings) <= 15 for _ in range(50))
-
-
-def test_a_job_without_a_handler_here_is_handed_to_a_worker_that_has_one(
-    session: Session, actor: Actor, database_url: str, published: RecordingPublisher
-) -> None:
-    queue = factories.queue(session, actor)
-    factories.runner(session, "able@h", queue.celery_queue, ["resize"])
-    job = factories.job(session, actor, queue, job_type="resize")
-    session.commit()
-    assert routing.hand_on(database_url, job.id, 0, "resize", "w@h", 0) is Outcome.HANDED_ON
-    [handed] = published.of_type(HandOff)
-    assert (handed.hostname, handed.hops, handed.dispatch.eta) == ("able@h", 1, None)
-    session.refresh(job)
-    assert (job.status, job.attempt_count, job.held_since is not None) == (
-        JobStatus.PENDING,
-        0,
-        True,
-    )
-
-
-def test_a_job_no_worker_can_run_fails_without_an_attempt(
-    session: Session, actor: Actor, database_url: str
-) -> None:
-    job = factories.job(session, actor, factories.queue(session, actor), job_type="resize")
-    session.commit()
-    assert routing.hand_on(database_url, job.id, 0, "resize", "w@h", 0) is Outcome.FAILED
-    session.refresh(job)
-    assert (job.status, job.error) == (JobStatus.FAILED, routing.unrunnable_error("resize"))
 
 
 @pytest.mark.parametrize(
