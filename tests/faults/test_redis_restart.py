@@ -1,4 +1,4 @@
-"""Restart Redis (AOF on) while a client submits 1,000 jobs: every accepted job runs."""
+"""Restart Redis (AOF on) under 1,000 submits: submits recover, and every accepted job runs."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from tests.support.workers import WorkerProcess, wait_for
 pytestmark = [pytest.mark.slow, pytest.mark.real_workers]
 
 JOBS = 1000
+# Once Redis is back, submits must succeed again: this many in a row after the restart.
+AFTER_RESTART = 50
 
 
 @pytest.fixture
@@ -56,22 +58,38 @@ def test_redis_restart_loses_no_accepted_job(
 
     accepted: list[uuid.UUID] = []
     refused: list[int] = []
-    progress = threading.Event()
+    progress, restored = threading.Event(), threading.Event()
+    streak = 0  # accepted in a row since Redis was back
+
+    def submit(i: int) -> None:
+        nonlocal streak
+        response = client.post(
+            "/api/v1/jobs",
+            json={"queue_id": queue["id"], "job_type": "echo", "payload": i},
+            headers=headers,
+        )
+        if response.status_code == 201:
+            accepted.append(uuid.UUID(response.json["id"]))
+            streak += 1 if restored.is_set() else 0
+        else:
+            assert response.status_code == 503, response.json
+            refused.append(i)
+            streak = 0
 
     def submit_all() -> None:
+        # How many a loaded machine refuses during the outage varies; what must hold
+        # is that submits succeed again once Redis is back, and that nothing accepted
+        # is lost.
         for i in range(JOBS):
-            response = client.post(
-                "/api/v1/jobs",
-                json={"queue_id": queue["id"], "job_type": "echo", "payload": i},
-                headers=headers,
-            )
-            if response.status_code == 201:
-                accepted.append(uuid.UUID(response.json["id"]))
-            else:
-                assert response.status_code == 503, response.json
-                refused.append(i)
+            submit(i)
             if i == JOBS // 4:
                 progress.set()
+        restored.wait(120)
+        deadline = time.monotonic() + 120
+        i = JOBS
+        while streak < AFTER_RESTART and time.monotonic() < deadline:
+            submit(i)
+            i += 1
 
     submitter = threading.Thread(target=submit_all)
     submitter.start()
@@ -81,11 +99,12 @@ def test_redis_restart_loses_no_accepted_job(
     time.sleep(1)  # the outage itself: Redis stays down for a second
     restarted = start_redis(restartable_redis.port, data_dir, appendonly=True)
     restarted.wait_ready()
+    restored.set()
     try:
         submitter.join(300)
         assert not submitter.is_alive()
-        assert len(accepted) + len(refused) == JOBS
-        assert len(accepted) >= JOBS // 2
+        assert len(accepted) + len(refused) >= JOBS
+        assert streak >= AFTER_RESTART, f"submits did not recover: {len(refused)} refused"
         worker = WorkerProcess(faulty, tmp_path / "worker.log", "-c", "2")
         try:
             worker.wait_ready()

@@ -27,7 +27,7 @@ if _version_not_supported:
 
 
 class JobQueueServiceStub:
-    """Servis utama untuk manajemen job queue
+    """Jobs, queues and workers of the caller's organization.
     """
 
     def __init__(self, channel):
@@ -134,126 +134,170 @@ class JobQueueServiceStub:
 
 
 class JobQueueServiceServicer:
-    """Servis utama untuk manajemen job queue
+    """Jobs, queues and workers of the caller's organization.
     """
 
     def SubmitJob(self, request, context):
-        """Job Operations
+        """Stores a job in a queue (queue_id, else queue_name) and dispatches it to
+        the queue's Celery workers once stored; a paused queue keeps it PENDING
+        until resumed. With scheduled_for in the future the job is SCHEDULED until
+        then. With an idempotency_key already used in the organization, returns that
+        job instead of creating one. Needs job:write.
+        NOT_FOUND: no such queue.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetJob(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Returns one job with its result or error. Needs job:read.
+        NOT_FOUND: no such job.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelJob(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Cancels a PENDING or SCHEDULED job; it will never start. Needs job:write.
+        NOT_FOUND: no such job. FAILED_PRECONDITION: the job is in any other state
+        (also when a worker claimed it at the same moment).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RetryJob(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Queues a FAILED job again with a fresh budget of max_attempts attempts,
+        keeping the history of earlier attempts. Needs job:write.
+        NOT_FOUND: no such job. FAILED_PRECONDITION: the job is not FAILED.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListJobs(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Lists jobs newest first, optionally of one queue and one status. Needs job:read.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateQueue(self, request, context):
-        """Queue Operations
+        """Creates a queue, in the organization's `default` project when project_id
+        is empty. Needs queue:write.
+        NOT_FOUND: no such project. FAILED_PRECONDITION: the organization already
+        has a queue of this name.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetQueue(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Returns one queue. Needs queue:read.
+        NOT_FOUND: no such queue.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdateQueue(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Changes a queue's fields (see UpdateQueueRequest.update_mask); setting
+        is_active false pauses it, true resumes it. Needs queue:write.
+        NOT_FOUND: no such queue. FAILED_PRECONDITION: the new name is taken.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteQueue(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Deletes a queue and its finished jobs. Needs queue:write.
+        NOT_FOUND: no such queue. FAILED_PRECONDITION: it has PENDING, SCHEDULED or
+        PROCESSING jobs (cancel them first).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListQueues(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Lists queues by name, optionally of one project. Needs queue:read.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetQueueStats(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Counts a queue's jobs per state, with broker depth and activity. Needs queue:read.
+        NOT_FOUND: no such queue.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RegisterWorker(self, request, context):
-        """Worker Operations
+        """Registers a worker of the organization; it starts ONLINE. Needs worker:write.
+        NOT_FOUND: no such project.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Heartbeat(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Records that a worker is alive, with its latest metadata, and answers when
+        to send the next heartbeat. A draining worker stays DRAINING. Needs worker:write.
+        NOT_FOUND: no such worker.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetWorker(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Returns one worker. Needs worker:read.
+        NOT_FOUND: no such worker.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListWorkers(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Lists workers by name, optionally of one project, type and status. Needs worker:read.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchJob(self, request, context):
-        """Added by TaskForge (new methods only; everything above is the seed contract).
+        """Added by TaskForge (new methods only; every RPC above is the seed's).
         Streams the job now and after each observed change, until it reaches a
-        terminal state (SUCCEEDED, FAILED, CANCELLED) or the call ends.
+        terminal state (SUCCEEDED, FAILED, CANCELLED) or the call ends. Needs job:read.
+        NOT_FOUND: no such job. RESOURCE_EXHAUSTED: the server watches as many jobs
+        as it allows at once; retry later.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SubmitJobs(self, request, context):
-        """Submits up to 500 jobs in one transaction: all of them or none.
+        """Submits 1 to 500 jobs (each as SubmitJob would) in one transaction: all of
+        them or none. Errors name the failing job as `jobs[i]`. Needs job:write.
+        NOT_FOUND: a job's queue does not exist.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PauseQueue(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Pauses a queue: its jobs are still accepted but none starts until it is
+        resumed (running jobs finish). Pausing a paused queue changes nothing.
+        Needs queue:write. NOT_FOUND: no such queue.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ResumeQueue(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Resumes a paused queue and dispatches the jobs that waited. Resuming an
+        active queue changes nothing. Needs queue:write. NOT_FOUND: no such queue.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -365,7 +409,7 @@ def add_JobQueueServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class JobQueueService:
-    """Servis utama untuk manajemen job queue
+    """Jobs, queues and workers of the caller's organization.
     """
 
     @staticmethod
