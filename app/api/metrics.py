@@ -11,6 +11,7 @@ opens the scrape.
 from __future__ import annotations
 
 import hmac
+import re
 import time
 
 from flask import Blueprint, Flask, Response, current_app, g, request
@@ -24,6 +25,8 @@ blp = Blueprint("metrics", __name__)
 
 _COLLECTOR_KEY = "taskforge.metrics"
 UNMATCHED_ROUTE = "<unmatched>"
+# "/queues/<id:queue_id>" is labelled "/queues/<queue_id>": the converter is routing detail.
+_CONVERTER = re.compile(r"<[^<>:]+:([^<>]+)>")
 
 
 @blp.before_app_request
@@ -34,7 +37,7 @@ def _start_timer() -> None:
 @blp.after_app_request
 def _count_request(response: Response) -> Response:
     rule = request.url_rule
-    route = rule.rule if rule is not None else UNMATCHED_ROUTE
+    route = _CONVERTER.sub(r"<\1>", rule.rule) if rule is not None else UNMATCHED_ROUTE
     HTTP_REQUESTS.labels(method=request.method, route=route, status=str(response.status_code)).inc()
     # A request refused by an earlier hook (rate limit) has no start time: counted, not timed.
     started = g.pop("metrics_started", None)
