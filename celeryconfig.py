@@ -3,7 +3,7 @@
 Loaded with ``config_from_object``, when Celery first reads its configuration.  API
 and workers must share this module: Redis applies the shortest visibility timeout
 of any client on the broker.  SQL, not the broker, is the record of a job's state
-(see ``app/services/execution.py``).  The three values that come from TaskForge's
+(see ``app/services/execution.py``).  The values that come from TaskForge's
 settings are read from the environment here, without the rest of the settings'
 checks and files: each process validates its whole configuration at start.
 """
@@ -14,6 +14,7 @@ import os
 
 from app.celery_names import INTERNAL_QUEUE, RELAY, REPUBLISH_LOST, SWEEP, WORKERS_OFFLINE
 from app.config import DEFAULT_HEARTBEAT_SECONDS, DEFAULT_REDIS_URL, DEFAULT_SOFT_SHUTDOWN_SECONDS
+from app.redis_client import celery_transport_options
 
 broker_url = os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
 # Results live in SQL; Celery's result backend would be a second, unbounded copy.
@@ -53,6 +54,9 @@ broker_transport_options = {
     "queue_order_strategy": "priority",
     "priority_steps": list(range(10)),
     "sep": ":",
+    # REDIS_URL may name Sentinels (sentinel://…;sentinel://…): kombu then asks them
+    # for this master (app/redis_client.py).
+    **celery_transport_options(broker_url, os.environ.get("TASKFORGE_REDIS_SENTINEL_MASTER")),
 }
 task_time_limit = 1800
 task_soft_time_limit = 1500
@@ -85,9 +89,10 @@ worker_pool_restarts = True
 # The relay publishes jobs whose message never left (and far-future ones as
 # they come due, with an ETA inside the horizon); the sweeper takes over jobs of
 # workers whose lease ran out.  Both are cheap indexed queries.
-# Celery's file-backed scheduler that also proves each tick on a liveness file
+# Celery's file-backed scheduler, sending only while it holds the beat lock (run
+# several beats; exactly one is active) and proving each tick on a liveness file
 # (`taskforge health beat`).
-beat_scheduler = "tasks.beat:LivenessScheduler"
+beat_scheduler = "tasks.beat:LeaderScheduler"
 beat_schedule = {
     "relay-unpublished-jobs": {"task": RELAY, "schedule": 2.0},
     "sweep-expired-leases": {"task": SWEEP, "schedule": 5.0},

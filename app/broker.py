@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import redis
 
+from app.redis_client import connect
+
 # kombu's Redis transport keeps priority step N of queue Q in the list "Q:N"
 # (step 0 in "Q" itself) with celeryconfig's ``sep=":"`` and ten steps.
 PRIORITY_STEPS = range(10)
@@ -16,9 +18,9 @@ class BrokerProbe:
         self._redis = client
 
     @classmethod
-    def from_url(cls, url: str) -> BrokerProbe:
-        """Connect to the broker at ``url`` with short timeouts."""
-        return cls(redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2))
+    def from_url(cls, url: str, *, sentinel_master: str | None = None) -> BrokerProbe:
+        """Connect to the broker at ``url`` (or the master Sentinels name) with short timeouts."""
+        return cls(connect(url, sentinel_master=sentinel_master))
 
     def depth(self, celery_queue: str) -> int | None:
         """Messages waiting on ``celery_queue``; None when the broker does not answer."""

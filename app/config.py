@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from limits import parse_many
 
 from app.local_secrets import local_secret
+from app.redis_client import RedisURLError, is_sentinel_url, parse_sentinel_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TASKFORGE_VAR_DIR", PROJECT_ROOT / "var"))
@@ -97,6 +98,10 @@ class Settings:
         default_factory=lambda: _env("DATABASE_URL", f"sqlite:///{VAR_DIR / 'taskforge.db'}")
     )
     redis_url: str = field(default_factory=lambda: _env("REDIS_URL", DEFAULT_REDIS_URL))
+    # The master's name when REDIS_URL names Sentinels (app/redis_client.py).
+    redis_sentinel_master: str = field(
+        default_factory=lambda: _env("TASKFORGE_REDIS_SENTINEL_MASTER", "")
+    )
     # Empty means "not configured": development then uses var/secrets/ (__post_init__).
     jwt_secret_key: str = field(default_factory=lambda: _env("JWT_SECRET_KEY", ""))
     access_token_minutes: int = field(
@@ -224,6 +229,11 @@ class Settings:
         if self.sse_max_streams < 1:
             raise ConfigError("TASKFORGE_SSE_MAX_STREAMS must be at least 1")
         self._validate_roles()
+        if is_sentinel_url(self.redis_url):
+            try:
+                parse_sentinel_url(self.redis_url, self.redis_sentinel_master)
+            except RedisURLError as exc:
+                raise ConfigError(str(exc)) from exc
         for name in ("rate_limit_default", "rate_limit_login", "rate_limit_register"):
             try:
                 parse_many(getattr(self, name))

@@ -91,7 +91,7 @@ def worker_ping(settings: Settings, timeout: float) -> Result:
     """Ping this machine's worker, and only it, through the broker."""
     from tasks.celery_app import app, use_broker
 
-    use_broker(settings.redis_url)
+    use_broker(settings.redis_url, settings.redis_sentinel_master)
     nodename = worker_nodename(settings)
     try:
         replies = app.control.ping(destination=[nodename], timeout=timeout)

@@ -53,21 +53,22 @@ class Runtime:
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
         """Build the collaborators and install the outbox's publisher for this process."""
-        publisher = install(settings.database_url, settings.redis_url)
+        redis_url, master = settings.redis_url, settings.redis_sentinel_master
+        publisher = install(settings.database_url, redis_url, master)
         return cls(
             settings=settings,
             tokens=TokenService(
                 secret=settings.jwt_secret_key,
-                store=TokenStore.from_url(settings.redis_url),
+                store=TokenStore.from_url(redis_url, sentinel_master=master),
                 access_lifetime=timedelta(minutes=settings.access_token_minutes),
                 refresh_lifetime=timedelta(days=settings.refresh_token_days),
             ),
-            stream_tickets=StreamTickets.from_url(settings.redis_url),
-            rate_limiter=RateLimiter(settings.redis_url, settings.rate_limit_default)
+            stream_tickets=StreamTickets.from_url(redis_url, sentinel_master=master),
+            rate_limiter=RateLimiter(redis_url, settings.rate_limit_default, sentinel_master=master)
             if settings.rate_limit_enabled
             else None,
-            live_state=LiveState.from_url(settings.redis_url),
-            broker=BrokerProbe.from_url(settings.redis_url),
+            live_state=LiveState.from_url(redis_url, sentinel_master=master),
+            broker=BrokerProbe.from_url(redis_url, sentinel_master=master),
             worker_control=CeleryWorkerControl(),
             publisher=publisher,
         )

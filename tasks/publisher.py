@@ -153,9 +153,11 @@ class CeleryPublisher:
             raise Unavailable(BROKER_UNAVAILABLE) from exc
 
 
-def install(database_url: str, broker_url: str) -> CeleryPublisher:
+def install(
+    database_url: str, broker_url: str, sentinel_master: str | None = None
+) -> CeleryPublisher:
     """Make this process publish what its transactions stage, to ``broker_url``."""
-    use_broker(broker_url)
+    use_broker(broker_url, sentinel_master)
     publisher = CeleryPublisher(database_url)
     set_publisher(publisher)
     return publisher

@@ -36,6 +36,7 @@ from app.api.extensions import limiter, make_api
 from app.api.openapi import IdConverter, id_parameter_schema
 from app.api.schemas import ErrorSchema
 from app.config import Settings, load_settings
+from app.redis_client import limits_storage_options, limits_storage_uri
 from app.runtime import Runtime
 from app.services.validation import json_depth
 
@@ -92,14 +93,16 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         "OPENAPI_SWAGGER_UI_URL": f"{docs.ASSETS_PATH}/",
         # flask-limiter keeps only the per-route limits (login, register, password); the
         # limit every request spends is the core's (app.services.ratelimit), shared with gRPC.
-        "RATELIMIT_STORAGE_URI": settings.redis_url,
+        "RATELIMIT_STORAGE_URI": limits_storage_uri(
+            settings.redis_url, settings.redis_sentinel_master
+        ),
         "RATELIMIT_ENABLED": settings.rate_limit_enabled,
         "RATELIMIT_HEADERS_ENABLED": True,
         # Fail open: a Redis outage must not take the API down with it (the
         # token blocklist, by contrast, fails closed).
         "RATELIMIT_SWALLOW_ERRORS": True,
         "RATELIMIT_KEY_PREFIX": "taskforge:ratelimit",
-        "RATELIMIT_STORAGE_OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
+        "RATELIMIT_STORAGE_OPTIONS": limits_storage_options(settings.redis_url),
     }
 
 

@@ -29,6 +29,8 @@ from typing import Any
 import redis
 from redis.client import PubSub
 
+from app.redis_client import connect
+
 PREFIX = "taskforge:monitor:"
 RECENT_TASKS = 1000
 THROUGHPUT_TTL = 2 * 3600
@@ -80,12 +82,10 @@ class LiveState:
         self.redis: Any = client
 
     @classmethod
-    def from_url(cls, url: str) -> LiveState:
-        """Connect to the Redis at ``url`` with short timeouts."""
+    def from_url(cls, url: str, *, sentinel_master: str | None = None) -> LiveState:
+        """Connect to the Redis at ``url`` (or the master Sentinels name) with short timeouts."""
         return cls(
-            redis.Redis.from_url(
-                url, socket_timeout=5, socket_connect_timeout=2, decode_responses=True
-            )
+            connect(url, sentinel_master=sentinel_master, socket_timeout=5, decode_responses=True)
         )
 
     def close(self) -> None:

@@ -30,6 +30,7 @@ import redis
 from limits import RateLimitItem, parse, parse_many
 
 from app.errors import ValidationFailed
+from app.redis_client import connect
 from app.services.actors import Actor
 
 logger = logging.getLogger(__name__)
@@ -153,8 +154,10 @@ class RateLimited(Exception):
 class RateLimiter:
     """Spend calls against the platform's and the organizations' limits, in Redis."""
 
-    def __init__(self, redis_url: str, default_limits: str) -> None:
-        self._redis = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+    def __init__(
+        self, redis_url: str, default_limits: str, *, sentinel_master: str | None = None
+    ) -> None:
+        self._redis = connect(redis_url, sentinel_master=sentinel_master)
         self._spend = self._redis.register_script(_SPEND)
         self._defaults = parse_many(default_limits)
 

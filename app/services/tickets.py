@@ -22,6 +22,7 @@ import redis
 from sqlalchemy.orm import Session
 
 from app.errors import Unauthenticated, Unavailable
+from app.redis_client import connect
 from app.services.actors import Actor, Permission
 from app.services.auth import TOKEN_GENERATION_CLAIM, actor_for_api_key_id, actor_for_token
 from app.services.tokens import TokenStore
@@ -41,9 +42,9 @@ class StreamTickets:
         self._redis = client
 
     @classmethod
-    def from_url(cls, url: str) -> StreamTickets:
+    def from_url(cls, url: str, *, sentinel_master: str | None = None) -> StreamTickets:
         """Connect to the Redis at ``url`` with short timeouts."""
-        return cls(redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2))
+        return cls(connect(url, sentinel_master=sentinel_master))
 
     def close(self) -> None:
         """Close the connections to Redis."""

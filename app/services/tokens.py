@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import Unauthenticated, Unavailable
 from app.models import User
+from app.redis_client import connect
 from app.services.actors import Actor
 from app.services.auth import actor_for_token, token_claims, user_for_token
 
@@ -61,9 +62,9 @@ class TokenStore:
         self._redis = client
 
     @classmethod
-    def from_url(cls, url: str) -> TokenStore:
+    def from_url(cls, url: str, *, sentinel_master: str | None = None) -> TokenStore:
         """Connect to the Redis at ``url`` with short timeouts."""
-        return cls(redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2))
+        return cls(connect(url, sentinel_master=sentinel_master))
 
     def close(self) -> None:
         """Close the connections to Redis."""

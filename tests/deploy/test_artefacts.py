@@ -46,10 +46,6 @@ PYTHON_VARIABLES = {
     "PIP_NO_CACHE_DIR",
     "PIP_DISABLE_PIP_VERSION_CHECK",
 }
-# Set by the artefacts for Redis Sentinel support, which lands separately (issue 14,
-# item 2).  Once the code reads one, test_awaited_variables_are_not_read_yet fails:
-# delete it from here.
-AWAITING_SENTINEL_SUPPORT = {"TASKFORGE_REDIS_SENTINEL_MASTER"}
 # How the code reads a variable: _env*("NAME"…), os.environ.get("NAME"…), environ["NAME"].
 _READS = re.compile(
     r"""(?:_env(?:_int|_bool|_list)?\(|environ(?:\.get\(|\[))\s*"([A-Z][A-Z0-9_]+)\""""
@@ -211,8 +207,7 @@ def test_every_variable_the_artefacts_set_is_one_taskforge_reads() -> None:
     unknown = {
         variable: sorted(where)
         for variable, where in _set_by_the_artefacts().items()
-        if variable
-        not in variables_read_by_the_code() | PYTHON_VARIABLES | AWAITING_SENTINEL_SUPPORT
+        if variable not in variables_read_by_the_code() | PYTHON_VARIABLES
     }
     assert unknown == {}
 
@@ -221,12 +216,6 @@ def test_the_variable_check_sees_what_the_code_reads() -> None:
     read = variables_read_by_the_code()
     assert {"DATABASE_URL", "TASKFORGE_VAR_DIR", "TASKFORGE_WORKER_TYPE"} <= read
     assert "TASKFORGE_NOT_A_SETTING" not in read
-
-
-def test_awaited_variables_are_not_read_yet() -> None:
-    assert AWAITING_SENTINEL_SUPPORT & variables_read_by_the_code() == set(), (
-        "Sentinel support landed: delete these names from AWAITING_SENTINEL_SUPPORT"
-    )
 
 
 def test_every_role_setting_is_read_by_the_code_and_documented() -> None:

@@ -27,6 +27,7 @@ class ServiceProcess:
             **os.environ,
             "DATABASE_URL": settings.database_url,
             "REDIS_URL": settings.redis_url,
+            "TASKFORGE_REDIS_SENTINEL_MASTER": settings.redis_sentinel_master,
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
