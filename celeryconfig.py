@@ -96,8 +96,9 @@ beat_scheduler = "tasks.beat:LeaderScheduler"
 beat_schedule = {
     "relay-unpublished-jobs": {"task": RELAY, "schedule": 2.0},
     "sweep-expired-leases": {"task": SWEEP, "schedule": 5.0},
-    # Pending jobs whose message Redis lost (no persistence, FLUSHALL) go out again.
-    "republish-lost-messages": {"task": REPUBLISH_LOST, "schedule": 60.0},
+    # Pending jobs whose message Redis lost (a failover, no persistence, FLUSHALL)
+    # or a worker took to its grave go out again.
+    "republish-lost-messages": {"task": REPUBLISH_LOST, "schedule": 30.0},
     # Workers silent for three heartbeat intervals are marked offline.
     "mark-silent-workers-offline": {
         "task": WORKERS_OFFLINE,

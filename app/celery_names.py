@@ -40,6 +40,11 @@ def job_queue_id(name: str) -> uuid.UUID | None:
         return None
 
 
+def priority_step(priority: int) -> int:
+    """The Redis priority step of a TaskForge priority: 9, the most urgent, is step 0."""
+    return 9 - priority
+
+
 def task_id(job_id: uuid.UUID | str, attempt: int) -> str:
     """Name the Celery task that wakes ``job_id`` for attempt ``attempt + 1``."""
     return f"{job_id}:{attempt}"

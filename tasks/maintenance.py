@@ -3,7 +3,7 @@
 - ``taskforge.relay`` (every 2 s): publish jobs whose message never left.
 - ``taskforge.sweep`` (every 5 s): take over the jobs of dead workers, running
   (lease expired) or held (an ETA or hand-off message unclaimed a lease after due).
-- ``taskforge.republish_lost`` (every minute): publish again what the broker lost.
+- ``taskforge.republish_lost`` (every 30 s): publish again what the broker lost.
 - ``taskforge.workers_offline`` (every heartbeat interval): mark silent workers offline.
 """
 
@@ -30,7 +30,8 @@ def relay() -> int:
 @app.task(name=REPUBLISH_LOST, ignore_result=True)
 def republish_lost() -> int:
     """Publish again the jobs whose message the broker lost."""
-    return outbox.republish_lost_messages(runtime().database_url, runtime().broker.depth)
+    broker = runtime().broker
+    return outbox.republish_lost_messages(runtime().database_url, broker.depth, head=broker.head)
 
 
 @app.task(name=SWEEP, ignore_result=True)

@@ -22,7 +22,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.celery_names import CONSUME_COMMAND, RUN_JOB, job_queue_name
+from app.celery_names import CONSUME_COMMAND, RUN_JOB, job_queue_name, priority_step
 from app.errors import Unavailable
 from app.metrics import count_submitted
 from app.models import utcnow
@@ -46,11 +46,6 @@ logger = logging.getLogger(__name__)
 HARD_LIMIT_GRACE_SECONDS = 30
 BROKER_ERRORS = (KombuOperationalError, RedisError, ConnectionError, OSError, TimeoutError)
 BROKER_UNAVAILABLE = "The broker is unavailable; try again shortly"
-
-
-def celery_priority(priority: int) -> int:
-    """Map TaskForge priority (9 most urgent) to a Redis priority step (0 first)."""
-    return 9 - priority
 
 
 def send(items: Sequence[Dispatch]) -> list[Dispatch]:
@@ -92,7 +87,7 @@ def _send_task(
         kwargs=kwargs,
         task_id=item.task_id,
         queue=queue,
-        priority=celery_priority(item.priority),
+        priority=priority_step(item.priority),
         eta=eta,
         soft_time_limit=item.timeout_seconds,
         time_limit=item.timeout_seconds + HARD_LIMIT_GRACE_SECONDS,

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, event, or_, select, tuple_, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from app.broker import Head
 from app.celery_names import job_queue_name, task_id
 from app.db import get_engine, session_scope
 from app.errors import Unavailable
@@ -46,6 +47,9 @@ RELAY_GRACE = timedelta(seconds=5)
 # A job published this long ago and still pending, on a queue the broker holds no
 # message for, lost its message (Redis restarted without persistence, a FLUSHALL).
 LOST_MESSAGE_AFTER = timedelta(minutes=5)
+# A pending job overtaken this long ago by a later message of its queue and priority
+# lost its message (a Redis failover, a worker that died between fetch and claim).
+OVERTAKEN_AFTER = timedelta(seconds=30)
 WAITING = (JobStatus.PENDING, JobStatus.SCHEDULED)
 
 
@@ -220,12 +224,12 @@ def publish_now(database_url: str, items: Sequence[Dispatch]) -> int:
     return len(sent)
 
 
-def _waiting(
+def _waiting_jobs(
     database_url: str,
     *conditions: ColumnElement[bool],
     order_by: Sequence[ColumnElement[Any] | InstrumentedAttribute[Any]],
-) -> list[Dispatch]:
-    """The next message of each waiting job of an active queue that matches ``conditions``."""
+) -> list[tuple[Job, Dispatch]]:
+    """Each waiting job of an active queue that matches ``conditions``, with its next message."""
     with session_scope(database_url) as session:
         rows = session.execute(
             select(Job, Queue.settings)
@@ -234,9 +238,20 @@ def _waiting(
             .order_by(*order_by)
             .limit(BATCH)
         ).all()
+        session.expunge_all()
         return [
-            Dispatch.for_job(job, QueueSettings.from_stored(settings)) for job, settings in rows
+            (job, Dispatch.for_job(job, QueueSettings.from_stored(settings)))
+            for job, settings in rows
         ]
+
+
+def _waiting(
+    database_url: str,
+    *conditions: ColumnElement[bool],
+    order_by: Sequence[ColumnElement[Any] | InstrumentedAttribute[Any]],
+) -> list[Dispatch]:
+    """The next message of each waiting job of an active queue that matches ``conditions``."""
+    return [item for _job, item in _waiting_jobs(database_url, *conditions, order_by=order_by)]
 
 
 def relay_unpublished(database_url: str, *, grace: timedelta = RELAY_GRACE) -> int:
@@ -284,27 +299,96 @@ def republish_lost_messages(
     database_url: str,
     depth: Callable[[str], int | None],
     *,
+    head: Callable[[str, int], Head | None] | None = None,
     older_than: timedelta = LOST_MESSAGE_AFTER,
+    overtaken_after: timedelta = OVERTAKEN_AFTER,
 ) -> int:
-    """Publish again the due pending jobs whose queue is empty on the broker.
+    """Publish again the pending jobs whose message the broker no longer holds.
 
-    Only queues with no waiting message are considered, so a long backlog is
-    never duplicated; a duplicate of a message a worker still holds is dropped
-    by the claim.  Served by ``ix_jobs_status_published``.
+    Either sign is enough:
+
+    - *Overtaken* (when ``head`` can show the oldest message waiting at a priority
+      of a queue): a job published over ``overtaken_after`` ago and not held by a
+      worker, while the oldest message at its queue and priority belongs to a job
+      published after it, or none waits there.  Redis hands out one priority's
+      messages in order, so the job's own message left the list, yet no worker
+      claimed the job: a failover lost the message, or the worker that fetched it
+      died before claiming (Redis would give it back only after the visibility
+      timeout, an hour).
+    - *Forgotten*: a job published over ``older_than`` ago on a queue that holds no
+      message at all (Redis restarted without persistence, a FLUSHALL).
+
+    A duplicate of a message that still exists somewhere is dropped by the claim.
+    Oldest publication first, served by ``ix_jobs_status_published``.
     """
-    cutoff = utcnow() - older_than
-    candidates = _waiting(
+    now = utcnow()
+    first = now - (min(older_than, overtaken_after) if head else older_than)
+    candidates = _waiting_jobs(
         database_url,
         Job.status == JobStatus.PENDING,
-        Job.published_at < cutoff,
-        or_(Job.available_at.is_(None), Job.available_at <= cutoff),
-        order_by=(Job.priority.desc(), Job.created_at),
+        Job.published_at < first,
+        or_(Job.available_at.is_(None), Job.available_at <= first),
+        order_by=(Job.published_at,),
+    )
+    overtaken = (
+        _overtaken(database_url, head, [job for job, _ in candidates], now - overtaken_after)
+        if head
+        else set()
     )
     empty: dict[uuid.UUID, bool] = {}
-    for item in candidates:
-        if item.queue_id not in empty:
-            empty[item.queue_id] = depth(job_queue_name(item.queue_id)) == 0
-    sent = publish_now(database_url, [item for item in candidates if empty[item.queue_id]])
+
+    def forgotten(job: Job) -> bool:
+        cutoff = now - older_than
+        if job.published_at is None or job.published_at >= cutoff:
+            return False
+        if job.available_at is not None and job.available_at > cutoff:
+            return False
+        if job.queue_id not in empty:
+            empty[job.queue_id] = depth(job_queue_name(job.queue_id)) == 0
+        return empty[job.queue_id]
+
+    lost = [item for job, item in candidates if job.id in overtaken or forgotten(job)]
+    sent = publish_now(database_url, lost)
     if sent:
         logger.warning("republish: %d job(s) had lost their message", sent)
     return sent
+
+
+def _overtaken(
+    database_url: str,
+    head: Callable[[str, int], Head | None],
+    jobs: Sequence[Job],
+    cutoff: datetime,
+) -> set[uuid.UUID]:
+    """The ids of ``jobs`` whose message a later one overtook before ``cutoff``."""
+    eligible = [
+        job
+        for job in jobs
+        if job.held_since is None
+        and job.published_at is not None
+        and job.published_at < cutoff
+        and (job.available_at is None or job.available_at < cutoff)
+    ]
+    heads = {
+        (job.queue_id, job.priority): head(job_queue_name(job.queue_id), job.priority)
+        for job in eligible
+    }
+    leading = {h.job_id for h in heads.values() if h is not None and h.job_id is not None}
+    published: dict[uuid.UUID, datetime | None] = {}
+    if leading:
+        with session_scope(database_url) as session:
+            published = dict(
+                session.execute(select(Job.id, Job.published_at).where(Job.id.in_(leading))).all()
+            )
+    found: set[uuid.UUID] = set()
+    for job in eligible:
+        first = heads[(job.queue_id, job.priority)]
+        if first is None:
+            continue  # the broker did not say
+        if first.job_id is None:
+            found.add(job.id)  # nothing waits at its priority
+            continue
+        own, later = job.published_at, published.get(first.job_id)
+        if first.job_id != job.id and own is not None and later is not None and own < later:
+            found.add(job.id)
+    return found

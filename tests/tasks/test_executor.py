@@ -18,6 +18,7 @@ from sqlalchemy import update
 
 import tests.support.handlers  # noqa: F401 - registers the test handlers
 from app.api import context
+from app.broker import BrokerProbe, Head
 from app.config import Settings
 from app.db import session_scope
 from app.models import AttemptStatus, Job, JobAttempt, JobStatus, WorkerStatus, utcnow
@@ -513,3 +514,80 @@ def test_a_message_lost_by_the_broker_is_published_again(
     assert republish_lost_messages(settings.database_url, depth) == 1
     assert _depth(app, queue) == 1
     assert execute(job["id"], 0, "w", settings.database_url) == "succeeded"
+
+
+def test_a_message_overtaken_by_a_later_one_is_published_again_while_the_queue_is_busy(
+    app: Flask,
+    runtime: Runtime,
+    client: FlaskClient,
+    owner: Account,
+    settings: Settings,
+) -> None:
+    queue = _queue(client, owner)
+    first, second, third = (_submit(client, owner, queue, payload=[n]) for n in range(3))
+    broker = runtime.broker
+    name = f"tf.{queue['id']}"
+    assert broker.head(name, 0) == Head(uuid.UUID(first["id"]))
+    with session_scope(settings.database_url) as session:
+        for job, age in ((first, 60), (second, 50), (third, 40)):
+            session.execute(
+                update(Job)
+                .where(Job.id == uuid.UUID(job["id"]))
+                .values(published_at=utcnow() - timedelta(seconds=age))
+            )
+
+    def republish() -> int:
+        return republish_lost_messages(settings.database_url, broker.depth, head=broker.head)
+
+    assert republish() == 0, "every message still waits, oldest first"
+    # The oldest message leaves the list and no worker claims its job: a failover
+    # lost it, or the worker that fetched it died.
+    with redis.Redis.from_url(settings.redis_url) as redis_client:
+        redis_client.rpop(f"{name}:9")  # priority 0 is Redis step 9
+    assert broker.head(name, 0) == Head(uuid.UUID(second["id"]))
+    assert _depth(app, queue) == 2, "the queue is busy: the empty-queue rule cannot see it"
+    assert republish() == 1
+    assert _job(settings, first["id"]).published_at > utcnow() - timedelta(seconds=10)
+    assert _depth(app, queue) == 3
+    assert republish() == 0, "published again just now"
+    # What was published again runs once; the surviving messages run their own jobs.
+    for job in (first, second, third):
+        assert execute(job["id"], 0, "w", settings.database_url) == "succeeded"
+
+
+def test_a_held_or_recent_job_is_not_taken_for_overtaken(
+    runtime: Runtime, client: FlaskClient, owner: Account, settings: Settings
+) -> None:
+    queue = _queue(client, owner)
+    held, _recent = (_submit(client, owner, queue, payload=[n]) for n in range(2))
+    with redis.Redis.from_url(settings.redis_url) as redis_client:
+        redis_client.delete(f"tf.{queue['id']}:9")  # no message waits at all
+    with session_scope(settings.database_url) as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == uuid.UUID(held["id"]))
+            .values(published_at=utcnow() - timedelta(minutes=2), held_since=utcnow())
+        )
+    broker = runtime.broker
+    assert republish_lost_messages(settings.database_url, broker.depth, head=broker.head) == 0, (
+        "a held message is the held-message rescue's; a recent one may still be in flight"
+    )
+
+
+def test_the_broker_probe_reads_the_oldest_message_of_a_priority(
+    runtime: Runtime, client: FlaskClient, owner: Account, redis_server: Any
+) -> None:
+    queue = _queue(client, owner)
+    name = f"tf.{queue['id']}"
+    assert runtime.broker.head(name, 0) == Head(None)
+    urgent = _submit(client, owner, queue, priority=9)
+    _submit(client, owner, queue, priority=9)
+    assert runtime.broker.head(name, 9) == Head(uuid.UUID(urgent["id"]))
+    assert runtime.broker.head(name, 0) == Head(None)
+    with redis.Redis.from_url(redis_server.url) as redis_client:
+        redis_client.lpush(f"{name}:9", "not a kombu message")
+        assert runtime.broker.head(name, 0) is None, "unreadable: unknown"
+        redis_client.delete(f"{name}:9")
+        redis_client.lpush(f"{name}:9", b'{"headers": {"id": "relay-task"}}')
+        assert runtime.broker.head(name, 0) is None, "not a job's message: unknown"
+    assert BrokerProbe.from_url("redis://127.0.0.1:1/0").head(name, 0) is None

@@ -8,12 +8,13 @@ from datetime import timedelta
 import pytest
 import redis
 
+from app.celery_names import priority_step
 from app.errors import Unavailable
 from app.models import utcnow
 from app.redis_server import RedisProcess, free_port
 from app.services.outbox import Dispatch
 from tasks.celery_app import use_broker
-from tasks.publisher import CeleryPublisher, celery_priority
+from tasks.publisher import CeleryPublisher
 
 
 def _dispatch(queue_id: uuid.UUID, **fields: object) -> Dispatch:
@@ -21,7 +22,7 @@ def _dispatch(queue_id: uuid.UUID, **fields: object) -> Dispatch:
 
 
 def test_priority_nine_is_the_first_redis_step() -> None:
-    assert [celery_priority(p) for p in (9, 5, 0)] == [0, 4, 9]
+    assert [priority_step(p) for p in (9, 5, 0)] == [0, 4, 9]
 
 
 def test_send_publishes_due_messages_to_the_jobs_queue(redis_server: RedisProcess) -> None:
