@@ -2,7 +2,8 @@
 
 Every ``TASKFORGE_MONITOR_INSPECT_SECONDS`` the live workers are asked, with one
 short ``inspect`` each for ``stats``, ``active_queues`` and ``active``, for their
-pool size, queues and running tasks; the longest-waiting due job per queue is
+pool (size, implementation, processes), prefetch count, resource usage, queues and
+running tasks; the longest-waiting due job per queue is
 read from SQL.  The nodename → worker-row registry is re-read every two seconds so a
 drain shows up quickly.
 """
@@ -81,9 +82,15 @@ class Refresher:
         active: dict[str, Any] = inspector.active() or {}
         for host in live:
             fields: dict[str, Any] = {}
-            pool = (stats.get(host) or {}).get("pool") or {}
+            facts = stats.get(host) or {}
+            pool = facts.get("pool") or {}
             if "max-concurrency" in pool:
                 fields["pool_size"] = str(pool["max-concurrency"])
+            if pool:
+                fields["pool"] = pool
+            for name in ("prefetch_count", "rusage"):
+                if name in facts:
+                    fields[name] = facts[name]
             if host in queues:
                 fields["queues"] = sorted(q["name"] for q in queues[host])
                 self.handler.note_queues(host, fields["queues"])

@@ -267,6 +267,22 @@ class LiveState:
             )
         return counts
 
+    def host_counts(self, host: str) -> tuple[int, int, int]:
+        """(active, processed, failed) of every organization's jobs on one worker."""
+        per_org = self.org_counts_of_host(host)
+        return (
+            sum(c[0] for c in per_org.values()),
+            sum(c[1] for c in per_org.values()),
+            sum(c[2] for c in per_org.values()),
+        )
+
+    def org_counts_of_host(self, host: str) -> dict[str, tuple[int, int, int]]:
+        """Organization → (active, processed, failed) of its jobs on one worker."""
+        return {
+            org: self.org_counts(org, [host])[host]
+            for org in sorted(self.redis.smembers(_key("orgs", host)))
+        }
+
     def throughput(self, queues: Collection[str], minute: int) -> dict[str, int]:
         """Succeeded + failed jobs of each queue in ``minute``."""
         if not queues:
@@ -329,23 +345,42 @@ def worker_queues(state: Mapping[str, str], registered: Mapping[str, Any] | None
     return list((registered or {}).get("queues") or [])
 
 
+def worker_facts(state: Mapping[str, str]) -> dict[str, Any]:
+    """Host facts from Celery's ``inspect stats``: pool, prefetch and resource usage."""
+    pool = json.loads(state["pool"]) if state.get("pool") else {}
+    return {
+        "pool": {
+            "implementation": pool.get("implementation"),
+            "max_concurrency": pool.get("max-concurrency"),
+            "processes": len(pool["processes"])
+            if isinstance(pool.get("processes"), list)
+            else None,
+            "max_tasks_per_child": pool.get("max-tasks-per-child"),
+        },
+        "prefetch_count": int(state["prefetch_count"]) if state.get("prefetch_count") else None,
+        "rusage": json.loads(state["rusage"]) if state.get("rusage") else None,
+        "sw_ver": state.get("sw_ver"),
+    }
+
+
 def worker_view(
     state: Mapping[str, str],
     registered: Mapping[str, Any] | None,
     *,
-    org: str,
+    org: str | None,
     org_queues: Collection[str],
     counts: tuple[int, int, int],
     now: float | None = None,
 ) -> dict[str, Any] | None:
     """One worker as ``org`` may see it, or None when it neither is nor serves ``org``'s.
 
-    A worker registered to the organization shows all its queues and its id; a
-    shared worker shows only the organization's queues and no id.  Counters are
-    always the organization's own jobs on that worker.
+    A worker registered to the organization shows all its queues, its id and the
+    job types it runs; a shared worker shows only the organization's queues and no
+    id.  Counters are always the organization's own jobs on that worker.  ``org``
+    None is a platform operator: every worker in full, counters of all jobs.
     """
     queues = worker_queues(state, registered)
-    own = registered is not None and registered.get("organization_id") == org
+    own = org is None or (registered is not None and registered.get("organization_id") == org)
     serving = [q for q in queues if q in org_queues]
     if not own and not serving:
         return None
@@ -368,4 +403,7 @@ def worker_view(
         "queues": queues if own else serving,
         "last_heartbeat": iso(float(last)) if last else None,
         "worker_type": (registered or {}).get("worker_type") if own else None,
+        "organization_id": (registered or {}).get("organization_id") if own else None,
+        "job_types": (registered or {}).get("job_types") if own else None,
+        **worker_facts(state),
     }
