@@ -209,7 +209,7 @@ class LiveState:
 
     def count_worker_event(self, host: str, kind: str) -> None:
         """Count a worker event (heartbeat, online, offline) as Flower's events counter does."""
-        self.redis.hincrby(_key("events"), f"{host}|{kind}|{SERIES_SEP}", 1)
+        self.redis.hincrby(_key("events"), f"{host}|{kind}|", 1)
 
     def observe_wait(self, queue: str, seconds: float, *, pipe: Any = None) -> None:
         """Add a job's wait (submit or due time to first start) to the wait histogram."""

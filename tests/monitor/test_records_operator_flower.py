@@ -9,19 +9,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from sqlalchemy import update
 
-from app.cli import main as cli
 from app.config import Settings
 from app.db import session_scope
-from app.models import Job, User, Worker, WorkerStatus, WorkerType
+from app.models import Job, Worker, WorkerStatus, WorkerType
 from app.monitor.events import EventHandler
 from app.monitor.lookups import Lookups
 from app.services import task_records
 from app.services.live_state import LiveState
-from tests.conftest import PASSWORD, Account, Auth
+from tests.conftest import Account, Auth
 from tests.support.monitor import api, create_queue, submit
 
 SHARED = "celery@shared"
@@ -39,24 +37,6 @@ def store(settings: Settings) -> Iterator[LiveState]:
 def handler(store: LiveState, settings: Settings) -> EventHandler:
     """An event handler writing to ``store``."""
     return EventHandler(store, Lookups(settings.database_url))
-
-
-@pytest.fixture
-def operator(client: FlaskClient, auth: Auth, settings: Settings) -> Account:
-    """A platform operator made with ``taskforge operator create``, logged in."""
-    email = "ops@example.com"
-    result = CliRunner().invoke(
-        cli,
-        ["operator", "create", "--email", email],
-        env={"DATABASE_URL": settings.database_url, "TASKFORGE_OPERATOR_PASSWORD": PASSWORD},
-    )
-    assert result.exit_code == 0, result.output
-    assert result.output.startswith(f"operator {email} created")
-    with session_scope(settings.database_url) as session:
-        user = session.scalars(select(User).where(User.email == email)).one()
-        assert user.is_operator
-        user_id, org_id = str(user.id), str(user.organization_id)
-    return auth._account(email, user_id, org_id)
 
 
 def run(
