@@ -128,6 +128,7 @@ def recent_tasks(
     actor: Actor,
     store: LiveState,
     queue_id: str | uuid.UUID | None = None,
+    job_id: str | uuid.UUID | None = None,
     state: str | None = None,
     job_type: str | None = None,
     worker: str | None = None,
@@ -152,10 +153,13 @@ def recent_tasks(
     if until is not None:
         until = check_datetime(until, "until")
     wanted_queue = str(parse_uuid_field(queue_id, "queue_id")) if queue_id is not None else None
+    wanted_job = str(parse_uuid_field(job_id, "job_id")) if job_id is not None else None
     found: list[dict[str, Any]] = []
     skipped = 0
     for item in recent_items(session, actor, store):
         if wanted_queue is not None and item.get("queue_id") != wanted_queue:
+            continue
+        if wanted_job is not None and item.get("job_id") != wanted_job:
             continue
         if state is not None and item.get("state") != state:
             continue

@@ -52,6 +52,7 @@ class LiveWorkersSchema(Schema):
 
 class TaskArgsSchema(StrictSchema):
     queue_id = fields.UUID()
+    job_id = fields.UUID()
     state = fields.String(validate=validate.OneOf(TASK_STATES))
     job_type = fields.String(validate=validate.Length(min=1, max=100))
     worker = fields.String(validate=validate.Length(min=1, max=255))
