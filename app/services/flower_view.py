@@ -216,7 +216,7 @@ def workers(
                 "rusage": view["rusage"],
             },
             "active_queues": [{"name": name, "routing_key": name} for name in view["queues"]],
-            "registered": view["job_types"] or [],
+            "registered": view["registered_tasks"] or [],
             "conf": {},
             "timestamp": float(state["last_heartbeat"]) if state.get("last_heartbeat") else None,
             "alive": is_alive(state),

@@ -259,6 +259,7 @@ class LiveState:
             stale = [t for t in self.redis.zrangebyscore(key, "-inf", before) if t not in running]
             if stale:
                 self.redis.zrem(key, *stale)
+                self.redis.hdel(_key("executing", host), *stale)
 
     def forget_worker(self, host: str) -> None:
         """Drop a worker whose hash expired from the set of known workers."""
@@ -458,6 +459,11 @@ def worker_facts(state: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def registered_tasks(state: Mapping[str, str]) -> list[str] | None:
+    """The Celery task names a worker registered (``inspect registered``), if known."""
+    return list(json.loads(state["registered"])) if state.get("registered") else None
+
+
 def worker_view(
     state: Mapping[str, str],
     registered: Mapping[str, Any] | None,
@@ -469,10 +475,11 @@ def worker_view(
 ) -> dict[str, Any] | None:
     """One worker as ``org`` may see it, or None when it neither is nor serves ``org``'s.
 
-    A worker registered to the organization shows all its queues, its id and the
-    job types it runs; a shared worker shows only the organization's queues and no
-    id.  Counters are always the organization's own jobs on that worker.  ``org``
-    None is a platform operator: every worker in full, counters of all jobs.
+    A worker registered to the organization shows all its queues, its id, the job
+    types it runs and the Celery tasks it registered; a shared worker shows only the
+    organization's queues and no id.  Counters are always the organization's own
+    jobs on that worker.  ``org`` None is a platform operator: every worker in full,
+    counters of all jobs.
     """
     queues = worker_queues(state, registered)
     own = org is None or (registered is not None and registered.get("organization_id") == org)
@@ -500,5 +507,6 @@ def worker_view(
         "worker_type": (registered or {}).get("worker_type") if own else None,
         "organization_id": (registered or {}).get("organization_id") if own else None,
         "job_types": (registered or {}).get("job_types") if own else None,
+        "registered_tasks": registered_tasks(state) if own else None,
         **worker_facts(state),
     }

@@ -120,6 +120,20 @@ def test_each_flower_family_has_a_counterpart_with_job_type_and_queue(
     assert done[("taskforge_worker_online", (("worker", HOST),))] == 1
 
 
+def test_an_executing_task_whose_end_event_was_lost_is_pruned(
+    client: FlaskClient, owner: Account, queue: dict[str, Any], handler: EventHandler
+) -> None:
+    job = submit(client, owner, queue, "echo")
+    at = time.time() - 5
+    event(handler, "task-received", job, at, name="taskforge.run_job")
+    event(handler, "task-started", job, at)
+    key = ("taskforge_worker_number_of_currently_executing_tasks", labels("echo", queue))
+    assert samples(scrape_text(client))[key] == 1
+    # inspect().active() no longer reports it: the end event was lost.
+    handler.store.prune_active(HOST, running=set(), before=time.time())
+    assert samples(scrape_text(client))[key] == 0
+
+
 def test_series_beyond_the_bound_are_counted_as_other(
     client: FlaskClient,
     owner: Account,

@@ -87,6 +87,7 @@ def test_a_real_run_fills_records_facts_flower_api_and_metrics(
         w for w in api(client, operator, "/monitor/workers")["workers"] if w["hostname"] == HOST
     ]
     assert {"echo", "fail"} <= set(full["job_types"])
+    assert "taskforge.run_job" in full["registered_tasks"] and facts["registered_tasks"] is None
 
     types = {t["job_type"]: t for t in api(client, owner, "/monitor/task-types")["task_types"]}
     assert types["echo"]["states"]["succeeded"] == 1 and types["echo"]["runtime_p50"] is not None

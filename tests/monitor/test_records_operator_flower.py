@@ -210,6 +210,7 @@ def shared_worker(settings: Settings, store: LiveState, queues: list[str]) -> No
             },
             "prefetch_count": 16,
             "rusage": {"utime": 1.5, "maxrss": 1024},
+            "registered": ["taskforge.run_job"],
         },
     )
 
@@ -237,6 +238,7 @@ def test_only_an_operator_controls_a_shared_worker(
     store.set_registry(Lookups(settings.database_url).registered_workers())
     [full] = api(client, operator, "/monitor/workers")["workers"]
     assert full["job_types"] == ["echo"] and full["id"] is not None
+    assert full["registered_tasks"] == ["taskforge.run_job"]
     assert full["pool"] == {
         "implementation": "celery.concurrency.prefork:TaskPool",
         "max_concurrency": 4,
@@ -325,6 +327,7 @@ def test_the_flower_api_answers_in_flowers_shapes_scoped(
     workers = flower(client, owner, "workers").json
     assert list(workers) == [SHARED]
     assert workers[SHARED]["stats"]["prefetch_count"] == 16
+    assert workers[SHARED]["registered"] == [], "a tenant sees no tasks of a shared worker"
     assert workers[SHARED]["stats"]["pool"]["max-concurrency"] == 4
     assert workers[SHARED]["active_queues"] == [
         {"name": f"tf.{queue['id']}", "routing_key": f"tf.{queue['id']}"}

@@ -38,6 +38,11 @@ class LiveWorkerSchema(Schema):
         allow_none=True,
         metadata={"description": "Job types it runs; own workers and operators only."},
     )
+    registered_tasks = fields.List(
+        fields.String(),
+        allow_none=True,
+        metadata={"description": "Celery tasks it registered; own workers and operators only."},
+    )
     pool = fields.Nested(WorkerPoolSchema)
     prefetch_count = fields.Integer(allow_none=True)
     rusage = fields.Dict(
