@@ -9,9 +9,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from flask.testing import FlaskClient
 from sqlalchemy import update
 
+from app.cli import main as cli
 from app.config import Settings
 from app.db import session_scope
 from app.models import Job, Worker, WorkerStatus, WorkerType
@@ -19,7 +21,7 @@ from app.monitor.events import EventHandler
 from app.monitor.lookups import Lookups
 from app.services import task_records
 from app.services.live_state import LiveState
-from tests.conftest import Account, Auth
+from tests.conftest import PASSWORD, Account, Auth
 from tests.support.monitor import api, create_queue, submit
 
 SHARED = "celery@shared"
@@ -365,3 +367,17 @@ def test_the_flower_api_is_in_the_openapi_document(client: FlaskClient) -> None:
         "/api/v1/flower/api/queues/length",
     ):
         assert "get" in paths[path], path
+
+
+def test_operator_create_refuses_a_taken_email_or_a_weak_password(
+    operator: Account, settings: Settings
+) -> None:
+    env = {"DATABASE_URL": settings.database_url, "TASKFORGE_OPERATOR_PASSWORD": PASSWORD}
+    taken = CliRunner().invoke(cli, ["operator", "create", "--email", operator.email], env=env)
+    assert taken.exit_code == 1 and "already exists" in taken.output
+    weak = CliRunner().invoke(
+        cli,
+        ["operator", "create", "--email", "new-ops@example.com"],
+        env={**env, "TASKFORGE_OPERATOR_PASSWORD": "x"},
+    )
+    assert weak.exit_code == 1 and "password" in weak.output
