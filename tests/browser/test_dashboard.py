@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import pytest
 from flask import Flask
@@ -390,6 +391,12 @@ class FakeMonitor:
             route.fulfill(status=404, json={"error": "Resource not found", "status_code": 404})
         elif "/monitor/events" in url:
             route.fulfill(status=200, content_type="text/event-stream", body=self._events())
+        elif url.endswith("/drain") and route.request.method == "POST":
+            # Celery workers are drained by nodename, under /monitor/workers.
+            hostname = unquote(url.rsplit("/", 2)[-2])
+            worker = next(w for w in self.workers if w["hostname"] == hostname)
+            self.drained.append(worker["id"])
+            route.fulfill(status=202, json={**worker, "status": "draining", "drain_mode": True})
         elif "/monitor/workers" in url:
             route.fulfill(json={"workers": self.workers})
         elif "/monitor/queues" in url:
@@ -406,10 +413,6 @@ class FakeMonitor:
             route.fulfill(json={"queues": [item]})
         elif "/monitor/tasks" in url:
             route.fulfill(json={"tasks": self.tasks})
-        elif url.endswith("/drain") and route.request.method == "POST":
-            self.drained.append(url.rsplit("/", 2)[-2])
-            worker = next(w for w in self.workers if w["id"] == self.drained[-1])
-            route.fulfill(status=202, json={**worker, "status": "draining", "drain_mode": True})
         else:
             route.continue_()
 

@@ -809,8 +809,13 @@ function workerRow(table, w) {
 
 async function drainWorker(target, w, name) {
   if (!window.confirm(`Drain ${name}? It finishes its running jobs and takes no new ones.`)) return;
+  // A Celery worker is drained by nodename (an operator's view includes shared workers);
+  // one registered over REST has no nodename, only its id.
+  const path = w.hostname
+    ? `/monitor/workers/${encodeURIComponent(w.hostname)}/drain`
+    : `/workers/${encodeURIComponent(w.id)}/drain`;
   await act(target, async () => {
-    await post(`/workers/${encodeURIComponent(w.id)}/drain`);
+    await post(path);
     await loadMonitor(true);
   }, `Worker ${name} is draining.`);
 }
