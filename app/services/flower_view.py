@@ -34,7 +34,13 @@ CELERY_STATES = {
     "rejected": "REJECTED",
 }
 SORT_KEYS = ("name", "state", "received", "started")
+
 RECEIVED_FORMAT = "%Y-%m-%d %H:%M"
+
+
+def celery_state(state: str) -> str:
+    """Celery's name of a TaskForge task state (a state added later: upper-cased)."""
+    return CELERY_STATES.get(state, state.upper())
 
 
 def _epoch(item: dict[str, Any]) -> float:
@@ -52,13 +58,14 @@ def _task(task_id: str, items: list[dict[str, Any]], record: dict[str, Any]) -> 
     """One Flower task from its items (newest first) and the newest item's record."""
     task: dict[str, Any] = dict.fromkeys(CELERY_STATES)
     for item in reversed(items):
-        task[item["state"]] = _epoch(item)
+        if item["state"] in task:
+            task[item["state"]] = _epoch(item)
     args, kwargs = _args(record.get("payload"))
     result = record.get("result")
     return {
         "uuid": task_id,
         "name": record["job_type"],
-        "state": CELERY_STATES[record["state"]],
+        "state": celery_state(record["state"]),
         "received": task.pop("received"),
         "started": task.pop("started"),
         "succeeded": task.pop("succeeded"),
@@ -144,7 +151,7 @@ def tasks(
             continue
         if taskname not in (None, "All") and newest["job_type"] != taskname:
             continue
-        if wanted_state is not None and CELERY_STATES[newest["state"]] != wanted_state:
+        if wanted_state is not None and celery_state(newest["state"]) != wanted_state:
             continue
         received = next((_epoch(i) for i in items if i["state"] == "received"), None)
         if start is not None and (received is None or received < start):
@@ -169,7 +176,7 @@ def _sort_value(items: list[dict[str, Any]], key: str) -> Any:
     if key == "name":
         return items[0]["job_type"]
     if key == "state":
-        return CELERY_STATES[items[0]["state"]]
+        return celery_state(items[0]["state"])
     return next((_epoch(i) for i in items if i["state"] == key), 0.0)
 
 

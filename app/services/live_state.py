@@ -60,8 +60,6 @@ HISTOGRAMS = {"run": RUN_BUCKETS, "wait": WAIT_BUCKETS, "task_run": RUN_BUCKETS}
 SERIES_SEP = "\x1f"
 MAX_SERIES = 500
 OTHER_SERIES = f"other{SERIES_SEP}other"
-# The Celery event type each task state is counted as (Flower's ``type`` label).
-EVENT_TYPES = {state: f"task-{state}" for state in TASK_STATES}
 RECEIVED_MEMORY = 10_000
 
 
@@ -186,7 +184,8 @@ class LiveState:
         """Count what Flower's metric families count, per worker, job type and queue."""
         state = str(item["state"])
         series = self.series(str(item["job_type"]), str(item["queue_id"]), pipe=pipe)
-        pipe.hincrby(_key("events"), f"{host}|{EVENT_TYPES[state]}|{series}", 1)
+        # Counted as the Celery event type of the state (Flower's ``type`` label).
+        pipe.hincrby(_key("events"), f"{host}|task-{state}|{series}", 1)
         prefetched, executing = _key("prefetched", host), _key("executing", host)
         if state == "received":
             self._received[task_id] = at

@@ -381,3 +381,9 @@ def test_operator_create_refuses_a_taken_email_or_a_weak_password(
         env={**env, "TASKFORGE_OPERATOR_PASSWORD": "x"},
     )
     assert weak.exit_code == 1 and "password" in weak.output
+
+
+def test_a_state_flower_does_not_know_keeps_its_own_name() -> None:
+    from app.services.flower_view import celery_state
+
+    assert (celery_state("failed"), celery_state("cancelled")) == ("FAILURE", "CANCELLED")
