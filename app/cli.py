@@ -60,6 +60,43 @@ def upgrade(revision: str) -> None:
 main.add_command(upgrade, "migrate")
 
 
+@main.group()
+def operator() -> None:
+    """Platform operators: users who see every tenant in the monitor."""
+
+
+@operator.command("create")
+@click.option("--email", required=True, help="The operator's login email.")
+@click.option(
+    "--password",
+    envvar="TASKFORGE_OPERATOR_PASSWORD",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="Read from TASKFORGE_OPERATOR_PASSWORD, else asked for.",
+)
+@click.option(
+    "--organization",
+    default="Platform operators",
+    show_default=True,
+    help="Name of the operator's own organization.",
+)
+def create_operator(email: str, password: str, organization: str) -> None:
+    """Create a platform operator (a new organization's owner, flagged as operator)."""
+    from app.db import session_scope
+    from app.errors import TaskForgeError
+    from app.services.auth import create_operator as create
+
+    url = _settings().database_url
+    try:
+        with session_scope(url) as session:
+            made = create(session, email=email, password=password, organization_name=organization)
+            user_id, org_id = made.user.id, made.organization.id
+    except TaskForgeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"operator {email} created (user {user_id}, organization {org_id})")
+
+
 @main.command()
 def api() -> None:
     """Serve the REST API under gunicorn on TASKFORGE_HTTP_BIND."""

@@ -19,7 +19,10 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    GCCollector,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     generate_latest,
     multiprocess,
 )
@@ -31,7 +34,14 @@ from app.broker import BrokerProbe
 from app.celery_names import job_queue_name
 from app.db import session_scope
 from app.models import Queue, Worker, WorkerStatus
-from app.services.live_state import HISTOGRAMS, OUTCOMES, LiveState, is_alive
+from app.services.live_state import (
+    HISTOGRAMS,
+    OUTCOMES,
+    SERIES_SEP,
+    LiveState,
+    is_alive,
+)
+from app.services.live_state import Histogram as StoredHistogram
 
 logger = logging.getLogger(__name__)
 
@@ -90,11 +100,72 @@ class ClusterCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         """Yield every family; a backend that does not answer leaves its families out."""
-        for family in (self._sql, self._monitor):
+        for family in (self._sql, self._monitor, self._flower):
             try:
                 yield from family()
             except Exception:
                 logger.warning("metrics: %s unavailable", family.__name__, exc_info=True)
+
+    def _queue_names(self) -> dict[str, str]:
+        with session_scope(self.database_url) as session:
+            return {
+                str(queue_id): name
+                for queue_id, name in session.execute(select(Queue.id, Queue.name))
+            }
+
+    def _flower(self) -> Iterator[Any]:
+        """Flower's families under ``taskforge_``, labelled by job type and queue as well."""
+        names = self._queue_names()
+        labels = ["worker", "job_type", "queue", "queue_id"]
+
+        def series_labels(host: str, series: str) -> list[str]:
+            job_type, _, queue_id = series.partition(SERIES_SEP)
+            return [host, job_type, names.get(queue_id, queue_id), queue_id]
+
+        counted = self.store.event_counts()
+        # Like Flower's gauges, a series once seen stays, at 0 while nothing is in flight.
+        seen = {(host, series): 0 for host, _, series in counted if series}
+        events = CounterMetricFamily(
+            "taskforge_events",
+            "Celery events seen by the monitor (Flower's flower_events_total), by worker,"
+            " event type, job type and queue.",
+            labels=["worker", "type", "job_type", "queue", "queue_id"],
+        )
+        for (host, kind, series), n in sorted(counted.items()):
+            worker, job_type, queue, queue_id = series_labels(host, series)
+            events.add_metric([worker, kind, job_type, queue, queue_id], n)
+        yield events
+        prefetch = GaugeMetricFamily(
+            "taskforge_task_prefetch_time_seconds",
+            "Seconds the last task waited on its worker between received and started.",
+            labels=labels,
+        )
+        for (host, series), seconds in sorted(self.store.prefetch_times().items()):
+            prefetch.add_metric(series_labels(host, series), seconds)
+        yield prefetch
+        hosts = sorted(self.store.worker_states())
+        for kind, metric, help_text in (
+            ("prefetched", "taskforge_worker_prefetched_tasks", "Tasks received, not started."),
+            (
+                "executing",
+                "taskforge_worker_number_of_currently_executing_tasks",
+                "Tasks started, not finished.",
+            ),
+        ):
+            gauge = GaugeMetricFamily(metric, help_text, labels=labels)
+            in_flight = seen | self.store.in_flight(kind, hosts)
+            for (host, series), n in sorted(in_flight.items()):
+                gauge.add_metric(series_labels(host, series), n)
+            yield gauge
+        runtime = HistogramMetricFamily(
+            "taskforge_task_runtime_seconds",
+            "Time an attempt ran, by worker, job type and queue (flower_task_runtime_seconds).",
+            labels=labels,
+        )
+        for key, histogram in sorted(self.store.histograms("task_run").items()):
+            host, _, series = key.partition("|")
+            runtime.add_metric(series_labels(host, series), *_buckets("task_run", histogram))
+        yield runtime
 
     def _sql(self) -> Iterator[Any]:
         with session_scope(self.database_url) as session:
@@ -134,12 +205,7 @@ class ClusterCollector(Collector):
         for name, (metric, help_text) in HISTOGRAM_HELP.items():
             histograms = HistogramMetricFamily(metric, help_text, labels=["queue"])
             for queue, histogram in sorted(self.store.histograms(name).items()):
-                cumulative, buckets = 0, []
-                for bound in HISTOGRAMS[name]:
-                    cumulative += histogram.buckets.get(bound, 0)
-                    buckets.append((repr(bound), cumulative))
-                buckets.append(("+Inf", histogram.count))
-                histograms.add_metric([queue], buckets, histogram.total)
+                histograms.add_metric([queue], *_buckets(name, histogram))
             yield histograms
         online = GaugeMetricFamily(
             "taskforge_worker_online", "1 while a Celery worker heartbeats.", labels=["worker"]
@@ -155,6 +221,16 @@ class ClusterCollector(Collector):
         yield active
 
 
+def _buckets(name: str, histogram: StoredHistogram) -> tuple[list[tuple[str, float]], float]:
+    """Cumulative buckets and the sum of a stored (non-cumulative) histogram."""
+    cumulative, buckets = 0, []
+    for bound in HISTOGRAMS[name]:
+        cumulative += histogram.buckets.get(bound, 0)
+        buckets.append((repr(bound), float(cumulative)))
+    buckets.append(("+Inf", float(histogram.count)))
+    return buckets, histogram.total
+
+
 class _ProcessMetrics(Collector):
     """This process's own metrics (when not in multiprocess mode)."""
 
@@ -167,6 +243,10 @@ def render(cluster: ClusterCollector) -> bytes:
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)
+        # The default collectors, which multiprocess mode leaves out: the answering process.
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
     else:
         registry.register(_ProcessMetrics())
     registry.register(cluster)

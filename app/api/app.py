@@ -21,6 +21,7 @@ from app.api import (
     context,
     dashboard,
     docs,
+    flower,
     health,
     jobs,
     metrics,
@@ -125,7 +126,7 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     app.register_blueprint(docs.blp)
     limiter.exempt(docs.blp)
     dashboard.init_app(app)
-    for module in (auth, organizations, projects, queues, jobs, apikeys, workers, monitor):
+    for module in (auth, organizations, projects, queues, jobs, apikeys, workers, monitor, flower):
         api.register_blueprint(module.blp)
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}

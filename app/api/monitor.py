@@ -2,7 +2,7 @@
 
 Everything here reads the live state the monitor process writes
 (``app.services.live_state``); SQL only supplies the organization's queue ids and
-names.  Scoping is strictly per organization: there is no platform-wide view.
+names.  Scoping is per organization; a platform operator sees every organization.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from app.api.context import current_actor, current_token_claims, db, runtime, se
 from app.api.errors import error_response
 from app.api.extensions import Blueprint
 from app.api.schemas import monitor as schemas
+from app.api.schemas.workers import WorkerSchema
 from app.api.sse import event_stream_response, stream_slots
 from app.services import live_view
 from app.services import tickets as ticket_service
+from app.services import workers as worker_service
 from app.services.actors import Actor, Permission
 
 blp = Blueprint("monitor", __name__, url_prefix="/api/v1/monitor", description="Live monitor")
@@ -71,6 +73,17 @@ class WorkerPool(MethodView):
         )
 
 
+@blp.route("/workers/<hostname>/drain")
+class WorkerDrain(MethodView):
+    @blp.response(202, WorkerSchema)
+    def post(self, hostname: str) -> Any:
+        """Drain a Celery worker by nodename: it stops consuming every queue, finishes its work.
+
+        Tenants drain their own workers; platform operators also the shared ones.
+        """
+        return worker_service.drain_by_hostname(db(), actor=current_actor(), hostname=hostname)
+
+
 @blp.route("/tasks")
 class TaskEvents(MethodView):
     @blp.arguments(schemas.TaskArgsSchema, location="query")
@@ -79,7 +92,19 @@ class TaskEvents(MethodView):
         """The organization's recent task events, newest first."""
         return {
             "tasks": live_view.recent_tasks(
-                actor=current_actor(), store=runtime().live_state, **args
+                db(), actor=current_actor(), store=runtime().live_state, **args
+            )
+        }
+
+
+@blp.route("/task-types")
+class TaskTypes(MethodView):
+    @blp.response(200, schemas.TaskTypesSchema)
+    def get(self) -> dict[str, Any]:
+        """Per job type and queue: recent task events by state, runtime p50 and p95."""
+        return {
+            "task_types": live_view.task_type_overview(
+                db(), actor=current_actor(), store=runtime().live_state
             )
         }
 

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, JSONType, Timestamps, UUIDPrimaryKey
@@ -48,6 +48,9 @@ class User(UUIDPrimaryKey, Timestamps, Base):
     # Every token carries the generation it was issued in; raising it (a password change)
     # ends all the user's sessions at once, checked on the row each request loads anyway.
     token_generation: Mapped[int] = mapped_column(default=0, server_default="0")
+    # A platform operator (created with ``taskforge operator create``) sees every tenant
+    # in the monitor and controls the shared workers; no API call can grant it.
+    is_operator: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class Project(UUIDPrimaryKey, Timestamps, Base):

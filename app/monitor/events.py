@@ -197,6 +197,7 @@ class EventHandler:
         host = event.get("hostname")
         if not host:
             return
+        self.store.count_worker_event(host, kind)
         if kind == "worker-offline":
             self.store.worker_offline(host)
         else:

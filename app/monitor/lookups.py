@@ -137,6 +137,7 @@ class Lookups:
                     Worker.status,
                     Worker.worker_type,
                     Worker.queues,
+                    Worker.job_types,
                     Worker.registered_at,
                 )
                 .where(Worker.hostname.is_not(None))
@@ -150,6 +151,7 @@ class Lookups:
                 "status": row.status.value,
                 "worker_type": row.worker_type.value,
                 "queues": list(row.queues or []),
+                "job_types": list(row.job_types) if row.job_types is not None else None,
             }
             for row in rows
         }

@@ -1,10 +1,11 @@
 """Periodic refreshes the events cannot give: pool sizes, consumed queues, SQL snapshots.
 
 Every ``TASKFORGE_MONITOR_INSPECT_SECONDS`` the live workers are asked, with one
-short ``inspect`` each for ``stats``, ``active_queues`` and ``active``, for their
-pool size, queues and running tasks; the longest-waiting due job per queue is
-read from SQL.  The nodename → worker-row registry is re-read every two seconds so a
-drain shows up quickly.
+short ``inspect`` each for ``stats``, ``active_queues``, ``active`` and
+``registered``, for their pool (size, implementation, processes), prefetch count,
+resource usage, queues, running tasks and registered Celery tasks; the
+longest-waiting due job per queue is read from SQL.  The nodename → worker-row
+registry is re-read every two seconds so a drain shows up quickly.
 """
 
 from __future__ import annotations
@@ -79,11 +80,20 @@ class Refresher:
         stats: dict[str, Any] = inspector.stats() or {}
         queues: dict[str, Any] = inspector.active_queues() or {}
         active: dict[str, Any] = inspector.active() or {}
+        registered: dict[str, Any] = inspector.registered() or {}
         for host in live:
             fields: dict[str, Any] = {}
-            pool = (stats.get(host) or {}).get("pool") or {}
+            facts = stats.get(host) or {}
+            pool = facts.get("pool") or {}
             if "max-concurrency" in pool:
                 fields["pool_size"] = str(pool["max-concurrency"])
+            if pool:
+                fields["pool"] = pool
+            for name in ("prefetch_count", "rusage"):
+                if name in facts:
+                    fields[name] = facts[name]
+            if host in registered:
+                fields["registered"] = sorted(registered[host])
             if host in queues:
                 fields["queues"] = sorted(q["name"] for q in queues[host])
                 self.handler.note_queues(host, fields["queues"])

@@ -46,6 +46,9 @@ class Actor:
     # The organization's own request limit (its ``rate_limit`` setting), read with the
     # credential so that limiting a call costs no query of its own.
     rate_limit: str | None = None
+    # A platform operator (a user flagged from the CLI, never an API key): sees every
+    # organization in the monitor and controls the shared workers.
+    operator: bool = False
 
     @classmethod
     def for_user(
@@ -55,6 +58,7 @@ class Actor:
         organization_id: uuid.UUID,
         role: Role,
         rate_limit: str | None = None,
+        operator: bool = False,
     ) -> Actor:
         """Build the actor of a logged-in user from their current role."""
         return cls(
@@ -63,6 +67,7 @@ class Actor:
             user_id=user_id,
             role=role,
             rate_limit=rate_limit,
+            operator=operator,
         )
 
     def can(self, permission: Permission) -> bool:

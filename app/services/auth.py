@@ -114,6 +114,24 @@ def register(
     return Registration(user=user, organization=organization, project=project)
 
 
+OPERATOR_ORGANIZATION = "Platform operators"
+
+
+def create_operator(
+    session: Session, *, email: str, password: str, organization_name: str = OPERATOR_ORGANIZATION
+) -> Registration:
+    """Create a platform operator: the owner of a new organization, flagged ``is_operator``.
+
+    Only the command line calls this; no API grants the flag.
+    """
+    registration = register(
+        session, email=email, password=password, organization_name=organization_name
+    )
+    registration.user.is_operator = True
+    session.flush()
+    return registration
+
+
 def authenticate(session: Session, *, email: str, password: str) -> User:
     """Return the active user with these credentials, else raise ``Unauthenticated``."""
     # Text no stored email or password can hold is malformed input, not a wrong guess
@@ -195,6 +213,7 @@ def _user_actor(user: User, org_settings: dict[str, Any] | None) -> Actor:
         organization_id=user.organization_id,
         role=user.role,
         rate_limit=organization_limit(org_settings),
+        operator=user.is_operator,
     )
 
 

@@ -15,12 +15,20 @@ Keys, all under ``taskforge:monitor:``:
 - ``oldest`` hash queue id → epoch since which its longest-waiting due job waits.
 - ``jobs`` hash ``<queue>|<state>`` → outcome count, and ``hist:<name>`` hashes of
   histogram buckets, for the Prometheus collector.
+- Flower's metric families, per worker and *series* (a job type and queue id pair):
+  ``events`` hash ``<host>|<event type>|<series>`` → count; ``prefetched:<host>`` and
+  ``executing:<host>`` hashes task id → series (received but not started; started but
+  not finished); ``prefetch_time`` hash ``<host>|<series>`` → seconds from received to
+  started of the last such task; ``hist:task_run`` keyed ``<host>|<series>``.
+  ``series`` is the set of admitted series: at most ``MAX_SERIES``; later ones are
+  counted under ``OTHER_SERIES`` so the metrics' cardinality stays bounded.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,7 +56,13 @@ OUTCOMES = ("succeeded", "failed", "retried")
 
 RUN_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 WAIT_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
-HISTOGRAMS = {"run": RUN_BUCKETS, "wait": WAIT_BUCKETS}
+HISTOGRAMS = {"run": RUN_BUCKETS, "wait": WAIT_BUCKETS, "task_run": RUN_BUCKETS}
+
+# Job type and queue id of a metric series; a unit separator, which no name contains.
+SERIES_SEP = "\x1f"
+MAX_SERIES = 500
+OTHER_SERIES = f"other{SERIES_SEP}other"
+RECEIVED_MEMORY = 10_000
 
 
 def _key(*parts: str) -> str:
@@ -80,6 +94,10 @@ class LiveState:
     def __init__(self, client: redis.Redis) -> None:
         # decode_responses=True: every reply is str, which redis-py's types cannot express.
         self.redis: Any = client
+        # Writer-side memory of the monitor (the only writer): admitted metric series and
+        # when each task was received, for the prefetch time at its start.
+        self._series: set[str] | None = None
+        self._received: OrderedDict[str, float] = OrderedDict()
 
     @classmethod
     def from_url(cls, url: str, *, sentinel_master: str | None = None) -> LiveState:
@@ -141,9 +159,56 @@ class LiveState:
             counter = _key("throughput", queue, str(minute_of(at)))
             pipe.incr(counter)
             pipe.expire(counter, THROUGHPUT_TTL)
+        if host:
+            self._flower_metrics(pipe, item, host=host, task_id=task_id, at=at)
         pipe.publish(_key("events", org), json.dumps({"event": "task", "data": item}))
         if own:
             pipe.execute()
+
+    def series(self, job_type: str, queue: str, *, pipe: Any) -> str:
+        """The metric series of a job type on a queue: admitted while under ``MAX_SERIES``."""
+        if self._series is None:
+            self._series = set(self.redis.smembers(_key("series")))
+        name = f"{job_type}{SERIES_SEP}{queue}"
+        if name in self._series:
+            return name
+        if len(self._series) >= MAX_SERIES:
+            return OTHER_SERIES
+        self._series.add(name)
+        pipe.sadd(_key("series"), name)
+        return name
+
+    def _flower_metrics(
+        self, pipe: Any, item: Mapping[str, Any], *, host: str, task_id: str, at: float
+    ) -> None:
+        """Count what Flower's metric families count, per worker, job type and queue."""
+        state = str(item["state"])
+        series = self.series(str(item["job_type"]), str(item["queue_id"]), pipe=pipe)
+        # Counted as the Celery event type of the state (Flower's ``type`` label).
+        pipe.hincrby(_key("events"), f"{host}|task-{state}|{series}", 1)
+        prefetched, executing = _key("prefetched", host), _key("executing", host)
+        if state == "received":
+            self._received[task_id] = at
+            if len(self._received) > RECEIVED_MEMORY:
+                self._received.popitem(last=False)
+            pipe.hset(prefetched, task_id, series)
+            pipe.expire(prefetched, WORKER_TTL)
+            return
+        pipe.hdel(prefetched, task_id)
+        if state == "started":
+            received = self._received.pop(task_id, None)
+            if received is not None:
+                pipe.hset(_key("prefetch_time"), f"{host}|{series}", repr(max(at - received, 0.0)))
+            pipe.hset(executing, task_id, series)
+            pipe.expire(executing, WORKER_TTL)
+            return
+        pipe.hdel(executing, task_id)
+        if state in PROCESSED and item.get("runtime") is not None:
+            self._observe(pipe, "task_run", f"{host}|{series}", float(item["runtime"]))
+
+    def count_worker_event(self, host: str, kind: str) -> None:
+        """Count a worker event (heartbeat, online, offline) as Flower's events counter does."""
+        self.redis.hincrby(_key("events"), f"{host}|{kind}|", 1)
 
     def observe_wait(self, queue: str, seconds: float, *, pipe: Any = None) -> None:
         """Add a job's wait (submit or due time to first start) to the wait histogram."""
@@ -183,6 +248,7 @@ class LiveState:
         pipe.hset(_key("worker", host), mapping={"status": "offline", "active": "0"})
         for org in orgs:
             pipe.delete(_key("active", org, host))
+        pipe.delete(_key("prefetched", host), _key("executing", host))
         pipe.execute()
 
     def prune_active(self, host: str, running: Collection[str], before: float) -> None:
@@ -192,6 +258,7 @@ class LiveState:
             stale = [t for t in self.redis.zrangebyscore(key, "-inf", before) if t not in running]
             if stale:
                 self.redis.zrem(key, *stale)
+                self.redis.hdel(_key("executing", host), *stale)
 
     def forget_worker(self, host: str) -> None:
         """Drop a worker whose hash expired from the set of known workers."""
@@ -267,6 +334,22 @@ class LiveState:
             )
         return counts
 
+    def host_counts(self, host: str) -> tuple[int, int, int]:
+        """(active, processed, failed) of every organization's jobs on one worker."""
+        per_org = self.org_counts_of_host(host)
+        return (
+            sum(c[0] for c in per_org.values()),
+            sum(c[1] for c in per_org.values()),
+            sum(c[2] for c in per_org.values()),
+        )
+
+    def org_counts_of_host(self, host: str) -> dict[str, tuple[int, int, int]]:
+        """Organization → (active, processed, failed) of its jobs on one worker."""
+        return {
+            org: self.org_counts(org, [host])[host]
+            for org in sorted(self.redis.smembers(_key("orgs", host)))
+        }
+
     def throughput(self, queues: Collection[str], minute: int) -> dict[str, int]:
         """Succeeded + failed jobs of each queue in ``minute``."""
         if not queues:
@@ -287,10 +370,10 @@ class LiveState:
         return counts
 
     def histograms(self, name: str) -> dict[str, Histogram]:
-        """Queue id → its ``name`` histogram (``run`` or ``wait``)."""
+        """Queue id (``task_run``: host|series) → its ``name`` histogram."""
         raw: dict[str, dict[str, str]] = {}
         for field, value in self.redis.hgetall(_key("hist", name)).items():
-            queue, _, part = field.partition("|")
+            queue, _, part = field.rpartition("|")
             raw.setdefault(queue, {})[part] = value
         result = {}
         for queue, parts in raw.items():
@@ -305,6 +388,34 @@ class LiveState:
                 count=int(parts.get("count", 0)),
             )
         return result
+
+    def event_counts(self) -> dict[tuple[str, str, str], int]:
+        """(host, event type, series) → events counted; worker events have an empty series."""
+        counts = {}
+        for field, value in self.redis.hgetall(_key("events")).items():
+            host, kind, series = field.split("|", 2)
+            counts[(host, kind, series)] = int(value)
+        return counts
+
+    def in_flight(self, kind: str, hosts: Iterable[str]) -> dict[tuple[str, str], int]:
+        """(host, series) → tasks ``prefetched`` (received, not started) or ``executing``."""
+        hosts = list(hosts)
+        pipe = self.redis.pipeline(transaction=False)
+        for host in hosts:
+            pipe.hvals(_key(kind, host))
+        counts: dict[tuple[str, str], int] = {}
+        for host, values in zip(hosts, pipe.execute(), strict=True):
+            for series in values:
+                counts[(host, series)] = counts.get((host, series), 0) + 1
+        return counts
+
+    def prefetch_times(self) -> dict[tuple[str, str], float]:
+        """(host, series) → seconds the last task waited between received and started."""
+        times = {}
+        for field, value in self.redis.hgetall(_key("prefetch_time")).items():
+            host, _, series = field.partition("|")
+            times[(host, series)] = float(value)
+        return times
 
     def subscribe(self, org: str) -> PubSub:
         """A pub/sub subscription to the organization's live events (close it when done)."""
@@ -329,23 +440,48 @@ def worker_queues(state: Mapping[str, str], registered: Mapping[str, Any] | None
     return list((registered or {}).get("queues") or [])
 
 
+def worker_facts(state: Mapping[str, str]) -> dict[str, Any]:
+    """Host facts from Celery's ``inspect stats``: pool, prefetch and resource usage."""
+    pool = json.loads(state["pool"]) if state.get("pool") else {}
+    return {
+        "pool": {
+            "implementation": pool.get("implementation"),
+            "max_concurrency": pool.get("max-concurrency"),
+            "processes": len(pool["processes"])
+            if isinstance(pool.get("processes"), list)
+            else None,
+            "max_tasks_per_child": pool.get("max-tasks-per-child"),
+        },
+        "prefetch_count": int(state["prefetch_count"]) if state.get("prefetch_count") else None,
+        "rusage": json.loads(state["rusage"]) if state.get("rusage") else None,
+        "sw_ver": state.get("sw_ver"),
+    }
+
+
+def registered_tasks(state: Mapping[str, str]) -> list[str] | None:
+    """The Celery task names a worker registered (``inspect registered``), if known."""
+    return list(json.loads(state["registered"])) if state.get("registered") else None
+
+
 def worker_view(
     state: Mapping[str, str],
     registered: Mapping[str, Any] | None,
     *,
-    org: str,
+    org: str | None,
     org_queues: Collection[str],
     counts: tuple[int, int, int],
     now: float | None = None,
 ) -> dict[str, Any] | None:
     """One worker as ``org`` may see it, or None when it neither is nor serves ``org``'s.
 
-    A worker registered to the organization shows all its queues and its id; a
-    shared worker shows only the organization's queues and no id.  Counters are
-    always the organization's own jobs on that worker.
+    A worker registered to the organization shows all its queues, its id, the job
+    types it runs and the Celery tasks it registered; a shared worker shows only the
+    organization's queues and no id.  Counters are always the organization's own
+    jobs on that worker.  ``org`` None is a platform operator: every worker in full,
+    counters of all jobs.
     """
     queues = worker_queues(state, registered)
-    own = registered is not None and registered.get("organization_id") == org
+    own = org is None or (registered is not None and registered.get("organization_id") == org)
     serving = [q for q in queues if q in org_queues]
     if not own and not serving:
         return None
@@ -368,4 +504,8 @@ def worker_view(
         "queues": queues if own else serving,
         "last_heartbeat": iso(float(last)) if last else None,
         "worker_type": (registered or {}).get("worker_type") if own else None,
+        "organization_id": (registered or {}).get("organization_id") if own else None,
+        "job_types": (registered or {}).get("job_types") if own else None,
+        "registered_tasks": registered_tasks(state) if own else None,
+        **worker_facts(state),
     }

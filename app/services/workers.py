@@ -161,7 +161,15 @@ def heartbeat(
 def drain_worker(session: Session, *, actor: Actor, worker_id: str | uuid.UUID) -> Worker:
     """Stop a worker taking new jobs; it finishes the running ones, then goes offline."""
     actor.require(Permission.WORKER_WRITE)
-    worker = _load(session, actor, worker_id)
+    return _drain(session, _load(session, actor, worker_id))
+
+
+def drain_by_hostname(session: Session, *, actor: Actor, hostname: str) -> Worker:
+    """Drain a self-registered Celery worker by nodename (an operator's: also shared ones)."""
+    return _drain(session, get_controllable_worker(session, actor=actor, hostname=hostname))
+
+
+def _drain(session: Session, worker: Worker) -> Worker:
     if worker.status is WorkerStatus.OFFLINE:
         raise Conflict("The worker is offline; there is nothing to drain")
     worker.drain_mode = True
@@ -181,13 +189,17 @@ def require_worker_control(actor: Actor) -> None:
 def get_controllable_worker(session: Session, *, actor: Actor, hostname: str) -> Worker:
     """Return the actor's self-registered worker with Celery nodename ``hostname``.
 
-    Shared platform workers and other organizations' workers are not found.
+    Other organizations' workers are not found; shared platform workers are found
+    by platform operators only.
     """
     require_worker_control(actor)
     check_text(hostname, "hostname")
+    owner = Worker.organization_id == actor.organization_id
+    if actor.operator:
+        owner = or_(owner, Worker.organization_id.is_(None))
     worker = session.scalar(
         select(Worker)
-        .where(Worker.hostname == hostname, Worker.organization_id == actor.organization_id)
+        .where(Worker.hostname == hostname, owner)
         .order_by(Worker.registered_at.desc())
         .limit(1)
     )

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import pytest
 from flask import Flask
@@ -247,13 +248,18 @@ def test_dashboard_end_to_end(
     page.get_by_role("button", name=f"Details of job {job_id[:8]}").click()
     dialog = page.locator("#job-dialog")
     expect(dialog).to_be_visible()
-    expect(dialog.locator(".facts")).to_contain_text(job_id)
-    expect(dialog.locator(".facts")).to_contain_text("1 of")
+    expect(dialog.locator(".facts").first).to_contain_text(job_id)
+    expect(dialog.locator(".facts").first).to_contain_text("1 of")
     expect(dialog.locator("pre").first).to_contain_text('"hello": "dashboard"')
     expect(dialog.get_by_role("heading", name="Result")).to_be_visible()
     expect(dialog.get_by_role("heading", name="Attempts (1)")).to_be_visible()
     expect(dialog.locator(".attempts li")).to_have_count(1)
     expect(dialog.locator(".attempts li .badge")).to_have_text("succeeded")
+    if monitor_process:
+        # The monitor's record of the job: its last event, attempt and worker.
+        expect(dialog.get_by_role("heading", name="Live record")).to_be_visible()
+        expect(dialog.locator(".live-record")).to_contain_text("succeeded")
+        expect(dialog.locator(".live-record")).to_contain_text("1 of")
     page.screenshot(path=output_dir / "job-detail-desktop.png")
     dialog.get_by_role("button", name="Close").click()
     expect(dialog).to_be_hidden()
@@ -385,6 +391,12 @@ class FakeMonitor:
             route.fulfill(status=404, json={"error": "Resource not found", "status_code": 404})
         elif "/monitor/events" in url:
             route.fulfill(status=200, content_type="text/event-stream", body=self._events())
+        elif url.endswith("/drain") and route.request.method == "POST":
+            # Celery workers are drained by nodename, under /monitor/workers.
+            hostname = unquote(url.rsplit("/", 2)[-2])
+            worker = next(w for w in self.workers if w["hostname"] == hostname)
+            self.drained.append(worker["id"])
+            route.fulfill(status=202, json={**worker, "status": "draining", "drain_mode": True})
         elif "/monitor/workers" in url:
             route.fulfill(json={"workers": self.workers})
         elif "/monitor/queues" in url:
@@ -401,10 +413,6 @@ class FakeMonitor:
             route.fulfill(json={"queues": [item]})
         elif "/monitor/tasks" in url:
             route.fulfill(json={"tasks": self.tasks})
-        elif url.endswith("/drain") and route.request.method == "POST":
-            self.drained.append(url.rsplit("/", 2)[-2])
-            worker = next(w for w in self.workers if w["id"] == self.drained[-1])
-            route.fulfill(status=202, json={**worker, "status": "draining", "drain_mode": True})
         else:
             route.continue_()
 

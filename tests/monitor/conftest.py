@@ -4,6 +4,7 @@
   (inspecting every second); it stops at teardown.
 - ``celery_control``: the test process's Celery app, pointed at the test broker.
 - ``worker_env``: sets ``TASKFORGE_*`` variables for the workers started next.
+- ``operator``: a platform operator made with ``taskforge operator create``, logged in.
 """
 
 from __future__ import annotations
@@ -13,9 +14,16 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
+from click.testing import CliRunner
 from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
 
+from app.cli import main as cli
 from app.config import Settings
+from app.db import session_scope
+from app.models import User
+from tests.conftest import PASSWORD, Account, Auth
 from tests.support.monitor import MonitorProcess
 
 
@@ -52,3 +60,21 @@ def worker_env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
             monkeypatch.setenv(f"TASKFORGE_{name.upper()}", value)
 
     return set_env
+
+
+@pytest.fixture
+def operator(client: FlaskClient, auth: Auth, settings: Settings) -> Account:
+    """A platform operator made with ``taskforge operator create``, logged in."""
+    email = "ops@example.com"
+    result = CliRunner().invoke(
+        cli,
+        ["operator", "create", "--email", email],
+        env={"DATABASE_URL": settings.database_url, "TASKFORGE_OPERATOR_PASSWORD": PASSWORD},
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"operator {email} created")
+    with session_scope(settings.database_url) as session:
+        user = session.scalars(select(User).where(User.email == email)).one()
+        assert user.is_operator
+        user_id, org_id = str(user.id), str(user.organization_id)
+    return auth._account(email, user_id, org_id)

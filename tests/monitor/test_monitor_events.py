@@ -119,6 +119,13 @@ def test_a_job_shows_its_state_changes_newest_first(
         "runtime": 2.0,
         "error": None,
         "attempt": 1,
+        "organization_id": owner.organization_id,
+        "payload": 1,
+        "result": None,
+        "max_attempts": 3,
+        "retries": 0,
+        "exception": None,
+        "traceback": None,
     }
 
 

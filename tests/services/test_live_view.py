@@ -55,12 +55,16 @@ def test_a_shared_worker_shows_an_organization_only_its_own_queues(
     assert live_view.live_workers(session, actor=intruder, store=store) == []
 
 
-def test_recent_tasks_are_filtered_and_bounded(actor: Actor, store: LiveState) -> None:
+def test_recent_tasks_are_filtered_and_bounded(
+    session: Session, actor: Actor, store: LiveState
+) -> None:
     with pytest.raises(ValidationFailed):
-        live_view.recent_tasks(actor=actor, store=store, state="exploded")
+        live_view.recent_tasks(session, actor=actor, store=store, state="exploded")
     with pytest.raises(ValidationFailed):
-        live_view.recent_tasks(actor=actor, store=store, limit=live_view.TASK_LIMIT_MAX + 1)
-    assert live_view.recent_tasks(actor=actor, store=store) == []
+        live_view.recent_tasks(
+            session, actor=actor, store=store, limit=live_view.TASK_LIMIT_MAX + 1
+        )
+    assert live_view.recent_tasks(session, actor=actor, store=store) == []
 
 
 def test_pool_control_reaches_only_the_organizations_own_workers(

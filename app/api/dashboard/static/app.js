@@ -641,19 +641,24 @@ async function loadDetail() {
   const id = state.openJob;
   if (!id) return;
   const path = `/jobs/${encodeURIComponent(id)}`;
-  const [job, stats] = await Promise.all([read(path), read(`${path}/stats`)]);
+  // The monitor's latest record of the job (redacted, size-capped); none without the monitor.
+  const live = state.monitor === "on"
+    ? read(`/monitor/tasks${query({ job_id: id, limit: 1 })}`).catch(() => null)
+    : null;
+  const [job, stats, records] = await Promise.all([read(path), read(`${path}/stats`), live]);
   if (state.openJob !== id) return;
-  const key = JSON.stringify([job, stats]);
+  const record = records?.tasks?.[0] ?? null;
+  const key = JSON.stringify([job, stats, record]);
   if (key === state.detailKey) return; // unchanged: keep what the reader has open
   state.detailKey = key;
-  keepFocus(() => $("#job-detail").replaceChildren(...detail(job, stats)));
+  keepFocus(() => $("#job-detail").replaceChildren(...detail(job, stats, record)));
 }
 
 function block(title, value, cls = "") {
   return [el("h3", {}, title), el("pre", { class: `code ${cls}`, tabindex: "0" }, value)];
 }
 
-function detail(job, stats) {
+function detail(job, stats, record = null) {
   const facts = [
     ["Job id", el("span", { class: "mono break" }, job.id)],
     ["Status", badge("status", job.status, JOB_STATUSES)],
@@ -681,6 +686,30 @@ function detail(job, stats) {
     nodes.push(el("p", { class: "muted" }, FINISHED.has(job.status) ? "No attempt ran." : "Not started yet."));
   }
   nodes.push(el("ol", { class: "attempts" }, stats.attempts.map(attemptItem)));
+  if (record) nodes.push(...liveRecord(record));
+  return nodes;
+}
+
+/** The monitor's latest task record of the job: what Flower shows of a task. */
+function liveRecord(record) {
+  const facts = [
+    ["Last event", taskState(record.state)],
+    ["Attempt", record.max_attempts ? `${record.attempt} of ${record.max_attempts}` : String(record.attempt)],
+    ["Retries", String(record.retries ?? 0)],
+    ["Worker", record.worker ?? "–"],
+    ["Runtime", duration(record.runtime)],
+    ["When", timeEl(record.timestamp)],
+  ];
+  const nodes = [
+    el("h3", {}, "Live record"),
+    el("dl", { class: "facts live-record" }, facts.map(([term, value]) =>
+      el("div", {}, el("dt", {}, term), el("dd", {}, value)))),
+  ];
+  if (record.exception) nodes.push(...block("Exception", record.exception, "error-text"));
+  if (record.traceback) {
+    nodes.push(el("details", { class: "live-traceback" }, el("summary", {}, "Traceback (monitor)"),
+      el("pre", { class: "code", tabindex: "0" }, record.traceback)));
+  }
   return nodes;
 }
 
@@ -780,8 +809,13 @@ function workerRow(table, w) {
 
 async function drainWorker(target, w, name) {
   if (!window.confirm(`Drain ${name}? It finishes its running jobs and takes no new ones.`)) return;
+  // A Celery worker is drained by nodename (an operator's view includes shared workers);
+  // one registered over REST has no nodename, only its id.
+  const path = w.hostname
+    ? `/monitor/workers/${encodeURIComponent(w.hostname)}/drain`
+    : `/workers/${encodeURIComponent(w.id)}/drain`;
   await act(target, async () => {
-    await post(`/workers/${encodeURIComponent(w.id)}/drain`);
+    await post(path);
     await loadMonitor(true);
   }, `Worker ${name} is draining.`);
 }
