@@ -27,10 +27,8 @@ import itertools
 import os
 import random
 import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -47,7 +45,7 @@ from sqlalchemy import Engine, create_engine, select, text
 
 from app.config import PROJECT_ROOT
 from app.models import JobAttempt
-from app.redis_server import find_redis_server, redis_command
+from app.redis_server import find_redis_server
 from tests.support import hosts
 from tests.support.workers import wait_for
 
@@ -56,6 +54,10 @@ pytestmark = [
     pytest.mark.multihost,
     pytest.mark.timeout(1200),
     pytest.mark.skipif(hosts.available() is not None, reason=str(hosts.available())),
+    pytest.mark.skipif(
+        not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")),
+        reason="PostgreSQL is not installed (CI installs it)",
+    ),
 ]
 
 MASTER = "tfmaster"
@@ -67,13 +69,6 @@ PHASE_SECONDS = 25.0
 LEASE_SECONDS = 5
 
 
-def _postgres_bin() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not found:
-        pytest.skip("PostgreSQL is not installed (CI installs it)")
-    return found[-1].parent
-
-
 @dataclass
 class Cluster:
     """The hosts and what runs on them."""
@@ -82,7 +77,6 @@ class Cluster:
     root: Path
     env: dict[str, str]
     roles: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    cleanup: list[Path] = field(default_factory=list)
 
     def host(self, name: str) -> hosts.Host:
         return self.network.hosts[name]
@@ -125,59 +119,18 @@ def _ready(base: str) -> bool:
         return False
 
 
-def _start_postgres(cluster: Cluster) -> str:
-    pg_bin, host = _postgres_bin(), cluster.host("postgres")
-    # Outside pytest's tmp_path, which only root may enter; removed with the network.
-    data = Path(tempfile.mkdtemp(prefix="taskforge-multihost-pg-"))
-    cluster.cleanup.append(data)
-    data.chmod(0o755)
-    subprocess.run(["chown", "postgres:", str(data)], check=True)
-    subprocess.run(
-        ["runuser", "-u", "postgres", "--", str(pg_bin / "initdb"), "-D", str(data / "data"),
-         "-U", "postgres", "--auth-host=trust", "--no-locale", "--encoding=UTF8"],
-        check=True, capture_output=True, cwd=data, timeout=120,
-    )  # fmt: skip
-    with (data / "data" / "pg_hba.conf").open("a") as hba:
-        hba.write(f"host all all 10.{cluster.network.subnet}.0.0/24 trust\n")
-    host.start(
-        [str(pg_bin / "postgres"), "-D", str(data / "data"), "-p", "5432",
-         "-c", f"listen_addresses={host.address}", "-k", str(data),
-         "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "max_connections=300"],
-        cluster.log("postgres"), cwd=data, user="postgres",
-    )  # fmt: skip
-    admin = create_engine(f"postgresql+psycopg://postgres@{host.address}:5432/postgres")
-
-    def create_database() -> bool:
-        try:
-            with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-                connection.execute(text("CREATE DATABASE taskforge"))
-            return True
-        except Exception:
-            return False
-
-    wait_for(create_database, 60, "PostgreSQL did not start", interval=0.5)
-    admin.dispose()
-    return f"postgresql+psycopg://postgres@{host.address}:5432/taskforge"
-
-
 def _start_redis(cluster: Cluster) -> str:
     binary = find_redis_server()
-    master = cluster.host("redis-1").address
-    for name, extra in (("redis-1", []), ("redis-2", ["--replicaof", master, "6379"])):
-        host = cluster.host(name)
-        folder = cluster.root / name
-        folder.mkdir()
-        argv = redis_command(binary, 6379, folder)
-        argv[argv.index("--bind") + 1] = host.address
-        argv[argv.index("--protected-mode") + 1] = "no"
-        host.start([*argv, *extra], cluster.log(name), cwd=folder)
+    master = cluster.host("redis-1")
+    master.start_redis(cluster.root / "redis-1")
+    cluster.host("redis-2").start_redis(cluster.root / "redis-2", replica_of=master)
     for index in (1, 2, 3):
         host = cluster.host(f"sentinel-{index}")
         folder = cluster.root / f"sentinel-{index}"
         folder.mkdir()
         (folder / "sentinel.conf").write_text(
             f"port 26379\nbind {host.address}\nprotected-mode no\ndir {folder}\n"
-            f"sentinel monitor {MASTER} {master} 6379 2\n"
+            f"sentinel monitor {MASTER} {master.address} 6379 2\n"
             f"sentinel down-after-milliseconds {MASTER} 2000\n"
             f"sentinel failover-timeout {MASTER} 10000\n"
         )
@@ -211,52 +164,41 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         for name in names:
             network.add(name)
         cluster = Cluster(network, tmp_path, {})
-        try:
-            database_url = _start_postgres(cluster)
-            redis_url = _start_redis(cluster)
-            cluster.env = {
-                **{
-                    k: v
-                    for k, v in os.environ.items()
-                    if not k.startswith(("TASKFORGE_", "PYTEST"))
-                },
-                "TASKFORGE_ENV": "development",
-                "DATABASE_URL": database_url,
-                "REDIS_URL": redis_url,
-                "TASKFORGE_REDIS_SENTINEL_MASTER": MASTER,
-                "JWT_SECRET_KEY": secrets.token_urlsafe(48),
-                "TASKFORGE_METRICS_TOKEN": secrets.token_urlsafe(24),
-                "TASKFORGE_RATE_LIMIT": "1000000 per minute",
-                "TASKFORGE_RATE_LIMIT_REGISTER": "1000 per minute",
-                "TASKFORGE_LEASE_SECONDS": str(LEASE_SECONDS),
-                "TASKFORGE_HTTP_WORKERS": "1",
-                "PYTHONUNBUFFERED": "1",
-            }
-            migrate = cluster.start_role("api-1", "migrate")
-            assert migrate.wait(180) == 0, cluster.log("api-1").read_text()[-3000:]
-            for api in ("api-1", "api-2"):
-                cluster.start_api(api)
-            for index, worker in enumerate(("worker-1", "worker-2"), start=1):
-                cluster.start_role(
-                    worker, "worker",
-                    TASKFORGE_WORKER_NAME=f"worker{index}@%h", TASKFORGE_WORKER_CONCURRENCY="2",
-                )  # fmt: skip
-            for beat in ("beat-1", "beat-2"):
-                cluster.start_role(beat, "beat")
+        database_url = cluster.host("postgres").start_postgres(cluster.log("postgres"))
+        redis_url = _start_redis(cluster)
+        cluster.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("TASKFORGE_", "PYTEST"))},
+            "TASKFORGE_ENV": "development",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "TASKFORGE_REDIS_SENTINEL_MASTER": MASTER,
+            "JWT_SECRET_KEY": secrets.token_urlsafe(48),
+            "TASKFORGE_METRICS_TOKEN": secrets.token_urlsafe(24),
+            "TASKFORGE_RATE_LIMIT": "1000000 per minute",
+            "TASKFORGE_RATE_LIMIT_REGISTER": "1000 per minute",
+            "TASKFORGE_LEASE_SECONDS": str(LEASE_SECONDS),
+            "TASKFORGE_HTTP_WORKERS": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        migrate = cluster.start_role("api-1", "migrate")
+        assert migrate.wait(180) == 0, cluster.log("api-1").read_text()[-3000:]
+        for api in ("api-1", "api-2"):
+            cluster.start_api(api)
+        for index, worker in enumerate(("worker-1", "worker-2"), start=1):
             cluster.start_role(
-                "monitor",
-                "monitor",
-                TASKFORGE_MONITOR_BIND=f"{cluster.host('monitor').address}:8001",
-            )
-            for worker in ("worker-1", "worker-2"):
-                wait_for(lambda w=worker: " ready." in cluster.log(w).read_text(), 90, f"{worker}")
-            yield cluster
-
-        finally:
-            for host in network.hosts.values():
-                host.kill()
-            for path in cluster.cleanup:
-                shutil.rmtree(path, ignore_errors=True)
+                worker, "worker",
+                TASKFORGE_WORKER_NAME=f"worker{index}@%h", TASKFORGE_WORKER_CONCURRENCY="2",
+            )  # fmt: skip
+        for beat in ("beat-1", "beat-2"):
+            cluster.start_role(beat, "beat")
+        cluster.start_role(
+            "monitor",
+            "monitor",
+            TASKFORGE_MONITOR_BIND=f"{cluster.host('monitor').address}:8001",
+        )
+        for worker in ("worker-1", "worker-2"):
+            wait_for(lambda w=worker: " ready." in cluster.log(w).read_text(), 90, f"{worker}")
+        yield cluster
 
 
 @dataclass

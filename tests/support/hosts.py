@@ -15,10 +15,17 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+
+import redis
+from sqlalchemy import create_engine, text
+
+from app.redis_server import find_redis_server, redis_command
 
 
 def available() -> str | None:
@@ -92,6 +99,77 @@ class Host:
         self.processes.append(process)
         return process
 
+    def start_postgres(self, log_path: Path) -> str:
+        """Start a throwaway PostgreSQL on this host; return the URL of database taskforge.
+
+        Its files live outside pytest's tmp_path (only root may enter that) and are
+        removed when the network closes.
+        """
+        binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        if not binaries:
+            raise RuntimeError("PostgreSQL is not installed (CI installs it)")
+        pg_bin = binaries[-1].parent
+        root = Path(tempfile.mkdtemp(prefix="taskforge-hosts-pg-"))
+        self.network.cleanup.append(root)
+        root.chmod(0o755)
+        subprocess.run(["chown", "postgres:", str(root)], check=True)
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", str(pg_bin / "initdb"), "-D", str(root / "data"),
+             "-U", "postgres", "--auth-host=trust", "--no-locale", "--encoding=UTF8"],
+            check=True, capture_output=True, cwd=root, timeout=120,
+        )  # fmt: skip
+        with (root / "data" / "pg_hba.conf").open("a") as hba:
+            hba.write(f"host all all {self.network.cidr} trust\n")
+        self.start(
+            [str(pg_bin / "postgres"), "-D", str(root / "data"), "-p", "5432",
+             "-c", f"listen_addresses={self.address}", "-k", str(root),
+             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "max_connections=300"],
+            log_path, cwd=root, user="postgres",
+        )  # fmt: skip
+        admin = create_engine(f"postgresql+psycopg://postgres@{self.address}:5432/postgres")
+        deadline = time.monotonic() + 60
+        try:
+            while True:
+                try:
+                    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                        c.execute(text("CREATE DATABASE taskforge"))
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+        finally:
+            admin.dispose()
+        return f"postgresql+psycopg://postgres@{self.address}:5432/taskforge"
+
+    def start_redis(
+        self,
+        folder: Path,
+        *,
+        port: int = 6379,
+        replica_of: Host | None = None,
+        appendonly: bool = True,
+    ) -> str:
+        """Start redis-server on this host (a replica of ``replica_of``'s); return its URL."""
+        folder.mkdir(parents=True, exist_ok=True)
+        argv = redis_command(find_redis_server(), port, folder, appendonly=appendonly)
+        argv[argv.index("--bind") + 1] = self.address
+        argv[argv.index("--protected-mode") + 1] = "no"  # reached from other hosts
+        if replica_of is not None:
+            argv += ["--replicaof", replica_of.address, str(port)]
+        self.start(argv, folder / "redis.log", cwd=folder)
+        url = f"redis://{self.address}:{port}/0"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with redis.Redis.from_url(url, socket_timeout=1) as client:
+                    client.ping()
+                return url
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
     def cut(self) -> None:
         """Take the host off the network: its packets are dropped, nobody is told."""
         _ip("link", "set", self.link, "down")
@@ -131,6 +209,8 @@ class Network:
         self.subnet = subnet
         self.hosts: dict[str, Host] = {}
         self.gateway = f"10.{subnet}.0.254"
+        self.cidr = f"10.{subnet}.0.0/24"
+        self.cleanup: list[Path] = []  # folders removed when the network closes
 
     def __enter__(self) -> Network:
         _ip("link", "add", self.bridge, "type", "bridge")
@@ -155,3 +235,5 @@ class Network:
             host.kill()
             subprocess.run(["ip", "netns", "del", host.namespace], capture_output=True, timeout=30)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, timeout=30)
+        for folder in self.cleanup:
+            shutil.rmtree(folder, ignore_errors=True)
