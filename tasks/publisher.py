@@ -18,6 +18,7 @@ from typing import Any
 
 from celery.utils.nodenames import worker_direct
 from kombu import Queue
+from kombu.exceptions import BatchPublishError
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
@@ -44,7 +45,16 @@ logger = logging.getLogger(__name__)
 
 # The hard limit leaves the soft limit's handler time to record the timeout.
 HARD_LIMIT_GRACE_SECONDS = 30
-BROKER_ERRORS = (KombuOperationalError, RedisError, ConnectionError, OSError, TimeoutError)
+BROKER_ERRORS = (
+    KombuOperationalError,
+    BatchPublishError,
+    RedisError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+# Redis commands buffered before a pipelined write goes out (a batch's messages).
+PIPELINE_MAX = 2000
 BROKER_UNAVAILABLE = "The broker is unavailable; try again shortly"
 
 
@@ -54,14 +64,18 @@ def celery_priority(priority: int) -> int:
 
 
 def send(items: Sequence[Dispatch]) -> list[Dispatch]:
-    """Publish due dispatches through one pooled producer; return those sent.
+    """Publish due dispatches in one pipelined write on one pooled connection; return those sent.
 
-    A returned item keeps its ``eta`` only when the message carried it: such a
-    message is held by the one worker that fetched it until it is due.
+    kombu's ``Producer.batch`` buffers the messages' Redis commands and sends
+    them in one round trip when the block ends (``BatchPublishError`` when the
+    outcome is uncertain: nothing is returned as sent, so the relay publishes
+    them again and the claim drops any duplicate).  A returned item keeps its
+    ``eta`` only when the message carried it: such a message is held by the one
+    worker that fetched it until it is due.
     """
     sent: list[Dispatch] = []
     now = utcnow()
-    with app.producer_or_acquire() as producer:
+    with app.producer_or_acquire() as producer, producer.batch(max_size=PIPELINE_MAX):
         for item in items:
             if not item.due_for_publish:
                 continue
