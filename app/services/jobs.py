@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -200,7 +200,17 @@ def _new_job(
     return job, queue
 
 
-_INSERTED_COLUMNS = tuple(column.key for column in Job.__table__.columns)
+_JOBS: Table = Job.__table__  # type: ignore[assignment]
+_INSERTED_COLUMNS = tuple(column.key for column in _JOBS.columns)
+_UNIQUE_KEY = [_JOBS.c.organization_id, _JOBS.c.idempotency_key]
+_INSERT_POSTGRESQL = (
+    postgresql.insert(_JOBS)
+    .on_conflict_do_nothing(index_elements=_UNIQUE_KEY)
+    .returning(_JOBS.c.id)
+)
+_INSERT_SQLITE = (
+    sqlite.insert(_JOBS).on_conflict_do_nothing(index_elements=_UNIQUE_KEY).returning(_JOBS.c.id)
+)
 
 
 def _store(session: Session, actor: Actor, jobs: Sequence[tuple[Job, Queue]]) -> list[Job]:
@@ -213,17 +223,11 @@ def _store(session: Session, actor: Actor, jobs: Sequence[tuple[Job, Queue]]) ->
     from an ORM insert, without paying for the unit of work.
     """
     values = [{name: getattr(job, name) for name in _INSERTED_COLUMNS} for job, _ in jobs]
-    insert = (
-        postgresql.insert(Job)
-        if session.get_bind().dialect.name == "postgresql"
-        else sqlite.insert(Job)
-    )
-    statement = (
-        insert.values(values)
-        .on_conflict_do_nothing(index_elements=[Job.organization_id, Job.idempotency_key])
-        .returning(Job.id)
-    )
-    inserted = set(session.scalars(statement))
+    dialect = session.get_bind().dialect.name
+    statement = _INSERT_POSTGRESQL if dialect == "postgresql" else _INSERT_SQLITE
+    # A Core executemany: SQLAlchemy's "insertmanyvalues" sends the rows as one
+    # multi-row INSERT (per 1,000 rows), and the statement compiles once per process.
+    inserted = set(session.connection().execute(statement, values).scalars())
     lost = [job.idempotency_key for job, _ in jobs if job.id not in inserted]
     winners = _existing_for_keys(session, actor, [key for key in lost if key is not None])
     stored: list[Job] = []

@@ -50,14 +50,14 @@ def statements(settings: Settings) -> Iterator[list[str]]:
 def test_a_batch_is_stored_in_order_with_one_insert(
     client: FlaskClient, owner: Account, queue: dict, settings: Settings, statements: list[str]
 ) -> None:
-    response = client.post(BATCH, json={"jobs": _jobs(queue, 200)}, headers=owner.headers)
+    response = client.post(BATCH, json={"jobs": _jobs(queue, 1000)}, headers=owner.headers)
     assert response.status_code == 201, response.json
     jobs = response.json["jobs"]
-    assert [job["payload"] for job in jobs] == list(range(200))
+    assert [job["payload"] for job in jobs] == list(range(1000))
     assert {job["status"] for job in jobs} == {"pending"}
     inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO JOBS")]
     assert len(inserts) == 1, f"{len(inserts)} INSERTs for one batch"
-    assert _stored(settings) == 200
+    assert _stored(settings) == 1000
     one = client.get(f"/api/v1/jobs/{jobs[7]['id']}", headers=owner.headers).json
     assert one == jobs[7]
 
