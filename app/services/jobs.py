@@ -63,7 +63,12 @@ def list_jobs(
     status: JobStatus | None = None,
     queue_id: str | uuid.UUID | None = None,
 ) -> Page[Job]:
-    """List jobs newest first (``ix_jobs_org_status_created`` / ``ix_jobs_org_created``)."""
+    """List jobs newest first, each filter served by an index in this order.
+
+    ``ix_jobs_org_created_id``, ``ix_jobs_org_status_created_id``,
+    ``ix_jobs_queue_created_id``, ``ix_jobs_queue_status_created_id``; the page's
+    ids are found in the index first (``paginate``'s ``key``).
+    """
     actor.require(Permission.JOB_READ)
     query = select(Job).where(Job.organization_id == actor.organization_id)
     if status is not None:
@@ -71,7 +76,7 @@ def list_jobs(
     if queue_id is not None:
         query = query.where(Job.queue_id == parse_uuid_field(queue_id, "queue_id"))
     query = query.order_by(Job.created_at.desc(), Job.id.desc())
-    return paginate(session, query, page=page, limit=limit)
+    return paginate(session, query, page=page, limit=limit, key=Job.id)
 
 
 def _resolve_queue(
