@@ -107,10 +107,15 @@ def _send_task(
         kwargs["job_type"] = item.job_type
     if hops:
         kwargs["hops"] = hops
+    args = [str(item.job_id), item.attempt]
     app.send_task(
         RUN_JOB,
-        args=[str(item.job_id), item.attempt],
+        args=args,
         kwargs=kwargs,
+        # The same text Celery's generic ``saferepr`` would make of these plain
+        # values, at a fraction of its cost per message.
+        argsrepr=repr(args),
+        kwargsrepr=repr(kwargs),
         task_id=item.task_id,
         queue=queue,
         priority=celery_priority(item.priority),

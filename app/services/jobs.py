@@ -20,7 +20,7 @@ from app.models import Job, JobAttempt, JobStatus, Queue, utcnow
 from app.services import queues as queue_service
 from app.services.actors import Actor, Permission
 from app.services.outbox import Dispatch, Revoke, Submitted, stage
-from app.services.pagination import Page, paginate
+from app.services.pagination import Page, check_page_args, paginate
 from app.services.queue_settings import QueueSettings
 from app.services.validation import (
     check_datetime,
@@ -70,11 +70,19 @@ def list_jobs(
     ids are found in the index first (``paginate``'s ``key``).
     """
     actor.require(Permission.JOB_READ)
-    query = select(Job).where(Job.organization_id == actor.organization_id)
+    if queue_id is None:
+        query = select(Job).where(Job.organization_id == actor.organization_id)
+    else:
+        # A job is in its queue's organization, so once the queue is the actor's,
+        # its id alone selects the jobs, and the queue indexes cover the count.
+        # Another organization's queue lists nothing, like a missing one.
+        queue = session.get(Queue, parse_uuid_field(queue_id, "queue_id"))
+        if queue is None or queue.organization_id != actor.organization_id:
+            check_page_args(page, limit)
+            return Page(items=[], page=page, limit=limit, total=0)
+        query = select(Job).where(Job.queue_id == queue.id)
     if status is not None:
         query = query.where(Job.status == status)
-    if queue_id is not None:
-        query = query.where(Job.queue_id == parse_uuid_field(queue_id, "queue_id"))
     query = query.order_by(Job.created_at.desc(), Job.id.desc())
     return paginate(session, query, page=page, limit=limit, key=Job.id)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from app.errors import ValidationFailed
 
@@ -46,7 +46,7 @@ def paginate(
     *,
     page: int,
     limit: int,
-    key: ColumnElement[Any] | None = None,
+    key: ColumnElement[Any] | QueryableAttribute[Any] | None = None,
 ) -> Page[Any]:
     """Run ``query`` for one page and count the whole result.
 
