@@ -253,8 +253,10 @@ def plans(database_url: str, seeded: Seeded) -> list[tuple[str, str]]:
     queries = {
         "list": "SELECT id FROM jobs WHERE organization_id = :org "
         "ORDER BY created_at DESC, id DESC LIMIT 20",
-        "list by queue": "SELECT id FROM jobs WHERE organization_id = :org AND queue_id = :queue "
+        # list_jobs checks the queue is the caller's, then selects by queue alone.
+        "list by queue": "SELECT id FROM jobs WHERE queue_id = :queue "
         "ORDER BY created_at DESC, id DESC LIMIT 20",
+        "count by queue": "SELECT count(*) FROM jobs WHERE queue_id = :queue",
         "list by status": "SELECT id FROM jobs WHERE organization_id = :org AND status = 'pending' "
         "ORDER BY created_at DESC, id DESC LIMIT 20",
         "count": "SELECT count(*) FROM jobs WHERE organization_id = :org",
