@@ -3,9 +3,10 @@
 The statements ``list_jobs`` really runs are captured and EXPLAINed with their
 parameters.  A plan that sorts (SQLite: a temp B-tree; PostgreSQL: a Sort node)
 or scans the table means the list's cost grows with the organization's job count.
-On PostgreSQL sequential scans are disabled for the EXPLAIN: a table this small
-would be scanned whatever indexes exist; what is checked is that an index path
-in the list's order exists.
+On PostgreSQL sequential scans, bitmap scans and sorts are disabled for the
+EXPLAIN: on a table this small the planner picks them whatever indexes exist
+(depending on the statistics other tests left); what is checked is that an index
+path in the list's order exists, since a disabled sort still appears when none does.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def _statements(session: Session, call: Any) -> list[tuple[str, Any]]:
 def _plan(session: Session, statement: str, parameters: Any) -> str:
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+            connection.exec_driver_sql(f"SET LOCAL {setting} = off")
         rows = connection.exec_driver_sql(f"EXPLAIN {statement}", parameters).all()
         return "\n".join(row[0] for row in rows)
     rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()
@@ -72,7 +74,9 @@ def test_every_page_of_the_job_list_is_read_off_an_index_in_order(
     assert len(statements) == 2, "one count, one page"
     for statement, parameters in statements:
         plan = _plan(session, statement, parameters)
-        assert "ix_jobs_" in plan, plan
+        # The count may read any index that starts with the filter (PostgreSQL
+        # counts an organization's jobs on the narrow idempotency-key index).
+        assert "ix_jobs_" in plan or "uq_jobs_organization_id" in plan, plan
         if session.get_bind().dialect.name == "postgresql":
             assert "Seq Scan" not in plan and "Sort" not in plan, plan
         else:
