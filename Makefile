@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint typecheck protos migrate bench bench-hosts deploy-check clean
+.PHONY: help venv run test lint typecheck protos migrate bench bench-scale bench-hosts deploy-check clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' \
@@ -47,6 +47,9 @@ migrate: venv ## Apply database migrations to DATABASE_URL (default: SQLite in v
 
 bench: venv ## Benchmark TaskForge vs raw Celery (BENCH_ARGS='--quick'; docs/performance.md)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+bench-scale: venv ## Time the reads over 1,000,000 jobs, SQLite (+ BENCH_POSTGRES_URL); SCALE_ARGS
+	$(BIN)/python -m benchmarks.scale $(SCALE_ARGS)
 
 bench-hosts: venv ## Worker scaling across simulated hosts on PostgreSQL vs raw Celery (root)
 	$(BIN)/python -m benchmarks.hosts_scale $(BENCH_ARGS)

@@ -200,10 +200,23 @@ def main() -> None:
     """Time every piece and print a markdown table."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.breakdown")
     parser.add_argument("--iterations", type=int, default=500)
+    parser.add_argument(
+        "--counts",
+        action="store_true",
+        help="only the whole requests' CPU, statement and Redis counts, and cProfile shares",
+    )
     args = parser.parse_args()
     from benchmarks.session import open_session
 
     with open_session(BenchConfig(reps=1)) as ctx:
+        if args.counts:
+            pieces = _pieces(ctx)
+            ctx.settle("breakdown")
+            for name in (TF_REQUEST, BASE_REQUEST):
+                wall, cpu = measure(pieces[name], args.iterations)
+                print(f"| {name} | {wall:,.0f} µs wall | {cpu:,.0f} µs CPU |", flush=True)
+            _counts_and_shares(ctx, pieces)
+            return
         pieces = {**_pieces(ctx), **_worker_pieces(ctx, args.iterations)}
         ctx.settle("breakdown")
         lines = ["| Piece | wall µs (median) | CPU µs (mean, this process) |", "|---|---|---|"]

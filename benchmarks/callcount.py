@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from redis.connection import AbstractConnection
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -26,11 +27,12 @@ PROFILED: dict[str, tuple[str, str]] = {
     "authentication (current_actor)": ("app/api/context.py", "current_actor"),
     "  JWT verify (TokenService.decode: PyJWT)": ("app/services/tokens.py", "decode"),
     "  token blocklist (TokenStore.is_revoked)": ("app/services/tokens.py", "is_revoked"),
-    "  actor lookup (actor_for_user_id)": ("app/services/auth.py", "actor_for_user_id"),
+    "  actor lookup (_active_user: SELECT users)": ("app/services/auth.py", "_active_user"),
     "request parsing (webargs parse)": ("webargs/core.py", "parse"),
     "submit_job": ("app/services/jobs.py", "submit_job"),
     "  queue lookup (_resolve_queue)": ("app/services/jobs.py", "_resolve_queue"),
-    "  ORM flush (INSERT)": ("sqlalchemy/orm/session.py", "_flush"),
+    "  ORM flush (INSERT, before issue 12)": ("sqlalchemy/orm/session.py", "_flush"),
+    "  Core INSERT (_store)": ("app/services/jobs.py", "_store"),
     "response serialisation (marshmallow dump)": ("marshmallow/schema.py", "dump"),
     "publish after commit (CeleryPublisher)": ("tasks/publisher.py", "__call__"),
     "  send_task (kombu LPUSH)": ("tasks/publisher.py", "send"),
@@ -53,8 +55,18 @@ def _statement_kind(statement: str) -> str:
 
 
 def count(ctx: Context, engines: list[Engine], fn: Callable[[], Any], n: int, per: int = 1) -> str:
-    """Run ``fn`` ``n`` times; return SQL statements and Redis commands per ``per`` items."""
+    """Run ``fn`` ``n`` times; return SQL statements and Redis commands per ``per`` items.
+
+    Redis round trips are the packed writes this process sent (a pipeline is one),
+    counted by wrapping redis-py's ``AbstractConnection.send_packed_command``.
+    """
     statements: Counter[str] = Counter()
+    round_trips = [0]
+    original = AbstractConnection.send_packed_command
+
+    def send_packed_command(self: Any, command: Any, check_health: bool = True) -> Any:
+        round_trips[0] += 1
+        return original(self, command, check_health)
 
     def on_execute(*args: Any) -> None:
         statements[_statement_kind(args[2])] += 1
@@ -69,8 +81,12 @@ def count(ctx: Context, engines: list[Engine], fn: Callable[[], Any], n: int, pe
     client = ctx.redis()
     try:
         client.config_resetstat()
-        for _ in range(n):
-            fn()
+        AbstractConnection.send_packed_command = send_packed_command  # type: ignore[method-assign]
+        try:
+            for _ in range(n):
+                fn()
+        finally:
+            AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
         commands = {
             name.removeprefix("cmdstat_"): int(stats["calls"])
             for name, stats in client.info("commandstats").items()
@@ -84,7 +100,8 @@ def count(ctx: Context, engines: list[Engine], fn: Callable[[], Any], n: int, pe
     calls = n * per
     sql = ", ".join(f"{k} {v / calls:.3g}" for k, v in sorted(statements.items()))
     redis = ", ".join(f"{k.upper()} {v / calls:.3g}" for k, v in sorted(commands.items()))
-    return f"SQL: {sql or 'none'}; Redis: {redis or 'none'}"
+    trips = f"{round_trips[0] / calls:.3g}"
+    return f"SQL: {sql or 'none'}; Redis: {redis or 'none'}; Redis round trips {trips}"
 
 
 def profile_shares(fn: Callable[[], Any], n: int) -> list[tuple[str, float]]:

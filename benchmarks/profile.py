@@ -29,7 +29,7 @@ from benchmarks.context import PYTHON, Context
 CENTRES: dict[str, str] = {
     "JWT verify (PyJWT)": r"decode \(.*app/services/tokens\.py|jwt/api_j",
     "token blocklist check (Redis EXISTS)": r"is_revoked \(.*app/services/tokens\.py",
-    "actor lookup (SQL)": r"actor_for_(user_id|api_key) ",
+    "actor lookup (SQL)": r"actor_for_(user_id|api_key|token) ",
     "rate limiter": r"flask_limiter|/limits/",
     "request parsing (webargs + marshmallow load)": r"Parser\.parse \(webargs|Schema\.load \(",
     "response serialisation (marshmallow dump)": r"Schema\.dump \(",

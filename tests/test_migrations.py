@@ -21,8 +21,10 @@ def test_migrations_match_the_models(database_url: str) -> None:
 def test_engine_indexes_exist(database_url: str) -> None:
     indexes = {ix["name"] for ix in inspect(get_engine(database_url)).get_indexes("jobs")}
     assert {
-        "ix_jobs_org_status_created",
-        "ix_jobs_queue_status_created",
+        "ix_jobs_org_status_created_id",
+        "ix_jobs_org_created_id",
+        "ix_jobs_queue_status_created_id",
+        "ix_jobs_queue_created_id",
         "ix_jobs_status_published",
         "ix_jobs_status_lease",
         "ix_jobs_status_held",

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from flask import request
+from flask import Response, request
 from flask.views import MethodView
 
 from app.api import schemas
 from app.api.context import current_actor, db
+from app.api.errors import error_response
 from app.api.extensions import Blueprint
 from app.api.pagination import page_body
+from app.errors import ValidationFailed
 from app.models import Job
 from app.services import jobs as job_service
+
+BATCH_ERROR = re.compile(r"^jobs\[(?P<index>\d+)\]\.(?P<field>.+)$")
 
 blp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs", description="Jobs")
 
@@ -50,6 +55,36 @@ class Jobs(MethodView):
             idempotency_key=request.headers.get("Idempotency-Key"),
             **args,
         )
+
+
+@blp.route("/batch")
+class JobBatch(MethodView):
+    @blp.arguments(schemas.JobBatchSchema)
+    @blp.response(201, schemas.JobBatchResultSchema)
+    def post(self, args: dict[str, Any]) -> dict[str, Any] | Response:
+        """Submit 1 to 1000 jobs at once: all of them or none.
+
+        A bad job is reported under its index (``errors["3"]``). A job whose
+        ``idempotency_key`` was used before returns that job. Each job counts
+        against the rate limit.
+        """
+        try:
+            jobs = job_service.submit_jobs(db(), actor=current_actor(), jobs=args["jobs"])
+        except ValidationFailed as exc:
+            return error_response(400, exc.message, by_index(exc.errors))
+        return {"jobs": jobs}
+
+
+def by_index(errors: dict[str, list[str]]) -> dict[str, Any]:
+    """Group ``jobs[i].<field>`` errors under ``"i"``: ``{"3": {"priority": [...]}}``."""
+    grouped: dict[str, Any] = {}
+    for name, messages in errors.items():
+        found = BATCH_ERROR.match(name)
+        if found is None:
+            grouped[name] = messages
+        else:
+            grouped.setdefault(found["index"], {})[found["field"]] = messages
+    return grouped
 
 
 @blp.route("/<id:job_id>")

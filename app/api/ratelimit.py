@@ -24,9 +24,11 @@ from app.api.context import current_actor, db, runtime
 from app.api.errors import error_response
 from app.errors import TaskForgeError
 from app.services.actors import Actor
+from app.services.jobs import BATCH_MAX
 from app.services.ratelimit import RateLimited, Verdict, identity_bucket
 
 EXEMPT_BLUEPRINTS = frozenset({"health", "metrics"})
+BATCH_ENDPOINT = "jobs.JobBatch"
 
 
 def _client_address() -> str:
@@ -46,11 +48,23 @@ def verified_actor() -> Actor | None:
         return None
 
 
+def _cost() -> int:
+    """What a request spends: one, or one per job of a batch submit."""
+    if request.endpoint != BATCH_ENDPOINT:
+        return 1
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # answered 400 by the JSON body check
+        return 1
+    jobs = body.get("jobs") if isinstance(body, dict) else None
+    return min(max(len(jobs), 1), BATCH_MAX) if isinstance(jobs, list) else 1
+
+
 def _spend() -> Response | None:
     limiter = runtime().rate_limiter
     if limiter is None or request.blueprint in EXEMPT_BLUEPRINTS:
         return None
-    verdict = limiter.spend(limiter.budgets(verified_actor(), _client_address()))
+    verdict = limiter.spend(limiter.budgets(verified_actor(), _client_address()), _cost())
     g.rate_verdict = verdict
     if verdict is None or verdict.allowed:
         return None

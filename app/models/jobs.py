@@ -62,9 +62,12 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
 
     __tablename__ = "jobs"
     __table_args__ = (
-        Index("ix_jobs_org_status_created", "organization_id", "status", "created_at"),
-        Index("ix_jobs_org_created", "organization_id", "created_at"),
-        Index("ix_jobs_queue_status_created", "queue_id", "status", "created_at"),
+        # The job list's order (created_at DESC, id DESC), per filter: each page is
+        # read off one index, and a deep page is skipped inside it.
+        Index("ix_jobs_org_status_created_id", "organization_id", "status", "created_at", "id"),
+        Index("ix_jobs_org_created_id", "organization_id", "created_at", "id"),
+        Index("ix_jobs_queue_status_created_id", "queue_id", "status", "created_at", "id"),
+        Index("ix_jobs_queue_created_id", "queue_id", "created_at", "id"),
         Index("ix_jobs_queue_updated", "queue_id", "updated_at"),
         Index("ix_jobs_status_published", "status", "published_at"),
         Index("ix_jobs_status_lease", "status", "lease_expires_at"),

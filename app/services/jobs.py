@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import Table, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from app.celery_names import task_id
 from app.db import rowcount
@@ -20,7 +20,7 @@ from app.models import Job, JobAttempt, JobStatus, Queue, utcnow
 from app.services import queues as queue_service
 from app.services.actors import Actor, Permission
 from app.services.outbox import Dispatch, Revoke, Submitted, stage
-from app.services.pagination import Page, paginate
+from app.services.pagination import Page, check_page_args, paginate
 from app.services.queue_settings import QueueSettings
 from app.services.validation import (
     check_datetime,
@@ -38,7 +38,7 @@ PAYLOAD_MAX_BYTES = 512 * 1024
 IDEMPOTENCY_KEY_MAX = 255
 # Visible ASCII, spaces inside only: what an HTTP header carries unchanged (it trims the ends).
 IDEMPOTENCY_KEY_PATTERN = re.compile(rf"^[!-~](?:[ -~]{{0,{IDEMPOTENCY_KEY_MAX - 2}}}[!-~])?$")
-BATCH_MAX = 500
+BATCH_MAX = 1000
 
 
 def _load(session: Session, actor: Actor, job_id: str | uuid.UUID) -> Job:
@@ -63,15 +63,28 @@ def list_jobs(
     status: JobStatus | None = None,
     queue_id: str | uuid.UUID | None = None,
 ) -> Page[Job]:
-    """List jobs newest first (``ix_jobs_org_status_created`` / ``ix_jobs_org_created``)."""
+    """List jobs newest first, each filter served by an index in this order.
+
+    ``ix_jobs_org_created_id``, ``ix_jobs_org_status_created_id``,
+    ``ix_jobs_queue_created_id``, ``ix_jobs_queue_status_created_id``; the page's
+    ids are found in the index first (``paginate``'s ``key``).
+    """
     actor.require(Permission.JOB_READ)
-    query = select(Job).where(Job.organization_id == actor.organization_id)
+    if queue_id is None:
+        query = select(Job).where(Job.organization_id == actor.organization_id)
+    else:
+        # A job is in its queue's organization, so once the queue is the actor's,
+        # its id alone selects the jobs, and the queue indexes cover the count.
+        # Another organization's queue lists nothing, like a missing one.
+        queue = session.get(Queue, parse_uuid_field(queue_id, "queue_id"))
+        if queue is None or queue.organization_id != actor.organization_id:
+            check_page_args(page, limit)
+            return Page(items=[], page=page, limit=limit, total=0)
+        query = select(Job).where(Job.queue_id == queue.id)
     if status is not None:
         query = query.where(Job.status == status)
-    if queue_id is not None:
-        query = query.where(Job.queue_id == parse_uuid_field(queue_id, "queue_id"))
     query = query.order_by(Job.created_at.desc(), Job.id.desc())
-    return paginate(session, query, page=page, limit=limit)
+    return paginate(session, query, page=page, limit=limit, key=Job.id)
 
 
 def _resolve_queue(
@@ -109,10 +122,142 @@ def _check_idempotency_key(key: str | None) -> str | None:
     return key
 
 
-def _existing_for_key(session: Session, actor: Actor, key: str) -> Job | None:
-    return session.scalar(
-        select(Job).where(Job.organization_id == actor.organization_id, Job.idempotency_key == key)
+def _existing_for_keys(session: Session, actor: Actor, keys: Sequence[str]) -> dict[str, Job]:
+    if not keys:
+        return {}
+    jobs = session.scalars(
+        select(Job).where(
+            Job.organization_id == actor.organization_id, Job.idempotency_key.in_(keys)
+        )
     )
+    return {job.idempotency_key: job for job in jobs if job.idempotency_key is not None}
+
+
+@dataclass
+class _Batch:
+    """What the jobs of one submit share: their queues and the queues' live workers."""
+
+    actor: Actor
+    now: datetime
+    queues: dict[tuple[str, str], Queue] = field(default_factory=dict)
+    runners: dict[uuid.UUID, list[Runner]] = field(default_factory=dict)
+
+    def queue(
+        self, session: Session, queue_id: str | uuid.UUID | None, queue_name: str | None
+    ) -> Queue:
+        """Resolve a job's queue once per batch."""
+        cache_key = ("id", str(queue_id)) if queue_id is not None else ("name", str(queue_name))
+        if cache_key not in self.queues:
+            self.queues[cache_key] = _resolve_queue(session, self.actor, queue_id, queue_name)
+        return self.queues[cache_key]
+
+    def check_runnable(self, session: Session, queue: Queue, job_type: str) -> None:
+        """Refuse a type no live worker of the queue has, reading the workers once per queue."""
+        if job_type in BUILTIN_JOB_TYPES:
+            return
+        if queue.id not in self.runners:
+            self.runners[queue.id] = live_runners(session, celery_queue=queue.celery_queue)
+        check_runnable(self.runners[queue.id], job_type)
+
+
+def _new_job(
+    session: Session,
+    batch: _Batch,
+    *,
+    job_type: str,
+    payload: Any = None,
+    queue_id: str | uuid.UUID | None = None,
+    queue_name: str | None = None,
+    priority: int = 0,
+    max_attempts: int | None = None,
+    scheduled_for: datetime | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[Job, Queue]:
+    """Check one job's input and build its row (not yet stored)."""
+    queue = batch.queue(session, queue_id, queue_name)
+    job_type = _check_job_type(job_type)
+    batch.check_runnable(session, queue, job_type)
+    check_json_document(payload, "payload", max_bytes=PAYLOAD_MAX_BYTES)
+    check_range(priority, "priority", 0, 9)
+    if max_attempts is None:
+        max_attempts = QueueSettings.from_stored(queue.settings).max_attempts
+    check_range(max_attempts, "max_attempts", 1, 10)
+    if scheduled_for is not None:
+        scheduled_for = check_datetime(scheduled_for, "scheduled_for")
+    future = scheduled_for is not None and scheduled_for > batch.now
+    job = Job(
+        id=uuid.uuid4(),
+        organization_id=batch.actor.organization_id,
+        queue_id=queue.id,
+        job_type=job_type,
+        payload=payload,
+        status=JobStatus.SCHEDULED if future else JobStatus.PENDING,
+        priority=priority,
+        max_attempts=max_attempts,
+        attempt_count=0,
+        dispatch_generation=0,
+        scheduled_for=scheduled_for,
+        started_at=None,
+        completed_at=None,
+        result=None,
+        error=None,
+        worker_name=None,
+        available_at=scheduled_for if future else None,
+        published_at=None,
+        lease_expires_at=None,
+        held_since=None,
+        idempotency_key=idempotency_key,
+        created_at=batch.now,
+        updated_at=batch.now,
+    )
+    return job, queue
+
+
+_JOBS: Table = Job.__table__  # type: ignore[assignment]
+_INSERTED_COLUMNS = tuple(column.key for column in _JOBS.columns)
+_UNIQUE_KEY = [_JOBS.c.organization_id, _JOBS.c.idempotency_key]
+_INSERT_POSTGRESQL = (
+    postgresql.insert(_JOBS)
+    .on_conflict_do_nothing(index_elements=_UNIQUE_KEY)
+    .returning(_JOBS.c.id)
+)
+_INSERT_SQLITE = (
+    sqlite.insert(_JOBS).on_conflict_do_nothing(index_elements=_UNIQUE_KEY).returning(_JOBS.c.id)
+)
+
+
+def _store(session: Session, actor: Actor, jobs: Sequence[tuple[Job, Queue]]) -> list[Job]:
+    """INSERT ``jobs`` in one statement, stage their dispatches; return what each one is now.
+
+    A job whose idempotency key another transaction stored meanwhile is not
+    inserted (``ON CONFLICT DO NOTHING`` on the unique key, so of concurrent
+    submits with one key exactly one inserts); the winner's job takes its place.
+    A stored job joins the session as if loaded, so callers see no difference
+    from an ORM insert, without paying for the unit of work.
+    """
+    values = [{name: getattr(job, name) for name in _INSERTED_COLUMNS} for job, _ in jobs]
+    dialect = session.get_bind().dialect.name
+    statement = _INSERT_POSTGRESQL if dialect == "postgresql" else _INSERT_SQLITE
+    # A Core executemany: SQLAlchemy's "insertmanyvalues" sends the rows as one
+    # multi-row INSERT (per 1,000 rows), and the statement compiles once per process.
+    inserted = set(session.connection().execute(statement, values).scalars())
+    lost = [job.idempotency_key for job, _ in jobs if job.id not in inserted]
+    winners = _existing_for_keys(session, actor, [key for key in lost if key is not None])
+    stored: list[Job] = []
+    for job, queue in jobs:
+        if job.id not in inserted:
+            if job.idempotency_key not in winners:
+                raise Conflict("The job could not be stored; submit it again")
+            stored.append(winners[job.idempotency_key])
+            continue
+        make_transient_to_detached(job)
+        session.add(job)
+        stage(session, Submitted(queue.id))
+        if queue.is_active:
+            # A paused queue's jobs stay unpublished until resume publishes them.
+            stage(session, Dispatch.for_job(job, QueueSettings.from_stored(queue.settings)))
+        stored.append(job)
+    return stored
 
 
 def submit_job(
@@ -127,95 +272,85 @@ def submit_job(
     max_attempts: int | None = None,
     scheduled_for: datetime | None = None,
     idempotency_key: str | None = None,
-    runners: dict[uuid.UUID, list[Runner]] | None = None,
 ) -> Job:
     """Store a job and stage its dispatch; the same idempotency key returns the same job.
 
     A job type that none of the queue's live workers has a handler for, when
-    they all advertised theirs, is refused.  ``runners`` caches those workers
-    per queue across the jobs of a batch.
+    they all advertised theirs, is refused.
     """
     actor.require(Permission.JOB_WRITE)
     idempotency_key = _check_idempotency_key(idempotency_key)
     if idempotency_key is not None:
-        existing = _existing_for_key(session, actor, idempotency_key)
-        if existing is not None:
-            return existing
-    queue = _resolve_queue(session, actor, queue_id, queue_name)
-    job_type = _check_job_type(job_type)
-    if job_type not in BUILTIN_JOB_TYPES:
-        runners = {} if runners is None else runners
-        if queue.id not in runners:
-            runners[queue.id] = live_runners(session, celery_queue=queue.celery_queue)
-        check_runnable(runners[queue.id], job_type)
-    check_json_document(payload, "payload", max_bytes=PAYLOAD_MAX_BYTES)
-    check_range(priority, "priority", 0, 9)
-    if max_attempts is None:
-        max_attempts = QueueSettings.from_stored(queue.settings).max_attempts
-    check_range(max_attempts, "max_attempts", 1, 10)
-    if scheduled_for is not None:
-        scheduled_for = check_datetime(scheduled_for, "scheduled_for")
-    now = utcnow()
-    future = scheduled_for is not None and scheduled_for > now
-    job = Job(
-        id=uuid.uuid4(),
-        organization_id=actor.organization_id,
-        queue_id=queue.id,
+        existing = _existing_for_keys(session, actor, [idempotency_key])
+        if idempotency_key in existing:
+            return existing[idempotency_key]
+    new = _new_job(
+        session,
+        _Batch(actor, utcnow()),
         job_type=job_type,
         payload=payload,
-        status=JobStatus.SCHEDULED if future else JobStatus.PENDING,
+        queue_id=queue_id,
+        queue_name=queue_name,
         priority=priority,
         max_attempts=max_attempts,
-        attempt_count=0,
-        dispatch_generation=0,
         scheduled_for=scheduled_for,
-        available_at=scheduled_for if future else None,
         idempotency_key=idempotency_key,
-        created_at=now,
-        updated_at=now,
     )
-    if idempotency_key is None:
-        session.add(job)
-        session.flush()
-    else:
-        # Two concurrent submits with one key: the unique index lets one win,
-        # and the other returns the winner's job.
-        try:
-            with session.begin_nested():
-                session.add(job)
-                session.flush()
-        except IntegrityError:
-            winner = _existing_for_key(session, actor, idempotency_key)
-            if winner is None:
-                raise
-            return winner
-    stage(session, Submitted(queue.id))
-    if queue.is_active:
-        # A paused queue's jobs stay unpublished until resume publishes them.
-        stage(session, Dispatch.for_job(job, QueueSettings.from_stored(queue.settings)))
-    return job
+    return _store(session, actor, [new])[0]
 
 
 def submit_jobs(session: Session, *, actor: Actor, jobs: Sequence[Mapping[str, Any]]) -> list[Job]:
-    """Submit ``submit_job`` keyword sets at once; the first bad one fails all as ``jobs[i]``."""
+    """Store 1 to ``BATCH_MAX`` jobs (``submit_job`` keyword sets) all at once, or none.
+
+    Every job is checked before any is stored; the bad ones are reported
+    together, each field as ``jobs[i].<field>``.  A job whose ``idempotency_key``
+    was used before returns that job, as ``submit_job`` does.  The new rows go
+    in with one INSERT and their messages leave in one pipelined broker write
+    after the commit.
+    """
     actor.require(Permission.JOB_WRITE)
     if not 1 <= len(jobs) <= BATCH_MAX:
         raise ValidationFailed.field("jobs", f"Send between 1 and {BATCH_MAX} jobs.")
-    submitted: list[Job] = []
-    # The session's identity map holds objects weakly; keeping each queue here
-    # lets every later job of the batch find it there instead of SELECTing it.
-    queues: dict[uuid.UUID, Queue | None] = {}
-    runners: dict[uuid.UUID, list[Runner]] = {}
+    errors: dict[str, list[str]] = {}
+    messages: list[str] = []
+
+    def refuse(index: int, exc: ValidationFailed) -> None:
+        messages.append(f"jobs[{index}]: {exc.message}")
+        for name, msgs in exc.errors.items():
+            errors[f"jobs[{index}].{name}"] = msgs
+
+    keys: list[str | None] = []
+    first_use: dict[str, int] = {}
     for index, spec in enumerate(jobs):
         try:
-            job = submit_job(session, actor=actor, runners=runners, **spec)
-            submitted.append(job)
-            if job.queue_id not in queues:
-                queues[job.queue_id] = session.get(Queue, job.queue_id)
+            key = _check_idempotency_key(spec.get("idempotency_key"))
+            if key is not None and key in first_use:
+                raise ValidationFailed.field(
+                    "idempotency_key", f"Also the key of jobs[{first_use[key]}] of this batch."
+                )
+        except ValidationFailed as exc:
+            refuse(index, exc)
+            key = None
+        if key is not None:
+            first_use[key] = index
+        keys.append(key)
+    existing = _existing_for_keys(session, actor, list(first_use))
+    batch = _Batch(actor, utcnow())
+    new: list[tuple[Job, Queue]] = []
+    for index, spec in enumerate(jobs):
+        if keys[index] in existing or f"jobs[{index}].idempotency_key" in errors:
+            continue
+        try:
+            new.append(_new_job(session, batch, **{**spec, "idempotency_key": keys[index]}))
+        except ValidationFailed as exc:
+            refuse(index, exc)
         except TaskForgeError as exc:
-            errors = {f"jobs[{index}].{name}": msgs for name, msgs in exc.errors.items()}
-            raise type(exc)(f"jobs[{index}]: {exc.message}", errors=errors) from exc
-    return submitted
+            prefixed = {f"jobs[{index}].{name}": msgs for name, msgs in exc.errors.items()}
+            raise type(exc)(f"jobs[{index}]: {exc.message}", errors=prefixed) from exc
+    if errors:
+        raise ValidationFailed("; ".join(messages), errors=errors)
+    stored = iter(_store(session, actor, new) if new else [])
+    return [existing[key] if key is not None and key in existing else next(stored) for key in keys]
 
 
 def cancel_job(session: Session, *, actor: Actor, job_id: str | uuid.UUID) -> Job:

@@ -232,7 +232,7 @@ def queue_stats(
     queue_id: str | uuid.UUID,
     broker_depth: Callable[[str], int | None] | None = None,
 ) -> QueueStats:
-    """Count the queue's jobs per state (served by ``ix_jobs_queue_status``)."""
+    """Count the queue's jobs per state (served by ``ix_jobs_queue_status_created_id``)."""
     queue = get_queue(session, actor=actor, queue_id=queue_id)
     rows = session.execute(
         select(Job.status, func.count()).where(Job.queue_id == queue.id).group_by(Job.status)

@@ -9,7 +9,8 @@ Every call spends from up to two budgets, in fixed windows kept in Redis:
   (``org:<id>``), shared by all its users and keys over both edges.  An organization
   can so tighten what its callers get in total, never loosen the per-identity limit.
 
-A call either spends one request from every budget or, when one is used up, from none:
+A call either spends its cost (one request, or one per job of a batch submit) from
+every budget or, when one is used up, from none:
 a refused call does not eat into the organization's budget.  ``limits`` parses the
 limits and names the windows; its strategies spend one limit per round trip, so the
 spend is a short Lua script (the shape of the one ``limits`` runs per limit) over all
@@ -39,13 +40,14 @@ ORG_RATE_LIMIT_SETTING = "rate_limit"
 RATE_LIMIT_MAX_CHARS = 64
 KEY_PREFIX = "taskforge:ratelimit"
 
-# KEYS: the windows' counters; ARGV: each window's amount and length in seconds.
-# Returns the index of the window that refused (0: none) and each counter with its
-# remaining milliseconds.
+# KEYS: the windows' counters; ARGV: the call's cost, then each window's amount and
+# length in seconds.  Returns the index of the window that refused (0: none) and each
+# counter with its remaining milliseconds.
 _SPEND = """
+local cost = tonumber(ARGV[1])
 local refused = 0
 for i, key in ipairs(KEYS) do
-  if tonumber(redis.call('get', key) or '0') >= tonumber(ARGV[2 * i - 1]) then
+  if tonumber(redis.call('get', key) or '0') + cost > tonumber(ARGV[2 * i]) then
     refused = i
     break
   end
@@ -54,8 +56,8 @@ local result = {refused}
 for i, key in ipairs(KEYS) do
   local count
   if refused == 0 then
-    count = redis.call('incr', key)
-    if count == 1 then redis.call('expire', key, ARGV[2 * i]) end
+    count = redis.call('incrby', key, cost)
+    if count == cost then redis.call('expire', key, ARGV[2 * i + 1]) end
   else
     count = tonumber(redis.call('get', key) or '0')
   end
@@ -176,11 +178,14 @@ class RateLimiter:
             budgets.append(Budget(bucket, parse(actor.rate_limit)))
         return budgets
 
-    def spend(self, budgets: Sequence[Budget]) -> Verdict | None:
-        """Spend one request from every budget, or from none; None when Redis is down."""
+    def spend(self, budgets: Sequence[Budget], cost: int = 1) -> Verdict | None:
+        """Spend ``cost`` requests (a batch's jobs) from every budget, or from none.
+
+        None when Redis is down.
+        """
         if not budgets:
             return None
-        args: list[int] = []
+        args: list[int] = [cost]
         for budget in budgets:
             args += [budget.limit.amount, budget.limit.get_expiry()]
         try:
@@ -203,9 +208,9 @@ class RateLimiter:
             return verdicts[refused - 1]
         return min(verdicts, key=lambda v: (v.remaining, v.limit.amount))
 
-    def check(self, actor: Actor | None, address: str) -> Verdict | None:
+    def check(self, actor: Actor | None, address: str, cost: int = 1) -> Verdict | None:
         """Spend a call's budgets; raise ``RateLimited`` when one is used up."""
-        verdict = self.spend(self.budgets(actor, address))
+        verdict = self.spend(self.budgets(actor, address), cost)
         if verdict is not None and not verdict.allowed:
             raise RateLimited(verdict)
         return verdict

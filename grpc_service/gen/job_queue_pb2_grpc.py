@@ -277,7 +277,7 @@ class JobQueueServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SubmitJobs(self, request, context):
-        """Submits 1 to 500 jobs (each as SubmitJob would) in one transaction: all of
+        """Submits 1 to 1000 jobs (each as SubmitJob would) in one transaction: all of
         them or none. Errors name the failing job as `jobs[i]`. Needs job:write.
         NOT_FOUND: a job's queue does not exist.
         """

@@ -311,13 +311,47 @@ def test_submit_jobs_is_all_or_nothing(
     assert project_stub.ListJobs(pb.ListJobsRequest(), metadata=owner_md).total == 0
 
 
-@pytest.mark.parametrize("count", [0, 501])
+@pytest.mark.parametrize("count", [0, 1001])
 def test_submit_jobs_batch_size_is_bounded(
     project_stub: pb_grpc.JobQueueServiceStub, owner_md: Metadata, queue: Any, count: int
 ) -> None:
     job = pb.SubmitJobRequest(queue_id=queue["id"], job_type="echo")
     request = pb.SubmitJobsRequest(jobs=[job] * count)
     assert_status(rpc_error(project_stub.SubmitJobs, request, metadata=owner_md), INVALID, "jobs")
+
+
+def test_submit_jobs_honours_each_jobs_idempotency_key(
+    project_stub: pb_grpc.JobQueueServiceStub, owner_md: Metadata, queue: Any
+) -> None:
+    keyed = [
+        pb.SubmitJobRequest(queue_id=queue["id"], job_type="echo", idempotency_key=f"k{n}")
+        for n in range(3)
+    ]
+    first = project_stub.SubmitJobs(pb.SubmitJobsRequest(jobs=keyed), metadata=owner_md).jobs
+    fresh = pb.SubmitJobRequest(queue_id=queue["id"], job_type="echo")
+    again = project_stub.SubmitJobs(
+        pb.SubmitJobsRequest(jobs=[keyed[2], fresh, keyed[0]]), metadata=owner_md
+    ).jobs
+    assert (again[0].id, again[2].id) == (first[2].id, first[0].id)
+    assert again[1].id not in {job.id for job in first}
+    assert project_stub.ListJobs(pb.ListJobsRequest(), metadata=owner_md).total == 4
+
+
+def test_every_job_of_submit_jobs_counts_against_the_rate_limit(
+    settings: Settings,
+    start_grpc_server: Any,
+    owner_md: Metadata,
+    queue: Any,
+) -> None:
+    address = start_grpc_server(settings.replace(rate_limit_default="10 per minute"))
+    job = pb.SubmitJobRequest(queue_id=queue["id"], job_type="echo")
+    with grpc.insecure_channel(address) as channel:
+        stub = pb_grpc.JobQueueServiceStub(channel)
+        assert (
+            len(stub.SubmitJobs(pb.SubmitJobsRequest(jobs=[job] * 8), metadata=owner_md).jobs) == 8
+        )
+        error = rpc_error(stub.SubmitJobs, pb.SubmitJobsRequest(jobs=[job] * 3), metadata=owner_md)
+        assert_status(error, grpc.StatusCode.RESOURCE_EXHAUSTED, "10 per 1 minute")
 
 
 def test_a_job_type_the_queues_live_workers_lack_is_an_invalid_argument(

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from app.api.openapi import NAME_TEXT, STORABLE_TEXT, StrictBoolean
 from app.models import JobStatus, Role, WorkerType
 from app.services.actors import Permission
-from app.services.jobs import JOB_TYPE_CHARS, JOB_TYPE_MAX
+from app.services.jobs import (
+    BATCH_MAX,
+    IDEMPOTENCY_KEY_MAX,
+    IDEMPOTENCY_KEY_PATTERN,
+    JOB_TYPE_CHARS,
+    JOB_TYPE_MAX,
+)
 from app.services.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from app.services.queue_settings import QueueSettings
 
@@ -294,6 +300,36 @@ class JobCreateSchema(StrictSchema):
     priority = fields.Integer(load_default=0, validate=PRIORITY, strict=True)
     max_attempts = fields.Integer(validate=MAX_ATTEMPTS, strict=True)
     scheduled_for = fields.AwareDateTime(allow_none=True)
+
+
+class JobBatchItemSchema(JobCreateSchema):
+    idempotency_key = fields.String(
+        validate=validate.Length(min=1, max=IDEMPOTENCY_KEY_MAX),
+        metadata={
+            "pattern": IDEMPOTENCY_KEY_PATTERN.pattern,
+            "description": "Submitting again with the same key returns the same job.",
+        },
+    )
+
+
+class JobBatchSchema(StrictSchema):
+    jobs = fields.List(
+        fields.Nested(JobBatchItemSchema),
+        required=True,
+        validate=validate.Length(min=1, max=BATCH_MAX),
+    )
+
+    def handle_error(self, error: ValidationError, data: Any, *, many: bool, **kwargs: Any) -> None:
+        """Report a bad job by its index alone (``{"3": {...}}``), as the service does."""
+        messages = error.messages
+        if isinstance(messages, dict) and set(messages) == {"jobs"}:
+            items = messages["jobs"]
+            if isinstance(items, dict) and all(isinstance(index, int) for index in items):
+                raise ValidationError({str(index): items[index] for index in sorted(items)})
+
+
+class JobBatchResultSchema(Schema):
+    jobs = fields.List(fields.Nested(JobSchema))
 
 
 class JobListArgsSchema(PageArgsSchema):
