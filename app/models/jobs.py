@@ -69,6 +69,7 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
         Index("ix_jobs_status_published", "status", "published_at"),
         Index("ix_jobs_status_lease", "status", "lease_expires_at"),
         Index("ix_jobs_status_held", "status", "held_since"),
+        Index("ix_jobs_redrive", "redrive_id", "status"),
         UniqueConstraint("organization_id", "idempotency_key"),
     )
 
@@ -108,6 +109,13 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
     # (the hand-off time).  A job still unclaimed a lease later is published to
     # its shared queue again; NULL while the message waits in the shared queue.
     held_since: Mapped[datetime | None]
+    # A job made by a dead-letter redrive: the failed job it re-runs (unique: a
+    # dead letter is redriven once, however many redrives race for it), and the
+    # redrive (its audit event) that made it, which stops when its jobs fail again.
+    redriven_from: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL"), unique=True
+    )
+    redrive_id: Mapped[uuid.UUID | None]
 
 
 class AttemptStatus(enum.StrEnum):

@@ -1,0 +1,148 @@
+"""Marshmallow schemas of queue control: audit, purge, dead letters, bulk actions, explain."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from app.api.schemas import JobSchema, PageArgsSchema, PaginationSchema, StrictSchema
+from app.models import JobStatus
+from app.services.audit import AuditAction
+from app.services.queue_control import (
+    BULK_MAX,
+    DEFAULT_STOP_AFTER_FAILURES,
+    ERROR_FILTER_MAX,
+    REDRIVE_RATE_MAX,
+)
+
+ERROR_FILTER = validate.Length(min=1, max=ERROR_FILTER_MAX)
+BULK_LIMIT = validate.Range(min=1, max=BULK_MAX)
+
+
+class AuditEventSchema(Schema):
+    id = fields.UUID()
+    created_at = fields.DateTime()
+    user_id = fields.UUID(allow_none=True)
+    api_key_id = fields.UUID(allow_none=True)
+    action = fields.String()
+    target_type = fields.String()
+    target_id = fields.UUID(allow_none=True)
+    count = fields.Integer(allow_none=True)
+    details = fields.Dict()
+
+
+class AuditListArgsSchema(PageArgsSchema):
+    action = fields.Enum(AuditAction, by_value=True)
+    target_id = fields.UUID()
+    since = fields.AwareDateTime()
+    until = fields.AwareDateTime()
+
+
+class AuditListSchema(Schema):
+    events = fields.List(fields.Nested(AuditEventSchema))
+    pagination = fields.Nested(PaginationSchema)
+
+
+class PurgeSchema(StrictSchema):
+    confirm_name = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "The queue's name, repeated to confirm."},
+    )
+
+
+class CountSchema(Schema):
+    count = fields.Integer()
+
+
+class FilterFields(Schema):
+    """Filters shared by dead letters, redrive and bulk actions."""
+
+    job_type = fields.String(validate=validate.Length(min=1, max=100))
+    error = fields.String(
+        validate=ERROR_FILTER, metadata={"description": "Text the job's last error contains."}
+    )
+    since = fields.AwareDateTime()
+    until = fields.AwareDateTime()
+
+
+class DeadLetterArgsSchema(PageArgsSchema, FilterFields):
+    pass
+
+
+class AttemptSchema(Schema):
+    number = fields.Integer()
+    status = fields.String()
+    worker_name = fields.String(allow_none=True)
+    started_at = fields.DateTime()
+    finished_at = fields.DateTime(allow_none=True)
+    error = fields.String(allow_none=True)
+
+
+class DeadLetterSchema(JobSchema):
+    attempts = fields.List(fields.Nested(AttemptSchema))
+
+
+class DeadLetterListSchema(Schema):
+    dead_letters = fields.List(fields.Nested(DeadLetterSchema))
+    pagination = fields.Nested(PaginationSchema)
+
+
+class RedriveArgsSchema(StrictSchema, FilterFields):
+    dry_run = fields.Boolean(load_default=True)
+    max_per_second = fields.Float(
+        load_default=10.0,
+        validate=validate.Range(min=0, max=REDRIVE_RATE_MAX, min_inclusive=False),
+    )
+    stop_after_failures = fields.Integer(
+        load_default=DEFAULT_STOP_AFTER_FAILURES, validate=validate.Range(min=1, max=BULK_MAX)
+    )
+    limit = fields.Integer(load_default=BULK_MAX, validate=BULK_LIMIT)
+
+
+class RedrivenSchema(Schema):
+    original_id = fields.UUID()
+    job_id = fields.UUID(allow_none=True)
+    job_type = fields.String()
+    runs_at = fields.DateTime()
+
+
+class RedriveSchema(Schema):
+    redrive_id = fields.UUID(allow_none=True)
+    dry_run = fields.Boolean()
+    count = fields.Integer()
+    skipped = fields.Integer()
+    jobs = fields.List(fields.Nested(RedrivenSchema))
+
+
+class BulkArgsSchema(StrictSchema, FilterFields):
+    status = fields.List(fields.Enum(JobStatus, by_value=True), validate=validate.Length(min=1))
+    limit = fields.Integer(load_default=BULK_MAX, validate=BULK_LIMIT)
+
+
+class BulkResultSchema(Schema):
+    matched = fields.Integer()
+    changed = fields.Integer()
+
+
+class BlockerSchema(Schema):
+    code = fields.String()
+    message = fields.String()
+    details = fields.Dict()
+
+
+class TimingsSchema(Schema):
+    waited_seconds = fields.Float(allow_none=True)
+    ran_seconds = fields.Float()
+    retry_wait_seconds = fields.Float()
+    attempts = fields.Integer()
+    retries = fields.Integer()
+    total_seconds = fields.Float(allow_none=True)
+
+
+class ExplanationSchema(Schema):
+    job_id = fields.UUID()
+    status = fields.Enum(JobStatus, by_value=True)
+    state = fields.String(metadata={"description": "waiting, running or finished"})
+    summary = fields.String()
+    blockers = fields.List(fields.Nested(BlockerSchema))
+    timings = fields.Nested(TimingsSchema)
