@@ -57,12 +57,7 @@ class DeadLetters(MethodView):
         page = queue_control.list_dead_letters(
             db(), actor=current_actor(), queue_id=queue_id, job_filter=job_filter, **args
         )
-        body = page_body("dead_letters", page)
-        body["dead_letters"] = [
-            {**schemas.JobSchema().dump(letter.job), "attempts": letter.attempts}
-            for letter in page.items
-        ]
-        return body
+        return page_body("dead_letters", page)
 
 
 @blp.route("/queues/<id:queue_id>/dead-letters/redrive")

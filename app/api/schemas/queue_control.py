@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import Schema, fields, validate
 
 from app.api.schemas import JobSchema, PageArgsSchema, PaginationSchema, StrictSchema
@@ -69,7 +71,7 @@ class DeadLetterArgsSchema(PageArgsSchema, FilterFields):
     pass
 
 
-class AttemptSchema(Schema):
+class DeadLetterAttemptSchema(Schema):
     number = fields.Integer()
     status = fields.String()
     worker_name = fields.String(allow_none=True)
@@ -79,7 +81,12 @@ class AttemptSchema(Schema):
 
 
 class DeadLetterSchema(JobSchema):
-    attempts = fields.List(fields.Nested(AttemptSchema))
+    """A ``DeadLetter``: the failed job's fields, and its attempts."""
+
+    attempts = fields.List(fields.Nested(DeadLetterAttemptSchema))
+
+    def get_attribute(self, obj: Any, attr: str, default: Any) -> Any:
+        return getattr(obj, attr) if attr == "attempts" else getattr(obj.job, attr, default)
 
 
 class DeadLetterListSchema(Schema):
