@@ -27,7 +27,7 @@ if _version_not_supported:
 
 
 class JobQueueServiceStub:
-    """Servis utama untuk manajemen job queue
+    """Jobs, queues and workers of the caller's organization.
     """
 
     def __init__(self, channel):
@@ -131,129 +131,274 @@ class JobQueueServiceStub:
                 request_serializer=job__queue__pb2.ResumeQueueRequest.SerializeToString,
                 response_deserializer=job__queue__pb2.ResumeQueueResponse.FromString,
                 _registered_method=True)
+        self.PurgeQueue = channel.unary_unary(
+                '/taskforge.JobQueueService/PurgeQueue',
+                request_serializer=job__queue__pb2.PurgeQueueRequest.SerializeToString,
+                response_deserializer=job__queue__pb2.PurgeQueueResponse.FromString,
+                _registered_method=True)
+        self.ExplainJob = channel.unary_unary(
+                '/taskforge.JobQueueService/ExplainJob',
+                request_serializer=job__queue__pb2.ExplainJobRequest.SerializeToString,
+                response_deserializer=job__queue__pb2.ExplainJobResponse.FromString,
+                _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/taskforge.JobQueueService/ListDeadLetters',
+                request_serializer=job__queue__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=job__queue__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.RedriveDeadLetters = channel.unary_unary(
+                '/taskforge.JobQueueService/RedriveDeadLetters',
+                request_serializer=job__queue__pb2.RedriveDeadLettersRequest.SerializeToString,
+                response_deserializer=job__queue__pb2.RedriveDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.BulkRetryJobs = channel.unary_unary(
+                '/taskforge.JobQueueService/BulkRetryJobs',
+                request_serializer=job__queue__pb2.BulkJobsRequest.SerializeToString,
+                response_deserializer=job__queue__pb2.BulkJobsResponse.FromString,
+                _registered_method=True)
+        self.BulkCancelJobs = channel.unary_unary(
+                '/taskforge.JobQueueService/BulkCancelJobs',
+                request_serializer=job__queue__pb2.BulkJobsRequest.SerializeToString,
+                response_deserializer=job__queue__pb2.BulkJobsResponse.FromString,
+                _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/taskforge.JobQueueService/ListAuditEvents',
+                request_serializer=job__queue__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=job__queue__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
 
 
 class JobQueueServiceServicer:
-    """Servis utama untuk manajemen job queue
+    """Jobs, queues and workers of the caller's organization.
     """
 
     def SubmitJob(self, request, context):
-        """Job Operations
+        """Stores a job in a queue (queue_id, else queue_name) and dispatches it to
+        the queue's Celery workers once stored; a paused queue keeps it PENDING
+        until resumed. With scheduled_for in the future the job is SCHEDULED until
+        then. With an idempotency_key already used in the organization, returns that
+        job instead of creating one. Needs job:write.
+        NOT_FOUND: no such queue.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetJob(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Returns one job with its result or error. Needs job:read.
+        NOT_FOUND: no such job.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelJob(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Cancels a PENDING or SCHEDULED job; it will never start. Needs job:write.
+        NOT_FOUND: no such job. FAILED_PRECONDITION: the job is in any other state
+        (also when a worker claimed it at the same moment).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RetryJob(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Queues a FAILED job again with a fresh budget of max_attempts attempts,
+        keeping the history of earlier attempts. Needs job:write.
+        NOT_FOUND: no such job. FAILED_PRECONDITION: the job is not FAILED.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListJobs(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Lists jobs newest first, optionally of one queue and one status. Needs job:read.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateQueue(self, request, context):
-        """Queue Operations
+        """Creates a queue, in the organization's `default` project when project_id
+        is empty. Needs queue:write.
+        NOT_FOUND: no such project. FAILED_PRECONDITION: the organization already
+        has a queue of this name.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetQueue(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Returns one queue. Needs queue:read.
+        NOT_FOUND: no such queue.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdateQueue(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Changes a queue's fields (see UpdateQueueRequest.update_mask); setting
+        is_active false pauses it, true resumes it. Needs queue:write.
+        NOT_FOUND: no such queue. FAILED_PRECONDITION: the new name is taken.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteQueue(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Deletes a queue and its finished jobs. Needs queue:write.
+        NOT_FOUND: no such queue. FAILED_PRECONDITION: it has PENDING, SCHEDULED or
+        PROCESSING jobs (cancel them first).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListQueues(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Lists queues by name, optionally of one project. Needs queue:read.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetQueueStats(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Counts a queue's jobs per state, with broker depth and activity. Needs queue:read.
+        NOT_FOUND: no such queue.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RegisterWorker(self, request, context):
-        """Worker Operations
+        """Registers a worker of the organization; it starts ONLINE. Needs worker:write.
+        NOT_FOUND: no such project.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Heartbeat(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Records that a worker is alive, with its latest metadata, and answers when
+        to send the next heartbeat. A draining worker stays DRAINING. Needs worker:write.
+        NOT_FOUND: no such worker.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetWorker(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Returns one worker. Needs worker:read.
+        NOT_FOUND: no such worker.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListWorkers(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Lists workers by name, optionally of one project, type and status. Needs worker:read.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchJob(self, request, context):
-        """Added by TaskForge (new methods only; everything above is the seed contract).
+        """Added by TaskForge (new methods only; every RPC above is the seed's).
         Streams the job now and after each observed change, until it reaches a
-        terminal state (SUCCEEDED, FAILED, CANCELLED) or the call ends.
+        terminal state (SUCCEEDED, FAILED, CANCELLED) or the call ends. Needs job:read.
+        NOT_FOUND: no such job. RESOURCE_EXHAUSTED: the server watches as many jobs
+        as it allows at once; retry later.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SubmitJobs(self, request, context):
-        """Submits up to 500 jobs in one transaction: all of them or none.
+        """Submits 1 to 500 jobs (each as SubmitJob would) in one transaction: all of
+        them or none. Errors name the failing job as `jobs[i]`. Needs job:write.
+        NOT_FOUND: a job's queue does not exist.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PauseQueue(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Pauses a queue: its jobs are still accepted but none starts until it is
+        resumed (running jobs finish). Pausing a paused queue changes nothing.
+        Needs queue:write. NOT_FOUND: no such queue.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ResumeQueue(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Resumes a paused queue and dispatches the jobs that waited. Resuming an
+        active queue changes nothing. Needs queue:write. NOT_FOUND: no such queue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeQueue(self, request, context):
+        """Queue control (docs/queue-control.md). Every action below writes an audit
+        event in its own transaction, and needs an organization admin (org:admin):
+        PERMISSION_DENIED for a member or viewer. NOT_FOUND: another organization's
+        queue or job, or none.
+
+        Cancels every waiting (PENDING or SCHEDULED) job of a queue in one
+        conditional update; PROCESSING jobs are never touched. confirm_name must
+        repeat the queue's name (INVALID_ARGUMENT otherwise). A second purge finds 0.
+        Needs org:admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExplainJob(self, request, context):
+        """Says why a job is not running: every blocker with its numbers (queue
+        paused, scheduled or backing off until when, no live worker, no worker with
+        its job type, its message not on the broker and when it will be, jobs
+        ahead), or how a finished job waited, ran and retried. Needs job:read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeadLetters(self, request, context):
+        """Lists a queue's dead letters: FAILED jobs not redriven yet, with their
+        attempts, most recently failed first. Needs job:read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedriveDeadLetters(self, request, context):
+        """Runs dead letters again as new jobs (lineage: redriven_from) at most
+        max_per_second starting per second; stops on its own once
+        stop_after_failures of them failed again. Unless dry_run is set false it
+        only lists what would run. Needs org:admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BulkRetryJobs(self, request, context):
+        """Retries a queue's FAILED jobs matching the filter, each as one
+        compare-and-set: of concurrent callers exactly one retries a job. Needs org:admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BulkCancelJobs(self, request, context):
+        """Cancels a queue's waiting jobs matching the filter (created in its time
+        range), each as one compare-and-set. Needs org:admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEvents(self, request, context):
+        """Lists the organization's audit events, newest first. Needs org:admin.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -356,6 +501,41 @@ def add_JobQueueServiceServicer_to_server(servicer, server):
                     request_deserializer=job__queue__pb2.ResumeQueueRequest.FromString,
                     response_serializer=job__queue__pb2.ResumeQueueResponse.SerializeToString,
             ),
+            'PurgeQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeQueue,
+                    request_deserializer=job__queue__pb2.PurgeQueueRequest.FromString,
+                    response_serializer=job__queue__pb2.PurgeQueueResponse.SerializeToString,
+            ),
+            'ExplainJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainJob,
+                    request_deserializer=job__queue__pb2.ExplainJobRequest.FromString,
+                    response_serializer=job__queue__pb2.ExplainJobResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=job__queue__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=job__queue__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'RedriveDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedriveDeadLetters,
+                    request_deserializer=job__queue__pb2.RedriveDeadLettersRequest.FromString,
+                    response_serializer=job__queue__pb2.RedriveDeadLettersResponse.SerializeToString,
+            ),
+            'BulkRetryJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkRetryJobs,
+                    request_deserializer=job__queue__pb2.BulkJobsRequest.FromString,
+                    response_serializer=job__queue__pb2.BulkJobsResponse.SerializeToString,
+            ),
+            'BulkCancelJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkCancelJobs,
+                    request_deserializer=job__queue__pb2.BulkJobsRequest.FromString,
+                    response_serializer=job__queue__pb2.BulkJobsResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=job__queue__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=job__queue__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'taskforge.JobQueueService', rpc_method_handlers)
@@ -365,7 +545,7 @@ def add_JobQueueServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class JobQueueService:
-    """Servis utama untuk manajemen job queue
+    """Jobs, queues and workers of the caller's organization.
     """
 
     @staticmethod
@@ -871,6 +1051,195 @@ class JobQueueService:
             '/taskforge.JobQueueService/ResumeQueue',
             job__queue__pb2.ResumeQueueRequest.SerializeToString,
             job__queue__pb2.ResumeQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskforge.JobQueueService/PurgeQueue',
+            job__queue__pb2.PurgeQueueRequest.SerializeToString,
+            job__queue__pb2.PurgeQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskforge.JobQueueService/ExplainJob',
+            job__queue__pb2.ExplainJobRequest.SerializeToString,
+            job__queue__pb2.ExplainJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskforge.JobQueueService/ListDeadLetters',
+            job__queue__pb2.ListDeadLettersRequest.SerializeToString,
+            job__queue__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedriveDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskforge.JobQueueService/RedriveDeadLetters',
+            job__queue__pb2.RedriveDeadLettersRequest.SerializeToString,
+            job__queue__pb2.RedriveDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkRetryJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskforge.JobQueueService/BulkRetryJobs',
+            job__queue__pb2.BulkJobsRequest.SerializeToString,
+            job__queue__pb2.BulkJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkCancelJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskforge.JobQueueService/BulkCancelJobs',
+            job__queue__pb2.BulkJobsRequest.SerializeToString,
+            job__queue__pb2.BulkJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskforge.JobQueueService/ListAuditEvents',
+            job__queue__pb2.ListAuditEventsRequest.SerializeToString,
+            job__queue__pb2.ListAuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,
