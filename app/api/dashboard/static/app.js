@@ -641,19 +641,32 @@ async function loadDetail() {
   const id = state.openJob;
   if (!id) return;
   const path = `/jobs/${encodeURIComponent(id)}`;
-  const [job, stats] = await Promise.all([read(path), read(`${path}/stats`)]);
+  const [job, stats, why] = await Promise.all(
+    [read(path), read(`${path}/stats`), read(`${path}/explain`)]);
   if (state.openJob !== id) return;
-  const key = JSON.stringify([job, stats]);
+  // The blockers' countdowns change every call; the key keeps only what they say.
+  const key = JSON.stringify([job, stats, why.state, why.blockers.map((b) => b.code)]);
   if (key === state.detailKey) return; // unchanged: keep what the reader has open
   state.detailKey = key;
-  keepFocus(() => $("#job-detail").replaceChildren(...detail(job, stats)));
+  keepFocus(() => $("#job-detail").replaceChildren(...detail(job, stats, why)));
 }
 
 function block(title, value, cls = "") {
   return [el("h3", {}, title), el("pre", { class: `code ${cls}`, tabindex: "0" }, value)];
 }
 
-function detail(job, stats) {
+function explanation(why) {
+  if (why.state !== "waiting") return [el("p", { class: "muted", "data-explain": why.state }, why.summary)];
+  return [
+    el("h3", {}, "Why it is not running"),
+    why.blockers.length
+      ? el("ul", { class: "blockers" }, why.blockers.map((b) =>
+        el("li", { "data-blocker": b.code }, el("strong", { class: "mono" }, b.code), " ", b.message)))
+      : el("p", { class: "muted", "data-explain": "none" }, why.summary),
+  ];
+}
+
+function detail(job, stats, why) {
   const facts = [
     ["Job id", el("span", { class: "mono break" }, job.id)],
     ["Status", badge("status", job.status, JOB_STATUSES)],
@@ -672,6 +685,7 @@ function detail(job, stats) {
     el("dl", { class: "facts" }, facts.map(([term, value], i) =>
       el("div", { class: i === 0 ? "wide" : null }, el("dt", {}, term), el("dd", {}, value)))),
     el("div", { class: "actions" }, jobActions(job, "detail")),
+    ...explanation(why),
     ...block("Payload", json(job.payload)),
   ];
   if (job.result !== null && job.result !== undefined) nodes.push(...block("Result", json(job.result)));
