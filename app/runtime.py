@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from app.broker import BrokerProbe
 from app.config import Settings
 from app.db import session_factory, session_scope
-from app.services import outbox
+from app.services import outbox, policies
 from app.services.live_state import LiveState
 from app.services.live_view import WorkerControl
 from app.services.ratelimit import RateLimiter
@@ -54,6 +54,7 @@ class Runtime:
     def from_settings(cls, settings: Settings) -> Runtime:
         """Build the collaborators and install the outbox's publisher for this process."""
         publisher = install(settings.database_url, settings.redis_url)
+        policies.set_store(policies.PolicyStore.from_url(settings.redis_url))
         return cls(
             settings=settings,
             tokens=TokenService(

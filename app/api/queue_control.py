@@ -11,7 +11,7 @@ from app.api.context import current_actor, db, runtime, settings
 from app.api.extensions import Blueprint
 from app.api.pagination import page_body
 from app.api.schemas import queue_control as schemas
-from app.services import audit, explain, queue_control
+from app.services import audit, explain, policies, queue_control
 from app.services.queue_control import JobFilter
 
 blp = Blueprint(
@@ -45,6 +45,20 @@ class PurgeQueue(MethodView):
         """Cancel every waiting job of a queue (running ones are untouched); admins."""
         count = queue_control.purge_queue(db(), actor=current_actor(), queue_id=queue_id, **args)
         return {"count": count}
+
+
+@blp.route("/queues/<id:queue_id>/policy")
+class QueuePolicy(MethodView):
+    @blp.response(200, schemas.PolicySchema)
+    def get(self, queue_id: str) -> dict[str, Any]:
+        """Get a queue's rate and concurrency limits."""
+        return policies.get_policy(db(), actor=current_actor(), queue_id=queue_id)
+
+    @blp.arguments(schemas.PolicySchema)
+    @blp.response(200, schemas.PolicySchema)
+    def put(self, args: dict[str, Any], queue_id: str) -> dict[str, Any]:
+        """Replace a queue's limits (workers apply them at their next message); admins."""
+        return policies.set_policy(db(), actor=current_actor(), queue_id=queue_id, policy=args)
 
 
 @blp.route("/queues/<id:queue_id>/dead-letters")

@@ -50,6 +50,8 @@ class Queue(UUIDPrimaryKey, Timestamps, Base):
     priority: Mapped[int] = mapped_column(default=0)
     settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     is_active: Mapped[bool] = mapped_column(default=True)
+    # Dispatch limits enforced across all workers (app.services.policies); NULL: none.
+    policy: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
 
     @property
     def celery_queue(self) -> str:

@@ -27,6 +27,7 @@ class AuditAction(enum.StrEnum):
     REDRIVE_HALTED = "dead_letters.redrive_halted"
     BULK_RETRY = "jobs.bulk_retry"
     BULK_CANCEL = "jobs.bulk_cancel"
+    POLICY_CHANGE = "queue.policy_change"
 
 
 def record(

@@ -23,6 +23,7 @@ from app.celery_names import (
     SWEEP_EVERY_SECONDS,
 )
 from app.models import Job, JobAttempt, JobStatus, Queue, utcnow
+from app.services import policies
 from app.services.actors import Actor, Permission
 from app.services.jobs import get_job
 from app.services.outbox import ETA_HORIZON, LOST_MESSAGE_AFTER, RELAY_GRACE
@@ -202,11 +203,27 @@ def jobs_ahead(facts: Facts) -> Blocker | None:
     )
 
 
+def policy_limits(facts: Facts) -> Blocker | None:
+    """The queue's policy (a rate limit, a concurrency cap) holds the job back."""
+    if not facts.due or not facts.queue.policy:
+        return None
+    held = policies.why_held(facts.session, facts.job, facts.queue)
+    if not held:
+        return None
+    first = held[0]
+    return Blocker(
+        first.code,
+        " ".join(h.message for h in held),
+        {**first.details, "limits": [{"code": h.code, **h.details} for h in held]},
+    )
+
+
 CHECKS: list[Check] = [
     queue_paused,
     not_due,
     no_live_worker,
     no_worker_for_job_type,
+    policy_limits,
     message_missing,
     jobs_ahead,
 ]

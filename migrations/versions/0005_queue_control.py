@@ -1,9 +1,10 @@
-"""Queue control: the audit trail and dead-letter redrive lineage.
+"""Queue control: the audit trail, dead-letter redrive lineage and dispatch policies.
 
 - ``audit_events``: who paused, resumed, purged, redrove or bulk-changed what, when,
   and how many jobs it touched; listed per organization, newest first.
 - ``jobs.redriven_from``: the failed job a redriven job re-runs; ``jobs.redrive_id``:
   the redrive (its audit event) that made it, so a redrive that fails again stops.
+- ``queues.policy``: rate and concurrency limits of the queue and its job types.
 
 Revision ID: 0005_queue_control
 Revises: 0004
@@ -79,9 +80,19 @@ def upgrade() -> None:
         )
         batch_op.create_unique_constraint(batch_op.f("uq_jobs_redriven_from"), ["redriven_from"])
         batch_op.create_index("ix_jobs_redrive", ["redrive_id", "status"])
+    with op.batch_alter_table("queues", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "policy",
+                sa.JSON().with_variant(postgresql.JSONB(), "postgresql"),
+                nullable=True,
+            )
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("queues", schema=None) as batch_op:
+        batch_op.drop_column("policy")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_index("ix_jobs_redrive")
         batch_op.drop_constraint(batch_op.f("uq_jobs_redriven_from"), type_="unique")

@@ -9,6 +9,7 @@ from marshmallow import Schema, fields, validate
 from app.api.schemas import JobSchema, PageArgsSchema, PaginationSchema, StrictSchema
 from app.models import JobStatus
 from app.services.audit import AuditAction
+from app.services.policies import CONCURRENCY_MAX, RATE_MAX
 from app.services.queue_control import (
     BULK_MAX,
     DEFAULT_STOP_AFTER_FAILURES,
@@ -153,3 +154,21 @@ class ExplanationSchema(Schema):
     summary = fields.String()
     blockers = fields.List(fields.Nested(BlockerSchema))
     timings = fields.Nested(TimingsSchema)
+
+
+class LimitsSchema(StrictSchema):
+    max_dispatches_per_second = fields.Float(
+        validate=validate.Range(min=0, max=RATE_MAX, min_inclusive=False)
+    )
+    burst = fields.Integer(strict=True, validate=validate.Range(min=1, max=CONCURRENCY_MAX))
+    max_concurrent_jobs = fields.Integer(
+        strict=True, validate=validate.Range(min=1, max=CONCURRENCY_MAX)
+    )
+
+
+class PolicySchema(LimitsSchema):
+    job_types = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1, max=100)),
+        values=fields.Nested(LimitsSchema),
+        metadata={"description": "Limits of single job types, on top of the queue's."},
+    )
