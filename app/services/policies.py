@@ -8,12 +8,12 @@ nothing.  A job held back stays ``pending`` and its message is sent again with a
 ETA (the next token's time, or :data:`CAP_RETRY` for a full semaphore);
 ``explain`` names the limit.
 
-The semaphores are sorted sets of ``<job id>:<attempt>`` members.  A member is
-never released by its holder: when a semaphore is full, its members whose attempt
-is no longer processing in SQL (finished, or its lease ran out because the worker
-died) are removed, so a dead worker's slot comes back without any cleanup of its
-own.  The policy is read from SQL on every message, so a change takes effect at the
-next message, without restarting workers.
+The semaphores are sorted sets of ``<job id>:<attempt>`` members, scored by
+admission time.  A member is never released by its holder: when a semaphore is
+full, its members whose attempt ended in SQL (finished, or its lease ran out
+because the worker died) are removed, so a dead worker's slot comes back without
+any cleanup of its own.  The policy is read from SQL on every message, so a change
+takes effect at the next message, without restarting workers.
 
 Hand-written on Redis rather than a library: the budgets must be global (all
 workers), atomic across a queue's and a job type's limits at once, and tied to
@@ -26,8 +26,8 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
+from typing import Any, cast
 
 import redis
 from sqlalchemy import func, select
@@ -53,6 +53,8 @@ CONCURRENCY_MAX = 10_000
 JOB_TYPES_MAX = 100
 # A job held back by a full semaphore asks again after this long.
 CAP_RETRY = timedelta(seconds=1)
+# An admitted attempt not claimed within this long (its claim failed) frees its slot.
+CLAIM_GRACE = timedelta(seconds=10)
 # A bucket left alone this long is dropped (it would be full again by then anyway).
 BUCKET_TTL_SECONDS = 3600
 
@@ -262,10 +264,15 @@ class PolicyStore:
         full = int(result[2])
         return False, float(result[1]), capped[full - 1][0] if full else None
 
-    def members(self, queue_id: uuid.UUID, scope: str) -> list[str]:
-        """The attempts holding a slot of one semaphore."""
-        raw = self.client.zrange(self.key(queue_id, scope, "running"), 0, -1)
-        return [m.decode() if isinstance(m, bytes) else str(m) for m in raw]
+    def members(self, queue_id: uuid.UUID, scope: str) -> tuple[dict[str, float], float]:
+        """The attempts holding a slot of one semaphore, with their admission times; Redis's now."""
+        raw = cast(
+            list[tuple[bytes, float]],
+            self.client.zrange(self.key(queue_id, scope, "running"), 0, -1, withscores=True),
+        )
+        seconds, micros = cast(tuple[int, int], self.client.time())
+        members = {m.decode(): float(t) for m, t in raw}
+        return members, seconds + micros / 1_000_000
 
     def release(self, queue_id: uuid.UUID, scope: str, members: list[str]) -> None:
         """Give back the slots of attempts that no longer run."""
@@ -300,21 +307,47 @@ def _parse_member(member: str) -> tuple[uuid.UUID, int] | None:
         return None
 
 
-def _stale(session: Session, members: list[str], now: datetime) -> list[str]:
-    """The members whose attempt no longer runs: finished, superseded or its lease run out."""
+def _stale(session: Session, members: dict[str, float], now: float) -> list[str]:
+    """The members whose attempt does not hold its slot any more.
+
+    A member holds it from its admission until its attempt ends: while the job
+    still waits for that attempt (admitted, about to be claimed; for at most
+    :data:`CLAIM_GRACE`, after which the claim has failed), and while the attempt
+    is processing under a live lease.  Finished, superseded or lost attempts
+    (their worker died and the lease ran out) give it back.
+    """
     parsed = {member: _parse_member(member) for member in members}
     ids = [p[0] for p in parsed.values() if p is not None]
-    running = {
-        (row.id, row.attempt_count)
+    rows = {
+        row.id: row
         for row in session.execute(
-            select(Job.id, Job.attempt_count).where(
-                Job.id.in_(ids),
-                Job.status == JobStatus.PROCESSING,
-                Job.lease_expires_at > now,
+            select(Job.id, Job.attempt_count, Job.status, Job.lease_expires_at).where(
+                Job.id.in_(ids)
             )
         )
     }
-    return [member for member, p in parsed.items() if p is None or p not in running]
+    sql_now = utcnow()
+    stale = []
+    for member, found in parsed.items():
+        row = rows.get(found[0]) if found else None
+        if row is None or found is None:
+            stale.append(member)
+            continue
+        attempt = found[1]
+        claiming = (
+            row.attempt_count == attempt - 1
+            and row.status in (JobStatus.PENDING, JobStatus.SCHEDULED)
+            and now - members[member] < CLAIM_GRACE.total_seconds()
+        )
+        running = (
+            row.attempt_count == attempt
+            and row.status is JobStatus.PROCESSING
+            and row.lease_expires_at is not None
+            and row.lease_expires_at > sql_now
+        )
+        if not (claiming or running):
+            stale.append(member)
+    return stale
 
 
 def hold_back(database_url: str, job_id: uuid.UUID, attempt: int) -> bool:
@@ -347,7 +380,7 @@ def hold_back(database_url: str, job_id: uuid.UUID, attempt: int) -> bool:
             admitted, wait, full = store.admit(row.queue_id, member, scopes)
             if full is not None:
                 # Slots of attempts that ended (or whose worker died) come back here.
-                stale = _stale(session, store.members(row.queue_id, full), utcnow())
+                stale = _stale(session, *store.members(row.queue_id, full))
                 if stale:
                     store.release(row.queue_id, full, stale)
                     admitted, wait, full = store.admit(row.queue_id, member, scopes)

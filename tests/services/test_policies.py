@@ -109,6 +109,23 @@ def test_a_full_semaphore_holds_back_until_the_running_attempt_ends(
     assert policies.hold_back(database_url, second.id, 0) is False
 
 
+def test_an_admitted_attempt_keeps_its_slot_until_it_is_claimed(
+    session: Session,
+    actor: Actor,
+    database_url: str,
+    store: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    queue = _queue(session, actor, {"max_concurrent_jobs": 1})
+    first, second = _jobs(session, actor, queue, 2)
+    assert policies.hold_back(database_url, first.id, 0) is False
+    # Admitted, not claimed yet: the slot is its own, not a stale one to take.
+    assert policies.hold_back(database_url, second.id, 0) is True
+    # A claim that never comes (it failed) frees the slot after the grace.
+    monkeypatch.setattr(policies, "CLAIM_GRACE", timedelta(0))
+    assert policies.hold_back(database_url, second.id, 0) is False
+
+
 def test_a_dead_workers_slot_comes_back_when_its_lease_runs_out(
     session: Session, actor: Actor, database_url: str, store: Any
 ) -> None:
