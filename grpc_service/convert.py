@@ -431,3 +431,11 @@ def audit_event_to_proto(event: AuditEvent) -> pb.AuditEvent:
         count=event.count,
         details=to_struct(event.details),
     )
+
+
+def policy_from_struct(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """A policy from a ``Struct``: integral numbers become integers (burst, job caps)."""
+    value = struct_pb2.Value()
+    value.struct_value.CopyFrom(struct)
+    policy: dict[str, Any] = from_value(value)
+    return policy

@@ -166,6 +166,16 @@ class JobQueueServiceStub:
                 request_serializer=job__queue__pb2.ListAuditEventsRequest.SerializeToString,
                 response_deserializer=job__queue__pb2.ListAuditEventsResponse.FromString,
                 _registered_method=True)
+        self.GetQueuePolicy = channel.unary_unary(
+                '/taskforge.JobQueueService/GetQueuePolicy',
+                request_serializer=job__queue__pb2.GetQueuePolicyRequest.SerializeToString,
+                response_deserializer=job__queue__pb2.QueuePolicyResponse.FromString,
+                _registered_method=True)
+        self.SetQueuePolicy = channel.unary_unary(
+                '/taskforge.JobQueueService/SetQueuePolicy',
+                request_serializer=job__queue__pb2.SetQueuePolicyRequest.SerializeToString,
+                response_deserializer=job__queue__pb2.QueuePolicyResponse.FromString,
+                _registered_method=True)
 
 
 class JobQueueServiceServicer:
@@ -403,6 +413,22 @@ class JobQueueServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetQueuePolicy(self, request, context):
+        """Returns a queue's dispatch policy (rate and concurrency limits, of the
+        queue and of job types in it); empty when it has none. Needs queue:read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetQueuePolicy(self, request, context):
+        """Replaces a queue's policy; every worker applies it from its next message.
+        INVALID_ARGUMENT names the bad field. Needs org:admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobQueueServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -535,6 +561,16 @@ def add_JobQueueServiceServicer_to_server(servicer, server):
                     servicer.ListAuditEvents,
                     request_deserializer=job__queue__pb2.ListAuditEventsRequest.FromString,
                     response_serializer=job__queue__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'GetQueuePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQueuePolicy,
+                    request_deserializer=job__queue__pb2.GetQueuePolicyRequest.FromString,
+                    response_serializer=job__queue__pb2.QueuePolicyResponse.SerializeToString,
+            ),
+            'SetQueuePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetQueuePolicy,
+                    request_deserializer=job__queue__pb2.SetQueuePolicyRequest.FromString,
+                    response_serializer=job__queue__pb2.QueuePolicyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1240,6 +1276,60 @@ class JobQueueService:
             '/taskforge.JobQueueService/ListAuditEvents',
             job__queue__pb2.ListAuditEventsRequest.SerializeToString,
             job__queue__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQueuePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskforge.JobQueueService/GetQueuePolicy',
+            job__queue__pb2.GetQueuePolicyRequest.SerializeToString,
+            job__queue__pb2.QueuePolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetQueuePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskforge.JobQueueService/SetQueuePolicy',
+            job__queue__pb2.SetQueuePolicyRequest.SerializeToString,
+            job__queue__pb2.QueuePolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from app.services import audit, explain, queue_control
+from app.services import audit, explain, policies, queue_control
 from grpc_service import convert
 from grpc_service.auth import current_actor
 from grpc_service.gen import job_queue_pb2 as pb
@@ -107,3 +107,24 @@ class QueueControlRpcs(ServicerBase):
                 events=[convert.audit_event_to_proto(event) for event in page.items],
                 **convert.page_fields(page),
             )
+
+    def GetQueuePolicy(
+        self, request: pb.GetQueuePolicyRequest, context: grpc.ServicerContext
+    ) -> pb.QueuePolicyResponse:
+        """Return a queue's dispatch policy."""
+        with self.session() as session:
+            policy = policies.get_policy(session, actor=current_actor(), queue_id=request.id)
+        return pb.QueuePolicyResponse(policy=convert.to_struct(policy))
+
+    def SetQueuePolicy(
+        self, request: pb.SetQueuePolicyRequest, context: grpc.ServicerContext
+    ) -> pb.QueuePolicyResponse:
+        """Replace a queue's dispatch policy."""
+        with self.session() as session:
+            policy = policies.set_policy(
+                session,
+                actor=current_actor(),
+                queue_id=request.id,
+                policy=convert.policy_from_struct(request.policy),
+            )
+        return pb.QueuePolicyResponse(policy=convert.to_struct(policy))

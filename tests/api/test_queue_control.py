@@ -48,8 +48,10 @@ ADMIN_ACTIONS: dict[str, Call] = {
     "bulk_retry": lambda c, w, h: c.post(_q(w, "jobs/bulk-retry"), json={}, headers=h),
     "bulk_cancel": lambda c, w, h: c.post(_q(w, "jobs/bulk-cancel"), json={}, headers=h),
     "audit": lambda c, w, h: c.get("/api/v1/audit", headers=h),
+    "policy": lambda c, w, h: c.put(_q(w, "policy"), json={"max_concurrent_jobs": 1}, headers=h),
 }
 READS: dict[str, Call] = {
+    "get_policy": lambda c, w, h: c.get(_q(w, "policy"), headers=h),
     "dead_letters": lambda c, w, h: c.get(_q(w, "dead-letters"), headers=h),
     "explain": lambda c, w, h: c.get(f"/api/v1/jobs/{w['waiting']['id']}/explain", headers=h),
 }
@@ -193,3 +195,28 @@ def test_the_audit_trail_lists_who_did_what(
     assert bad.status_code == 400
     stranger = auth.register("Other")
     assert client.get("/api/v1/audit", headers=stranger.headers).json["events"] == []
+
+
+def test_queue_policy_over_rest(client: FlaskClient, owner: Account, world: dict) -> None:
+    assert client.get(_q(world, "policy"), headers=owner.headers).json == {}
+    policy = {
+        "max_dispatches_per_second": 5,
+        "burst": 10,
+        "job_types": {"sleep": {"max_concurrent_jobs": 2}},
+    }
+    stored = client.put(_q(world, "policy"), json=policy, headers=owner.headers)
+    assert stored.status_code == 200
+    assert stored.json == {**policy, "max_dispatches_per_second": 5.0}
+    for bad in (
+        {"max_concurrent_jobs": 0},
+        {"max_concurrent_jobs": "2"},
+        {"burst": 2},
+        {"job_types": {"sleep": {"speed": 1}}},
+        {"speed": 1},
+    ):
+        response = client.put(_q(world, "policy"), json=bad, headers=owner.headers)
+        assert response.status_code == 400, bad
+    events = client.get(
+        "/api/v1/audit", query_string={"action": "queue.policy_change"}, headers=owner.headers
+    ).json["events"]
+    assert [e["details"]["after"]["burst"] for e in events] == [10]

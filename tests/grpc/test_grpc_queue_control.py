@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import pytest
 from flask.testing import FlaskClient
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
 from grpcsupport import Metadata, assert_status, bearer, rpc_error
 
 from app.config import Settings
@@ -21,6 +21,14 @@ if TYPE_CHECKING:
     from tests.conftest import Account, Auth
 
 Stub = pb_grpc.JobQueueServiceStub
+
+
+def _struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(value)
+    return struct
+
+
 Call = Callable[[Stub, dict[str, Any], Metadata], Any]
 
 
@@ -52,9 +60,16 @@ ADMIN: dict[str, Call] = {
     "BulkCancelJobs": lambda s, w, md: s.BulkCancelJobs(
         pb.BulkJobsRequest(queue_id=w["queue"]), metadata=md
     ),
+    "SetQueuePolicy": lambda s, w, md: s.SetQueuePolicy(
+        pb.SetQueuePolicyRequest(id=w["queue"], policy=_struct({"max_concurrent_jobs": 2})),
+        metadata=md,
+    ),
     "ListAuditEvents": lambda s, w, md: s.ListAuditEvents(pb.ListAuditEventsRequest(), metadata=md),
 }
 READ: dict[str, Call] = {
+    "GetQueuePolicy": lambda s, w, md: s.GetQueuePolicy(
+        pb.GetQueuePolicyRequest(id=w["queue"]), metadata=md
+    ),
     "ExplainJob": lambda s, w, md: s.ExplainJob(pb.ExplainJobRequest(id=w["job"]), metadata=md),
     "ListDeadLetters": lambda s, w, md: s.ListDeadLetters(
         pb.ListDeadLettersRequest(queue_id=w["queue"]), metadata=md
@@ -169,3 +184,25 @@ def test_dead_letters_redrive_and_bulk(project_stub: Stub, owner_md: Metadata, w
         metadata=owner_md,
     )
     assert_status(slow, grpc.StatusCode.INVALID_ARGUMENT, "max_per_second")
+
+
+def test_queue_policies(project_stub: Stub, owner_md: Metadata, world: dict) -> None:
+    policy = {
+        "max_dispatches_per_second": 2.5,
+        "burst": 3,
+        "job_types": {"sleep": {"max_concurrent_jobs": 1}},
+    }
+    stored = project_stub.SetQueuePolicy(
+        pb.SetQueuePolicyRequest(id=world["queue"], policy=_struct(policy)), metadata=owner_md
+    )
+    assert json_format.MessageToDict(stored.policy) == policy
+    got = project_stub.GetQueuePolicy(
+        pb.GetQueuePolicyRequest(id=world["queue"]), metadata=owner_md
+    )
+    assert json_format.MessageToDict(got.policy) == policy
+    bad = rpc_error(
+        project_stub.SetQueuePolicy,
+        pb.SetQueuePolicyRequest(id=world["queue"], policy=_struct({"burst": 1.5})),
+        metadata=owner_md,
+    )
+    assert_status(bad, grpc.StatusCode.INVALID_ARGUMENT, "policy.burst")
