@@ -387,3 +387,21 @@ def test_bulk_cancel_by_type_and_time(
     assert echo.status is JobStatus.PENDING
     with pytest.raises(NotFound):
         queue_control.bulk_cancel(session, actor=actor, queue_id=uuid.uuid4())
+
+
+def test_a_queue_with_redriven_jobs_can_be_deleted(
+    session: Session, actor: Actor, database_url: str
+) -> None:
+    from app.services import queues
+
+    queue = factories.queue(session, actor)
+    _failed(session, actor, queue, database_url, 2)
+    result = queue_control.redrive_dead_letters(
+        session, actor=actor, queue_id=queue.id, dry_run=False
+    )
+    queue_control.bulk_cancel(session, actor=actor, queue_id=queue.id)
+    session.commit()
+    assert len(result.created) == 2
+    queues.delete_queue(session, actor=actor, queue_id=queue.id)
+    session.commit()
+    assert session.scalar(select(Job).where(Job.queue_id == queue.id)) is None
