@@ -121,7 +121,7 @@ def execute(
         logger.info("job %s of a type without a handler here (%r): %s", job_id, job_type, routed)
         return routed
     if policies.hold_back(database_url, jid, attempt):
-        return Outcome.DROPPED
+        return Outcome.HELD_BACK
     claimed = execution.claim(database_url, jid, attempt, worker, lease_seconds=lease_seconds)
     if claimed is None:
         logger.info("job %s attempt %s is not claimable; message dropped", job_id, attempt + 1)
