@@ -6,9 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 from flask.testing import FlaskClient
 
 from app.config import Settings
+from app.redis_server import RedisProcess
 from tests.conftest import Account, Auth
 from tests.support.api import create_queue, submit_job
 from tests.support.execution import execute
@@ -220,3 +222,17 @@ def test_queue_policy_over_rest(client: FlaskClient, owner: Account, world: dict
         "/api/v1/audit", query_string={"action": "queue.policy_change"}, headers=owner.headers
     ).json["events"]
     assert [e["details"]["after"]["burst"] for e in events] == [10]
+
+
+def test_explain_sees_a_message_the_broker_lost(
+    client: FlaskClient, owner: Account, world: dict, redis_server: RedisProcess
+) -> None:
+    url = f"/api/v1/jobs/{world['waiting']['id']}/explain"
+    assert "message_lost" not in [
+        b["code"] for b in client.get(url, headers=owner.headers).json["blockers"]
+    ]
+    with redis.Redis.from_url(redis_server.url) as broker:
+        broker.flushdb()
+    lost = client.get(url, headers=owner.headers).json["blockers"]
+    assert [b["code"] for b in lost] == ["no_live_worker", "message_lost"]
+    assert lost[1]["details"]["by"] == "republish"
