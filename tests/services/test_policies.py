@@ -189,3 +189,14 @@ def test_without_a_policy_or_a_store_nothing_is_held(
     [job] = _jobs(session, actor, queue, 1)
     monkeypatch.setattr(policies, "_store", None)
     assert policies.hold_back(database_url, job.id, 0) is False
+
+
+def test_a_message_the_claim_would_drop_takes_no_slot(
+    session: Session, actor: Actor, database_url: str, store: Any
+) -> None:
+    queue = _queue(session, actor, {"max_concurrent_jobs": 1})
+    later = factories.job(session, actor, queue, scheduled_for=utcnow() + timedelta(hours=1))
+    [now] = _jobs(session, actor, queue, 1)
+    assert policies.hold_back(database_url, later.id, 0) is False, "too early: the claim drops it"
+    assert policies.hold_back(database_url, now.id, 1) is False, "a stale attempt"
+    assert policies.hold_back(database_url, now.id, 0) is False, "the slot is still free"
