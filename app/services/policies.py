@@ -30,7 +30,7 @@ from datetime import timedelta
 from typing import Any, cast
 
 import redis
-from sqlalchemy import Table, bindparam, func, or_, select
+from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from app.db import get_engine, session_scope
@@ -352,18 +352,18 @@ def _stale(session: Session, members: dict[str, float], now: float) -> list[str]
 
 _jobs = cast(Table, Job.__table__)
 _queues = cast(Table, Queue.__table__)
-# Only a job the claim could take: any other message is dropped by the claim
-# without spending a token or holding a slot.
 _POLICY = (
-    select(_jobs.c.job_type, _jobs.c.queue_id, _queues.c.policy)
-    .join(_queues, _queues.c.id == _jobs.c.queue_id)
-    .where(
-        _jobs.c.id == bindparam("p_id"),
-        _jobs.c.attempt_count == bindparam("p_attempt"),
-        _jobs.c.status.in_([JobStatus.PENDING, JobStatus.SCHEDULED]),
-        or_(_jobs.c.available_at.is_(None), _jobs.c.available_at <= bindparam("p_now")),
-        _queues.c.is_active.is_(True),
+    select(
+        _queues.c.policy,
+        _queues.c.is_active,
+        _jobs.c.job_type,
+        _jobs.c.queue_id,
+        _jobs.c.attempt_count,
+        _jobs.c.status,
+        _jobs.c.available_at,
     )
+    .join(_queues, _queues.c.id == _jobs.c.queue_id)
+    .where(_jobs.c.id == bindparam("p_id"))
 )
 
 
@@ -380,10 +380,17 @@ def hold_back(database_url: str, job_id: uuid.UUID, attempt: int) -> bool:
     # The hot path of every message: a pre-built Core statement on a plain
     # connection (a session per message cost as much again).
     with get_engine(database_url).connect() as connection:
-        row = connection.execute(
-            _POLICY, {"p_id": job_id, "p_attempt": attempt, "p_now": utcnow()}
-        ).one_or_none()
+        row = connection.execute(_POLICY, {"p_id": job_id}).one_or_none()
     if row is None or not row.policy:
+        return False
+    claimable = (
+        row.is_active
+        and row.attempt_count == attempt
+        and row.status in (JobStatus.PENDING, JobStatus.SCHEDULED)
+        and (row.available_at is None or row.available_at <= utcnow())
+    )
+    if not claimable:
+        # The claim drops this message: it must spend no token and hold no slot.
         return False
     with session_scope(database_url) as session:
         scopes = [
