@@ -14,7 +14,8 @@ from sqlalchemy import select
 
 from app.config import Settings
 from app.db import session_scope
-from app.models import JobAttempt
+from app.models import AttemptStatus, Job, JobAttempt, JobStatus
+from app.services.leases import sweep_expired_leases
 from tests.conftest import Account
 from tests.support.api import create_queue, submit_job
 from tests.support.workers import WorkerProcess, wait_for
@@ -85,6 +86,74 @@ def test_a_concurrency_cap_holds_across_two_worker_processes(
     assert len(attempts) == 10
     assert _most_at_once(attempts) == 2, "four pool processes, at most two at once"
     assert {a.worker_name.split("@")[0] for a in attempts if a.worker_name} == {"first", "second"}
+
+
+def _pool(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(child) for child in handle.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def test_the_cap_holds_while_a_worker_is_killed_and_replaced(
+    client: FlaskClient,
+    owner: Account,
+    settings: Settings,
+    start_worker: Start,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TASKFORGE_LEASE_SECONDS", "3")
+    queue = create_queue(client, owner.headers, "capped-chaos", retry_backoff_seconds=0)
+    _set_policy(client, owner, queue, {"max_concurrent_jobs": 2})
+    doomed = start_worker("-c", "2", "-n", "doomed@%h")
+    steady = start_worker("-c", "2", "-n", "steady@%h")
+    jobs = [
+        submit_job(client, owner.headers, queue, job_type="sleep", payload={"seconds": 2})
+        for _ in range(10)
+    ]
+
+    def doomed_runs() -> bool:
+        return any(
+            a.worker_name and a.worker_name.startswith("doomed@") and a.finished_at is None
+            for a in _attempts(settings, jobs)
+        )
+
+    wait_for(doomed_runs, 60, f"the doomed worker never ran a job\n{doomed.log()[-3000:]}")
+    for child in _pool(doomed.process.pid):
+        os.kill(child, signal.SIGKILL)
+    doomed.process.kill()
+    doomed.process.wait(10)
+    # Nobody renews these leases any more: each slot is held until its lease runs out.
+    lease_ends = _leases_of(settings, "doomed@")
+    start_worker("-c", "2", "-n", "replacement@%h")
+    wait_for(
+        lambda: (
+            sweep_expired_leases(settings.database_url) >= 0
+            and all(_status(client, owner, job) == "succeeded" for job in jobs)
+        ),
+        120,
+        f"jobs never all succeeded\n{steady.log()[-3000:]}",
+        interval=0.5,
+    )
+    attempts = _attempts(settings, jobs)
+    lost = [a for a in attempts if a.status is AttemptStatus.LOST]
+    assert lost, "the kill caught a running attempt"
+    # A lost attempt held its slot until its lease ran out; count it running until then.
+    for attempt in lost:
+        attempt.finished_at = lease_ends[attempt.job_id]
+    assert _most_at_once(attempts) <= 2
+
+
+def _leases_of(settings: Settings, worker_prefix: str) -> dict[uuid.UUID, datetime]:
+    """When each job a (dead) worker was running loses its lease."""
+    with session_scope(settings.database_url) as session:
+        rows = session.execute(
+            select(Job.id, Job.lease_expires_at).where(
+                Job.status == JobStatus.PROCESSING, Job.worker_name.startswith(worker_prefix)
+            )
+        ).all()
+    return {row.id: row.lease_expires_at for row in rows if row.lease_expires_at is not None}
 
 
 def test_a_dead_workers_slot_comes_back_after_its_lease(
