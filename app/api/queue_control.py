@@ -11,6 +11,7 @@ from app.api.context import current_actor, db, runtime, settings
 from app.api.extensions import Blueprint
 from app.api.pagination import page_body
 from app.api.schemas import queue_control as schemas
+from app.models import JobStatus
 from app.services import audit, explain, policies, queue_control
 from app.services.queue_control import JobFilter
 
@@ -106,7 +107,7 @@ class RedriveDeadLetters(MethodView):
 
 @blp.route("/queues/<id:queue_id>/jobs/bulk-retry")
 class BulkRetry(MethodView):
-    @blp.arguments(schemas.BulkArgsSchema)
+    @blp.arguments(schemas.BulkRetryArgsSchema)
     @blp.response(200, schemas.BulkResultSchema)
     def post(self, args: dict[str, Any], queue_id: str) -> queue_control.BulkResult:
         """Retry a queue's failed jobs that match the filter, each once; admins."""
@@ -116,14 +117,14 @@ class BulkRetry(MethodView):
             actor=current_actor(),
             queue_id=queue_id,
             job_filter=job_filter,
-            statuses=args.pop("status", None),
+            statuses=[JobStatus(value) for value in args.pop("status", [])],
             **args,
         )
 
 
 @blp.route("/queues/<id:queue_id>/jobs/bulk-cancel")
 class BulkCancel(MethodView):
-    @blp.arguments(schemas.BulkArgsSchema)
+    @blp.arguments(schemas.BulkCancelArgsSchema)
     @blp.response(200, schemas.BulkResultSchema)
     def post(self, args: dict[str, Any], queue_id: str) -> queue_control.BulkResult:
         """Cancel a queue's waiting jobs that match the filter; admins."""
@@ -133,7 +134,7 @@ class BulkCancel(MethodView):
             actor=current_actor(),
             queue_id=queue_id,
             job_filter=job_filter,
-            statuses=args.pop("status", None),
+            statuses=[JobStatus(value) for value in args.pop("status", [])],
             **args,
         )
 

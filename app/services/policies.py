@@ -1,6 +1,6 @@
 """Queue policies: dispatch rate and concurrency limits, enforced across every worker.
 
-A queue's ``policy`` (and, inside it, one per job type) may set
+A queue's ``policy`` (and, inside it, one per job type: ``job_types``) may set
 ``max_dispatches_per_second`` with a ``burst``, and ``max_concurrent_jobs``.  Before a
 worker claims a job it asks :func:`hold_back`: one Lua script in Redis takes a token
 from every bucket that applies and a slot in every semaphore that applies, or
@@ -39,6 +39,7 @@ from app.models import Job, JobStatus, Queue, utcnow
 from app.services import audit
 from app.services.actors import Actor, Permission
 from app.services.audit import AuditAction
+from app.services.jobs import JOB_TYPE_PATTERN
 from app.services.outbox import Dispatch, stage
 from app.services.queue_settings import QueueSettings
 from app.services.queues import get_queue
@@ -146,8 +147,8 @@ class Policy:
         return cls(
             queue=Limits(**{k: stored[k] for k in LIMIT_KEYS if k in stored}),
             job_types={
-                name: Limits(**{k: given[k] for k in LIMIT_KEYS if k in given})
-                for name, given in (stored.get("job_types") or {}).items()
+                given["job_type"]: Limits(**{k: given[k] for k in LIMIT_KEYS if k in given})
+                for given in stored.get("job_types") or []
             },
         )
 
@@ -159,7 +160,8 @@ class Policy:
         return found
 
 
-def _check_limits(given: Any, where: str) -> dict[str, Any]:
+def _check_limits(given: Any, where: str, extra: str) -> dict[str, Any]:
+    """Check one set of limits; ``extra`` names the one other key it may hold."""
     if not isinstance(given, dict):
         raise ValidationFailed.field(where, "Must be an object.")
     errors: dict[str, list[str]] = {}
@@ -174,7 +176,7 @@ def _check_limits(given: Any, where: str) -> dict[str, Any]:
                 errors[field] = ["Must be an integer."]
             elif not 1 <= value <= CONCURRENCY_MAX:
                 errors[field] = [f"Must be between 1 and {CONCURRENCY_MAX}."]
-        elif not (key == "job_types" and where == "policy"):
+        elif key != extra:
             errors[field] = ["Unknown setting."]
     if "burst" in given and "max_dispatches_per_second" not in given:
         errors[f"{where}.burst"] = ["Needs max_dispatches_per_second."]
@@ -186,14 +188,24 @@ def _check_limits(given: Any, where: str) -> dict[str, Any]:
 def check_policy(policy: Any) -> dict[str, Any]:
     """Validate a policy as a client sends it; return it as stored."""
     check_json_text(policy, "policy")
-    _check_limits(policy, "policy")
-    job_types = policy.get("job_types", {})
-    if not isinstance(job_types, dict) or len(job_types) > JOB_TYPES_MAX:
+    _check_limits(policy, "policy", "job_types")
+    job_types = policy.get("job_types", [])
+    if not isinstance(job_types, list) or len(job_types) > JOB_TYPES_MAX:
         raise ValidationFailed.field(
-            "policy.job_types", f"Must be an object of at most {JOB_TYPES_MAX} job types."
+            "policy.job_types", f"Must be a list of at most {JOB_TYPES_MAX} job types' limits."
         )
-    for name, limits in job_types.items():
-        _check_limits(limits, f"policy.job_types.{name}")
+    seen: set[str] = set()
+    for index, limits in enumerate(job_types):
+        where = f"policy.job_types[{index}]"
+        _check_limits(limits, where, "job_type")
+        name = limits.get("job_type")
+        if not isinstance(name, str) or not JOB_TYPE_PATTERN.match(name):
+            raise ValidationFailed.field(
+                f"{where}.job_type", "1-100 characters of letters, digits, '_', '.', ':' or '-'."
+            )
+        if name in seen:
+            raise ValidationFailed.field(f"{where}.job_type", f"'{name}' is listed twice.")
+        seen.add(name)
     return dict(policy)
 
 

@@ -28,6 +28,7 @@ from app.models import AuditEvent, Job, JobAttempt, JobStatus, Queue, utcnow
 from app.services import audit
 from app.services.actors import Actor, Permission
 from app.services.audit import AuditAction
+from app.services.jobs import JOB_TYPE_PATTERN
 from app.services.outbox import Dispatch, stage
 from app.services.pagination import Page, check_page_args
 from app.services.queue_settings import QueueSettings
@@ -59,10 +60,10 @@ class JobFilter:
                 raise ValidationFailed.field("error", f"1-{ERROR_FILTER_MAX} characters.")
         since = check_datetime(self.since, "since") if self.since else None
         until = check_datetime(self.until, "until") if self.until else None
-        if since and until and since >= until:
-            raise ValidationFailed.field("until", "Must be after since.")
-        if self.job_type is not None:
-            check_text(self.job_type, "job_type")
+        if self.job_type is not None and not JOB_TYPE_PATTERN.match(self.job_type):
+            raise ValidationFailed.field(
+                "job_type", "1-100 characters of letters, digits, '_', '.', ':' or '-'."
+            )
         return JobFilter(job_type=self.job_type, error=self.error, since=since, until=until)
 
     def conditions(self, time_column: Any) -> list[ColumnElement[bool]]:

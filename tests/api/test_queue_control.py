@@ -204,7 +204,7 @@ def test_queue_policy_over_rest(client: FlaskClient, owner: Account, world: dict
     policy = {
         "max_dispatches_per_second": 5,
         "burst": 10,
-        "job_types": {"sleep": {"max_concurrent_jobs": 2}},
+        "job_types": [{"job_type": "sleep", "max_concurrent_jobs": 2}],
     }
     stored = client.put(_q(world, "policy"), json=policy, headers=owner.headers)
     assert stored.status_code == 200
@@ -213,7 +213,8 @@ def test_queue_policy_over_rest(client: FlaskClient, owner: Account, world: dict
         {"max_concurrent_jobs": 0},
         {"max_concurrent_jobs": "2"},
         {"burst": 2},
-        {"job_types": {"sleep": {"speed": 1}}},
+        {"job_types": [{"job_type": "sleep", "speed": 1}]},
+        {"job_types": [{"job_type": "no spaces"}]},
         {"speed": 1},
     ):
         response = client.put(_q(world, "policy"), json=bad, headers=owner.headers)

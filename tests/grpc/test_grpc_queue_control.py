@@ -190,7 +190,7 @@ def test_queue_policies(project_stub: Stub, owner_md: Metadata, world: dict) -> 
     policy = {
         "max_dispatches_per_second": 2.5,
         "burst": 3,
-        "job_types": {"sleep": {"max_concurrent_jobs": 1}},
+        "job_types": [{"job_type": "sleep", "max_concurrent_jobs": 1}],
     }
     stored = project_stub.SetQueuePolicy(
         pb.SetQueuePolicyRequest(id=world["queue"], policy=_struct(policy)), metadata=owner_md

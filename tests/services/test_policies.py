@@ -52,11 +52,14 @@ def _jobs(session: Session, actor: Actor, queue: Queue, n: int, **fields: Any) -
         ({"burst": 3}, "policy.burst"),
         ({"speed": 3}, "policy.speed"),
         (
-            {"job_types": {"x": {"max_concurrent_jobs": -1}}},
-            "policy.job_types.x.max_concurrent_jobs",
+            {"job_types": [{"job_type": "x", "max_concurrent_jobs": -1}]},
+            "policy.job_types[0].max_concurrent_jobs",
         ),
-        ({"job_types": {"x": {"job_types": {}}}}, "policy.job_types.x.job_types"),
-        ({"job_types": []}, "policy.job_types"),
+        ({"job_types": [{"job_type": "x", "job_types": []}]}, "policy.job_types[0].job_types"),
+        ({"job_types": [{"max_concurrent_jobs": 1}]}, "policy.job_types[0].job_type"),
+        ({"job_types": [{"job_type": "a b"}]}, "policy.job_types[0].job_type"),
+        ({"job_types": [{"job_type": "x"}, {"job_type": "x"}]}, "policy.job_types[1].job_type"),
+        ({"job_types": {}}, "policy.job_types"),
     ],
 )
 def test_bad_policies_are_refused_by_field(
@@ -72,7 +75,10 @@ def test_policy_changes_are_admin_only_tenant_scoped_and_audited(
     session: Session, actor: Actor, actor_as: Callable[[Role], Actor]
 ) -> None:
     queue = factories.queue(session, actor)
-    policy = {"max_concurrent_jobs": 2, "job_types": {"sleep": {"max_dispatches_per_second": 1}}}
+    policy = {
+        "max_concurrent_jobs": 2,
+        "job_types": [{"job_type": "sleep", "max_dispatches_per_second": 1}],
+    }
     with pytest.raises(PermissionDenied):
         policies.set_policy(session, actor=actor_as(Role.MEMBER), queue_id=queue.id, policy=policy)
     stranger = factories.actor_of(factories.register(session, "Other").user)
@@ -161,7 +167,7 @@ def test_a_token_bucket_lets_a_burst_through_then_spaces_the_rest(
 def test_a_job_type_limit_holds_only_that_type_and_a_change_applies_at_once(
     session: Session, actor: Actor, database_url: str, store: Any
 ) -> None:
-    queue = _queue(session, actor, {"job_types": {"sleep": {"max_concurrent_jobs": 1}}})
+    queue = _queue(session, actor, {"job_types": [{"job_type": "sleep", "max_concurrent_jobs": 1}]})
     sleepers = _jobs(session, actor, queue, 2, job_type="sleep")
     echoes = _jobs(session, actor, queue, 3)
     assert policies.hold_back(database_url, sleepers[0].id, 0) is False
@@ -176,7 +182,7 @@ def test_a_job_type_limit_holds_only_that_type_and_a_change_applies_at_once(
         session,
         actor=actor,
         queue_id=queue.id,
-        policy={"job_types": {"sleep": {"max_concurrent_jobs": 2}}},
+        policy={"job_types": [{"job_type": "sleep", "max_concurrent_jobs": 2}]},
     )
     session.commit()
     assert policies.hold_back(database_url, sleepers[1].id, 0) is False

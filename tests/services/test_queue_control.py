@@ -172,8 +172,7 @@ def test_dead_letters_list_failed_jobs_with_attempts_and_filters(
     assert total(job_type="echo") == 0
     assert total(since=utcnow()) == 0
     assert total(until=utcnow()) == 1
-    with pytest.raises(ValidationFailed):
-        total(since=utcnow(), until=utcnow() - timedelta(seconds=1))
+    assert total(since=utcnow(), until=utcnow() - timedelta(seconds=1)) == 0, "an empty range"
 
 
 def test_a_dry_run_redrive_lists_and_changes_nothing(

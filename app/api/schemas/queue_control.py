@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from marshmallow import Schema, fields, validate
 
-from app.api.schemas import JobSchema, PageArgsSchema, PaginationSchema, StrictSchema
+from app.api.openapi import StrictBoolean
+from app.api.schemas import (
+    TEXT_DOC,
+    JobSchema,
+    PageArgsSchema,
+    PaginationSchema,
+    StrictSchema,
+)
 from app.models import JobStatus
 from app.services.audit import AuditAction
-from app.services.policies import CONCURRENCY_MAX, RATE_MAX
+from app.services.jobs import JOB_TYPE_CHARS, JOB_TYPE_MAX
+from app.services.policies import CONCURRENCY_MAX, JOB_TYPES_MAX, RATE_MAX
 from app.services.queue_control import (
     BULK_MAX,
     DEFAULT_STOP_AFTER_FAILURES,
@@ -18,6 +26,8 @@ from app.services.queue_control import (
 )
 
 ERROR_FILTER = validate.Length(min=1, max=ERROR_FILTER_MAX)
+# OpenAPI 3.0's spelling of an exclusive minimum (marshmallow's Range does not say it).
+ABOVE_ZERO = {"exclusiveMinimum": True}
 BULK_LIMIT = validate.Range(min=1, max=BULK_MAX)
 
 
@@ -60,9 +70,13 @@ class CountSchema(Schema):
 class FilterFields(Schema):
     """Filters shared by dead letters, redrive and bulk actions."""
 
-    job_type = fields.String(validate=validate.Length(min=1, max=100))
+    job_type = fields.String(
+        validate=validate.Length(min=1, max=JOB_TYPE_MAX),
+        metadata={"pattern": f"^[{JOB_TYPE_CHARS}]+$"},
+    )
     error = fields.String(
-        validate=ERROR_FILTER, metadata={"description": "Text the job's last error contains."}
+        validate=ERROR_FILTER,
+        metadata={"description": "Text the job's last error contains.", **TEXT_DOC},
     )
     since = fields.AwareDateTime()
     until = fields.AwareDateTime()
@@ -96,10 +110,11 @@ class DeadLetterListSchema(Schema):
 
 
 class RedriveArgsSchema(StrictSchema, FilterFields):
-    dry_run = fields.Boolean(load_default=True)
+    dry_run = StrictBoolean(load_default=True)
     max_per_second = fields.Float(
         load_default=10.0,
         validate=validate.Range(min=0, max=REDRIVE_RATE_MAX, min_inclusive=False),
+        metadata=ABOVE_ZERO,
     )
     stop_after_failures = fields.Integer(
         load_default=DEFAULT_STOP_AFTER_FAILURES, validate=validate.Range(min=1, max=BULK_MAX)
@@ -122,8 +137,21 @@ class RedriveSchema(Schema):
     jobs = fields.List(fields.Nested(RedrivenSchema))
 
 
-class BulkArgsSchema(StrictSchema, FilterFields):
-    status = fields.List(fields.Enum(JobStatus, by_value=True), validate=validate.Length(min=1))
+class BulkRetryArgsSchema(StrictSchema, FilterFields):
+    status = fields.List(
+        fields.String(validate=validate.OneOf([JobStatus.FAILED.value])),
+        validate=validate.Length(min=1),
+    )
+    limit = fields.Integer(load_default=BULK_MAX, validate=BULK_LIMIT)
+
+
+class BulkCancelArgsSchema(StrictSchema, FilterFields):
+    status = fields.List(
+        fields.String(
+            validate=validate.OneOf([JobStatus.PENDING.value, JobStatus.SCHEDULED.value])
+        ),
+        validate=validate.Length(min=1),
+    )
     limit = fields.Integer(load_default=BULK_MAX, validate=BULK_LIMIT)
 
 
@@ -157,8 +185,13 @@ class ExplanationSchema(Schema):
 
 
 class LimitsSchema(StrictSchema):
+    # A burst is the size of a rate's bucket: it needs the rate.
+    OPENAPI_EXTRA: ClassVar[dict[str, Any]] = {
+        "anyOf": [{"not": {"required": ["burst"]}}, {"required": ["max_dispatches_per_second"]}]
+    }
+
     max_dispatches_per_second = fields.Float(
-        validate=validate.Range(min=0, max=RATE_MAX, min_inclusive=False)
+        validate=validate.Range(min=0, max=RATE_MAX, min_inclusive=False), metadata=ABOVE_ZERO
     )
     burst = fields.Integer(strict=True, validate=validate.Range(min=1, max=CONCURRENCY_MAX))
     max_concurrent_jobs = fields.Integer(
@@ -166,9 +199,17 @@ class LimitsSchema(StrictSchema):
     )
 
 
+class JobTypeLimitsSchema(LimitsSchema):
+    job_type = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=JOB_TYPE_MAX),
+        metadata={"pattern": f"^[{JOB_TYPE_CHARS}]+$"},
+    )
+
+
 class PolicySchema(LimitsSchema):
-    job_types = fields.Dict(
-        keys=fields.String(validate=validate.Length(min=1, max=100)),
-        values=fields.Nested(LimitsSchema),
-        metadata={"description": "Limits of single job types, on top of the queue's."},
+    job_types = fields.List(
+        fields.Nested(JobTypeLimitsSchema),
+        validate=validate.Length(max=JOB_TYPES_MAX),
+        metadata={"description": "Limits of single job types (each once), on top of the queue's."},
     )
