@@ -12,7 +12,18 @@ from __future__ import annotations
 
 import os
 
-from app.celery_names import INTERNAL_QUEUE, RELAY, REPUBLISH_LOST, SWEEP, WORKERS_OFFLINE
+from app.celery_names import (
+    INTERNAL_QUEUE,
+    REDRIVE_WATCH,
+    REDRIVE_WATCH_EVERY_SECONDS,
+    RELAY,
+    RELAY_EVERY_SECONDS,
+    REPUBLISH_LOST,
+    REPUBLISH_LOST_EVERY_SECONDS,
+    SWEEP,
+    SWEEP_EVERY_SECONDS,
+    WORKERS_OFFLINE,
+)
 from app.config import DEFAULT_HEARTBEAT_SECONDS, DEFAULT_REDIS_URL, DEFAULT_SOFT_SHUTDOWN_SECONDS
 from app.redis_client import celery_transport_options
 
@@ -94,11 +105,13 @@ worker_pool_restarts = True
 # (`taskforge health beat`).
 beat_scheduler = "tasks.beat:LeaderScheduler"
 beat_schedule = {
-    "relay-unpublished-jobs": {"task": RELAY, "schedule": 2.0},
-    "sweep-expired-leases": {"task": SWEEP, "schedule": 5.0},
+    "relay-unpublished-jobs": {"task": RELAY, "schedule": RELAY_EVERY_SECONDS},
+    "sweep-expired-leases": {"task": SWEEP, "schedule": SWEEP_EVERY_SECONDS},
     # Pending jobs whose message Redis lost (a failover, no persistence, FLUSHALL)
     # or a worker took to its grave go out again.
-    "republish-lost-messages": {"task": REPUBLISH_LOST, "schedule": 30.0},
+    "republish-lost-messages": {"task": REPUBLISH_LOST, "schedule": REPUBLISH_LOST_EVERY_SECONDS},
+    # Dead-letter redrives whose jobs fail again are stopped.
+    "stop-failing-redrives": {"task": REDRIVE_WATCH, "schedule": REDRIVE_WATCH_EVERY_SECONDS},
     # Workers silent for three heartbeat intervals are marked offline.
     "mark-silent-workers-offline": {
         "task": WORKERS_OFFLINE,

@@ -14,6 +14,13 @@ RELAY = "taskforge.relay"
 SWEEP = "taskforge.sweep"
 REPUBLISH_LOST = "taskforge.republish_lost"
 WORKERS_OFFLINE = "taskforge.workers_offline"
+REDRIVE_WATCH = "taskforge.redrive_watch"
+
+# How often beat sends the periodic tasks (celeryconfig); explain quotes them.
+RELAY_EVERY_SECONDS = 2.0
+SWEEP_EVERY_SECONDS = 5.0
+REPUBLISH_LOST_EVERY_SECONDS = 30.0
+REDRIVE_WATCH_EVERY_SECONDS = 2.0
 
 # Queues.  One Celery queue per TaskForge queue, named after its immutable id, so
 # renaming a queue never strands messages; internal tasks travel on their own queue.

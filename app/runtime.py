@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from app.broker import BrokerProbe
 from app.config import Settings
 from app.db import session_factory, session_scope
-from app.services import outbox
+from app.services import outbox, policies
 from app.services.live_state import LiveState
 from app.services.live_view import WorkerControl
 from app.services.ratelimit import RateLimiter
@@ -55,6 +55,7 @@ class Runtime:
         """Build the collaborators and install the outbox's publisher for this process."""
         redis_url, master = settings.redis_url, settings.redis_sentinel_master
         publisher = install(settings.database_url, redis_url, master)
+        policies.set_store(policies.PolicyStore.from_url(redis_url, sentinel_master=master))
         return cls(
             settings=settings,
             tokens=TokenService(

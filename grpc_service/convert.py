@@ -15,8 +15,11 @@ from typing import Any, TypeVar
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from app.errors import ValidationFailed
-from app.models import Job, JobStatus, Queue, Worker, WorkerStatus, WorkerType
+from app.models import AuditEvent, Job, JobStatus, Queue, Worker, WorkerStatus, WorkerType
+from app.services.audit import AuditAction
+from app.services.explain import Explanation
 from app.services.pagination import DEFAULT_PAGE_SIZE, Page
+from app.services.queue_control import DeadLetter, JobFilter, Redrive
 from app.services.queues import QueueStats
 from grpc_service.gen import job_queue_pb2 as pb
 
@@ -288,3 +291,151 @@ def list_workers_args(request: pb.ListWorkersRequest) -> dict[str, Any]:
         ),
         "status": _enum_filter(WorkerStatus, request.status, request.filter_status, "status"),
     }
+
+
+# --- queue control ---------------------------------------------------------------------
+
+
+def to_struct(obj: dict[str, Any]) -> struct_pb2.Struct:
+    """Convert a JSON object to a ``Struct``."""
+    struct = struct_pb2.Struct()
+    struct.update(obj)
+    return struct
+
+
+def job_filter(request: Any) -> JobFilter:
+    """The ``JobFilter`` of a request's ``filter`` field (unset: no filter)."""
+    given = request.filter
+    return JobFilter(
+        job_type=given.job_type or None,
+        error=given.error or None,
+        since=from_timestamp(given, "since"),
+        until=from_timestamp(given, "until"),
+    )
+
+
+def explanation_to_proto(found: Explanation) -> pb.ExplainJobResponse:
+    """Render an explanation."""
+    timings = found.timings
+    return pb.ExplainJobResponse(
+        job_id=str(found.job.id),
+        status=enum_to_proto(found.job.status),  # type: ignore[arg-type]
+        state=found.state,
+        summary=found.summary,
+        blockers=[
+            pb.Blocker(code=b.code, message=b.message, details=to_struct(b.details))
+            for b in found.blockers
+        ],
+        timings=pb.JobTimings(
+            waited_seconds=timings.waited_seconds,
+            ran_seconds=timings.ran_seconds,
+            retry_wait_seconds=timings.retry_wait_seconds,
+            attempts=timings.attempts,
+            retries=timings.retries,
+            total_seconds=timings.total_seconds,
+        ),
+    )
+
+
+def dead_letter_to_proto(letter: DeadLetter) -> pb.DeadLetter:
+    """Render a dead letter with its attempts."""
+    return pb.DeadLetter(
+        job=job_to_proto(letter.job),
+        attempts=[
+            pb.Attempt(
+                number=a.number,
+                status=a.status.value,
+                worker_name=a.worker_name or "",
+                started_at=to_timestamp(a.started_at),
+                finished_at=to_timestamp(a.finished_at),
+                error=a.error or "",
+            )
+            for a in letter.attempts
+        ],
+    )
+
+
+def redrive_args(request: pb.RedriveDeadLettersRequest) -> dict[str, Any]:
+    """Keyword arguments of ``redrive_dead_letters`` (proto3 zeros mean the defaults)."""
+    args: dict[str, Any] = {
+        "job_filter": job_filter(request),
+        "dry_run": request.dry_run if request.HasField("dry_run") else True,
+    }
+    if request.max_per_second:
+        args["max_per_second"] = request.max_per_second
+    if request.stop_after_failures:
+        args["stop_after_failures"] = request.stop_after_failures
+    if request.limit:
+        args["limit"] = request.limit
+    return args
+
+
+def redrive_to_proto(result: Redrive) -> pb.RedriveDeadLettersResponse:
+    """Render what a redrive did, or would do."""
+    new_ids = [""] * len(result.planned) if result.dry_run else [str(j.id) for j in result.created]
+    return pb.RedriveDeadLettersResponse(
+        redrive_id=str(result.redrive_id) if result.redrive_id else "",
+        dry_run=result.dry_run,
+        count=result.count,
+        skipped=result.skipped,
+        jobs=[
+            pb.RedrivenJob(
+                original_id=str(original.id),
+                job_id=new_id,
+                job_type=original.job_type,
+                runs_at=to_timestamp(runs_at),
+            )
+            for (original, runs_at), new_id in zip(result.planned, new_ids, strict=True)
+        ],
+    )
+
+
+def bulk_args(request: pb.BulkJobsRequest) -> dict[str, Any]:
+    """Keyword arguments of ``bulk_retry`` and ``bulk_cancel``."""
+    args: dict[str, Any] = {
+        "job_filter": job_filter(request),
+        "statuses": [enum_from_proto(JobStatus, s, "statuses") for s in request.statuses] or None,
+    }
+    if request.limit:
+        args["limit"] = request.limit
+    return args
+
+
+def audit_args(request: pb.ListAuditEventsRequest) -> dict[str, Any]:
+    """Keyword arguments of ``audit.list_events``."""
+    action = None
+    if request.action:
+        try:
+            action = AuditAction(request.action)
+        except ValueError:
+            raise ValidationFailed.field("action", "Unknown action.") from None
+    return {
+        **page_args(request),
+        "action": action,
+        "target_id": request.target_id or None,
+        "since": from_timestamp(request, "since"),
+        "until": from_timestamp(request, "until"),
+    }
+
+
+def audit_event_to_proto(event: AuditEvent) -> pb.AuditEvent:
+    """Render an audit event."""
+    return pb.AuditEvent(
+        id=str(event.id),
+        created_at=to_timestamp(event.created_at),
+        user_id=str(event.user_id) if event.user_id else "",
+        api_key_id=str(event.api_key_id) if event.api_key_id else "",
+        action=event.action,
+        target_type=event.target_type,
+        target_id=str(event.target_id) if event.target_id else "",
+        count=event.count,
+        details=to_struct(event.details),
+    )
+
+
+def policy_from_struct(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """A policy from a ``Struct``: integral numbers become integers (burst, job caps)."""
+    value = struct_pb2.Value()
+    value.struct_value.CopyFrom(struct)
+    policy: dict[str, Any] = from_value(value)
+    return policy

@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.celery_names import RUN_JOB
 from app.db import is_unavailable
 from app.models import JobStatus
-from app.services import execution, routing
+from app.services import execution, policies, routing
 from app.services.execution import Outcome
 from app.services.leases import renew_leases
 from tasks.celery_app import app
@@ -120,6 +120,8 @@ def execute(
         routed = routing.hand_on(database_url, jid, attempt, job_type, worker, hops)
         logger.info("job %s of a type without a handler here (%r): %s", job_id, job_type, routed)
         return routed
+    if policies.hold_back(database_url, jid, attempt):
+        return Outcome.HELD_BACK
     claimed = execution.claim(database_url, jid, attempt, worker, lease_seconds=lease_seconds)
     if claimed is None:
         logger.info("job %s attempt %s is not claimable; message dropped", job_id, attempt + 1)

@@ -5,6 +5,7 @@
   (lease expired) or held (an ETA or hand-off message unclaimed a lease after due).
 - ``taskforge.republish_lost`` (every 30 s): publish again what the broker lost.
 - ``taskforge.workers_offline`` (every heartbeat interval): mark silent workers offline.
+- ``taskforge.redrive_watch`` (every 2 s): stop dead-letter redrives whose jobs fail again.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from app.celery_names import RELAY, REPUBLISH_LOST, SWEEP, WORKERS_OFFLINE
-from app.services import leases, outbox
+from app.celery_names import REDRIVE_WATCH, RELAY, REPUBLISH_LOST, SWEEP, WORKERS_OFFLINE
+from app.services import leases, outbox, queue_control
 from app.services import workers as worker_service
 from tasks.celery_app import app
 from tasks.worker import runtime
@@ -52,3 +53,10 @@ def workers_offline() -> int:
     if marked:
         logger.warning("offline sweeper: %d silent worker(s) marked offline", marked)
     return marked
+
+
+@app.task(name=REDRIVE_WATCH, ignore_result=True)
+def redrive_watch() -> int:
+    """Cancel the waiting jobs of redrives whose jobs fail again."""
+    with runtime().session_scope() as session:
+        return queue_control.halt_failing_redrives(session)

@@ -28,6 +28,7 @@ from app.api import (
     monitor,
     organizations,
     projects,
+    queue_control,
     queues,
     ratelimit,
     workers,
@@ -128,6 +129,7 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     dashboard.init_app(app)
     for module in (auth, organizations, projects, queues, jobs, apikeys, workers, monitor, flower):
         api.register_blueprint(module.blp)
+    api.register_blueprint(queue_control.blp)
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )

@@ -1,5 +1,6 @@
 """SQLAlchemy models; importing this package registers every table on ``Base.metadata``."""
 
+from app.models.audit import AuditEvent
 from app.models.base import Base, utcnow
 from app.models.jobs import (
     ACTIVE_STATUSES,
@@ -18,6 +19,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "ApiKey",
     "AttemptStatus",
+    "AuditEvent",
     "Base",
     "Job",
     "JobAttempt",

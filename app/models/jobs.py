@@ -50,6 +50,8 @@ class Queue(UUIDPrimaryKey, Timestamps, Base):
     priority: Mapped[int] = mapped_column(default=0)
     settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     is_active: Mapped[bool] = mapped_column(default=True)
+    # Dispatch limits enforced across all workers (app.services.policies); NULL: none.
+    policy: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
 
     @property
     def celery_queue(self) -> str:
@@ -72,6 +74,7 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
         Index("ix_jobs_status_published", "status", "published_at"),
         Index("ix_jobs_status_lease", "status", "lease_expires_at"),
         Index("ix_jobs_status_held", "status", "held_since"),
+        Index("ix_jobs_redrive", "redrive_id", "status"),
         UniqueConstraint("organization_id", "idempotency_key"),
     )
 
@@ -111,6 +114,13 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
     # (the hand-off time).  A job still unclaimed a lease later is published to
     # its shared queue again; NULL while the message waits in the shared queue.
     held_since: Mapped[datetime | None]
+    # A job made by a dead-letter redrive: the failed job it re-runs (unique: a
+    # dead letter is redriven once, however many redrives race for it), and the
+    # redrive (its audit event) that made it, which stops when its jobs fail again.
+    redriven_from: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL"), unique=True
+    )
+    redrive_id: Mapped[uuid.UUID | None]
 
 
 class AttemptStatus(enum.StrEnum):

@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 DROPPED_ERROR = "The job was not claimable (cancelled, paused or already handled); message dropped"
 HANDED_ON_ERROR = "This worker has no handler for the job type; handed on to a worker that has one"
+HELD_BACK_ERROR = "The queue's policy (a rate limit or concurrency cap) held the job back; it waits"
+REJECTED_ERRORS = {Outcome.HANDED_ON: HANDED_ON_ERROR, Outcome.HELD_BACK: HELD_BACK_ERROR}
 # task-succeeded result of the executor -> the state shown to tenants.
 OUTCOME_STATES = {
     Outcome.SUCCEEDED: "succeeded",
@@ -33,6 +35,7 @@ OUTCOME_STATES = {
     Outcome.RETRYING: "retried",
     Outcome.DROPPED: "rejected",
     Outcome.HANDED_ON: "rejected",
+    Outcome.HELD_BACK: "rejected",
 }
 EVENT_STATES = {
     "task-received": "received",
@@ -182,7 +185,7 @@ class EventHandler:
             if state in ("failed", "retried"):
                 error = self.lookups.error(job_id)
             elif state == "rejected":
-                error = HANDED_ON_ERROR if outcome is Outcome.HANDED_ON else DROPPED_ERROR
+                error = REJECTED_ERRORS.get(outcome, DROPPED_ERROR) if outcome else DROPPED_ERROR
             return state, float(runtime) if runtime is not None else None, error
         other = EVENT_STATES.get(kind)
         if other is None:

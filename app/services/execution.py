@@ -47,6 +47,8 @@ class Outcome(enum.StrEnum):
     DROPPED = "dropped"
     # Passed, unclaimed, to a worker that has the job type's handler.
     HANDED_ON = "handed_on"
+    # Not claimed: the queue's policy (rate or concurrency) holds it back for now.
+    HELD_BACK = "held_back"
 
     @classmethod
     def from_event(cls, result: object) -> Outcome | None:

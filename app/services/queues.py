@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.models import ACTIVE_STATUSES, Job, JobStatus, Project, Queue, utcnow
+from app.services import audit
 from app.services.actors import Actor, Permission
 from app.services.auth import DEFAULT_PROJECT_NAME
 from app.services.outbox import ConsumeQueue, Dispatch, stage
@@ -192,8 +193,18 @@ def pause_queue(session: Session, *, actor: Actor, queue_id: str | uuid.UUID) ->
     """Stop starting the queue's jobs; submissions are still accepted."""
     queue = get_queue(session, actor=actor, queue_id=queue_id)
     actor.require(Permission.QUEUE_WRITE)
+    was_active = queue.is_active
     _set_active(session, queue, False)
     session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        organization_id=queue.organization_id,
+        action=audit.AuditAction.QUEUE_PAUSE,
+        target_type="queue",
+        target_id=queue.id,
+        details={"changed": was_active},
+    )
     return queue
 
 
@@ -201,8 +212,18 @@ def resume_queue(session: Session, *, actor: Actor, queue_id: str | uuid.UUID) -
     """Start the queue's jobs again."""
     queue = get_queue(session, actor=actor, queue_id=queue_id)
     actor.require(Permission.QUEUE_WRITE)
+    was_active = queue.is_active
     _set_active(session, queue, True)
     session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        organization_id=queue.organization_id,
+        action=audit.AuditAction.QUEUE_RESUME,
+        target_type="queue",
+        target_id=queue.id,
+        details={"changed": not was_active},
+    )
     return queue
 
 

@@ -131,6 +131,51 @@ class JobQueueServiceStub:
                 request_serializer=job__queue__pb2.ResumeQueueRequest.SerializeToString,
                 response_deserializer=job__queue__pb2.ResumeQueueResponse.FromString,
                 _registered_method=True)
+        self.PurgeQueue = channel.unary_unary(
+                '/taskforge.JobQueueService/PurgeQueue',
+                request_serializer=job__queue__pb2.PurgeQueueRequest.SerializeToString,
+                response_deserializer=job__queue__pb2.PurgeQueueResponse.FromString,
+                _registered_method=True)
+        self.ExplainJob = channel.unary_unary(
+                '/taskforge.JobQueueService/ExplainJob',
+                request_serializer=job__queue__pb2.ExplainJobRequest.SerializeToString,
+                response_deserializer=job__queue__pb2.ExplainJobResponse.FromString,
+                _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/taskforge.JobQueueService/ListDeadLetters',
+                request_serializer=job__queue__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=job__queue__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.RedriveDeadLetters = channel.unary_unary(
+                '/taskforge.JobQueueService/RedriveDeadLetters',
+                request_serializer=job__queue__pb2.RedriveDeadLettersRequest.SerializeToString,
+                response_deserializer=job__queue__pb2.RedriveDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.BulkRetryJobs = channel.unary_unary(
+                '/taskforge.JobQueueService/BulkRetryJobs',
+                request_serializer=job__queue__pb2.BulkJobsRequest.SerializeToString,
+                response_deserializer=job__queue__pb2.BulkJobsResponse.FromString,
+                _registered_method=True)
+        self.BulkCancelJobs = channel.unary_unary(
+                '/taskforge.JobQueueService/BulkCancelJobs',
+                request_serializer=job__queue__pb2.BulkJobsRequest.SerializeToString,
+                response_deserializer=job__queue__pb2.BulkJobsResponse.FromString,
+                _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/taskforge.JobQueueService/ListAuditEvents',
+                request_serializer=job__queue__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=job__queue__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
+        self.GetQueuePolicy = channel.unary_unary(
+                '/taskforge.JobQueueService/GetQueuePolicy',
+                request_serializer=job__queue__pb2.GetQueuePolicyRequest.SerializeToString,
+                response_deserializer=job__queue__pb2.QueuePolicyResponse.FromString,
+                _registered_method=True)
+        self.SetQueuePolicy = channel.unary_unary(
+                '/taskforge.JobQueueService/SetQueuePolicy',
+                request_serializer=job__queue__pb2.SetQueuePolicyRequest.SerializeToString,
+                response_deserializer=job__queue__pb2.QueuePolicyResponse.FromString,
+                _registered_method=True)
 
 
 class JobQueueServiceServicer:
@@ -302,6 +347,88 @@ class JobQueueServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PurgeQueue(self, request, context):
+        """Queue control (docs/queue-control.md). Every action below writes an audit
+        event in its own transaction, and needs an organization admin (org:admin):
+        PERMISSION_DENIED for a member or viewer. NOT_FOUND: another organization's
+        queue or job, or none.
+
+        Cancels every waiting (PENDING or SCHEDULED) job of a queue in one
+        conditional update; PROCESSING jobs are never touched. confirm_name must
+        repeat the queue's name (INVALID_ARGUMENT otherwise). A second purge finds 0.
+        Needs org:admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExplainJob(self, request, context):
+        """Says why a job is not running: every blocker with its numbers (queue
+        paused, scheduled or backing off until when, no live worker, no worker with
+        its job type, its message not on the broker and when it will be, jobs
+        ahead), or how a finished job waited, ran and retried. Needs job:read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeadLetters(self, request, context):
+        """Lists a queue's dead letters: FAILED jobs not redriven yet, with their
+        attempts, most recently failed first. Needs job:read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedriveDeadLetters(self, request, context):
+        """Runs dead letters again as new jobs (lineage: redriven_from) at most
+        max_per_second starting per second; stops on its own once
+        stop_after_failures of them failed again. Unless dry_run is set false it
+        only lists what would run. Needs org:admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BulkRetryJobs(self, request, context):
+        """Retries a queue's FAILED jobs matching the filter, each as one
+        compare-and-set: of concurrent callers exactly one retries a job. Needs org:admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BulkCancelJobs(self, request, context):
+        """Cancels a queue's waiting jobs matching the filter (created in its time
+        range), each as one compare-and-set. Needs org:admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEvents(self, request, context):
+        """Lists the organization's audit events, newest first. Needs org:admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetQueuePolicy(self, request, context):
+        """Returns a queue's dispatch policy (rate and concurrency limits, of the
+        queue and of job types in it); empty when it has none. Needs queue:read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetQueuePolicy(self, request, context):
+        """Replaces a queue's policy; every worker applies it from its next message.
+        INVALID_ARGUMENT names the bad field. Needs org:admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobQueueServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -399,6 +526,51 @@ def add_JobQueueServiceServicer_to_server(servicer, server):
                     servicer.ResumeQueue,
                     request_deserializer=job__queue__pb2.ResumeQueueRequest.FromString,
                     response_serializer=job__queue__pb2.ResumeQueueResponse.SerializeToString,
+            ),
+            'PurgeQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeQueue,
+                    request_deserializer=job__queue__pb2.PurgeQueueRequest.FromString,
+                    response_serializer=job__queue__pb2.PurgeQueueResponse.SerializeToString,
+            ),
+            'ExplainJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainJob,
+                    request_deserializer=job__queue__pb2.ExplainJobRequest.FromString,
+                    response_serializer=job__queue__pb2.ExplainJobResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=job__queue__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=job__queue__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'RedriveDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedriveDeadLetters,
+                    request_deserializer=job__queue__pb2.RedriveDeadLettersRequest.FromString,
+                    response_serializer=job__queue__pb2.RedriveDeadLettersResponse.SerializeToString,
+            ),
+            'BulkRetryJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkRetryJobs,
+                    request_deserializer=job__queue__pb2.BulkJobsRequest.FromString,
+                    response_serializer=job__queue__pb2.BulkJobsResponse.SerializeToString,
+            ),
+            'BulkCancelJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkCancelJobs,
+                    request_deserializer=job__queue__pb2.BulkJobsRequest.FromString,
+                    response_serializer=job__queue__pb2.BulkJobsResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=job__queue__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=job__queue__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'GetQueuePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQueuePolicy,
+                    request_deserializer=job__queue__pb2.GetQueuePolicyRequest.FromString,
+                    response_serializer=job__queue__pb2.QueuePolicyResponse.SerializeToString,
+            ),
+            'SetQueuePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetQueuePolicy,
+                    request_deserializer=job__queue__pb2.SetQueuePolicyRequest.FromString,
+                    response_serializer=job__queue__pb2.QueuePolicyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -915,6 +1087,249 @@ class JobQueueService:
             '/taskforge.JobQueueService/ResumeQueue',
             job__queue__pb2.ResumeQueueRequest.SerializeToString,
             job__queue__pb2.ResumeQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskforge.JobQueueService/PurgeQueue',
+            job__queue__pb2.PurgeQueueRequest.SerializeToString,
+            job__queue__pb2.PurgeQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskforge.JobQueueService/ExplainJob',
+            job__queue__pb2.ExplainJobRequest.SerializeToString,
+            job__queue__pb2.ExplainJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskforge.JobQueueService/ListDeadLetters',
+            job__queue__pb2.ListDeadLettersRequest.SerializeToString,
+            job__queue__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedriveDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskforge.JobQueueService/RedriveDeadLetters',
+            job__queue__pb2.RedriveDeadLettersRequest.SerializeToString,
+            job__queue__pb2.RedriveDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkRetryJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskforge.JobQueueService/BulkRetryJobs',
+            job__queue__pb2.BulkJobsRequest.SerializeToString,
+            job__queue__pb2.BulkJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkCancelJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskforge.JobQueueService/BulkCancelJobs',
+            job__queue__pb2.BulkJobsRequest.SerializeToString,
+            job__queue__pb2.BulkJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskforge.JobQueueService/ListAuditEvents',
+            job__queue__pb2.ListAuditEventsRequest.SerializeToString,
+            job__queue__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQueuePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskforge.JobQueueService/GetQueuePolicy',
+            job__queue__pb2.GetQueuePolicyRequest.SerializeToString,
+            job__queue__pb2.QueuePolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetQueuePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskforge.JobQueueService/SetQueuePolicy',
+            job__queue__pb2.SetQueuePolicyRequest.SerializeToString,
+            job__queue__pb2.QueuePolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -255,6 +255,7 @@ def test_dashboard_end_to_end(
     expect(dialog.get_by_role("heading", name="Attempts (1)")).to_be_visible()
     expect(dialog.locator(".attempts li")).to_have_count(1)
     expect(dialog.locator(".attempts li .badge")).to_have_text("succeeded")
+    expect(dialog.locator('[data-explain="finished"]')).to_contain_text("Succeeded after 1 attempt")
     if monitor_process:
         # The monitor's record of the job: its last event, attempt and worker.
         expect(dialog.get_by_role("heading", name="Live record")).to_be_visible()
@@ -271,6 +272,18 @@ def test_dashboard_end_to_end(
     expect(page.get_by_role("button", name=f"Resume queue {queue_name}")).to_be_visible()
     queues = auth.client.get("/api/v1/queues", headers=account.headers).get_json()["queues"]
     assert [q["is_active"] for q in queues if q["name"] == queue_name] == [False]
+
+    # A job of the paused queue: its detail says why it does not run.
+    waiting = auth.client.post(
+        "/api/v1/jobs",
+        json={"queue_name": queue_name, "job_type": "echo"},
+        headers=account.headers,
+    ).get_json()
+    page.locator("#filter-status").select_option("pending")
+    page.get_by_role("button", name=f"Details of job {waiting['id'][:8]}").click()
+    expect(dialog.locator('[data-blocker="queue_paused"]')).to_contain_text("is paused")
+    dialog.get_by_role("button", name="Close").click()
+    page.locator("#filter-status").select_option("succeeded")
 
     if monitor_process:
         # The live view: the event stream is open, the worker is online, the job was seen.

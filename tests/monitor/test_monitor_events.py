@@ -139,12 +139,14 @@ def test_outcomes_come_from_the_executor_result(
     failing = submit(client, owner, queue, "fail")
     dropped = submit(client, owner, queue, "echo")
     handed = submit(client, owner, queue, "echo")
+    held = submit(client, owner, queue, "echo")
     with session_scope(settings.database_url) as session:
         session.execute(update(Job).where(Job.id == uuid.UUID(failing["id"])).values(error="boom"))
     at = time.time()
     run(handler, failing, at, result="'retrying'")
     run(handler, dropped, at, result="'dropped'")
     run(handler, handed, at, result="'handed_on'")
+    run(handler, held, at, result="'held_back'")
     by_job = {
         t["job_id"]: t
         for t in api(client, owner, "/monitor/tasks", state="retried")["tasks"]
@@ -155,6 +157,8 @@ def test_outcomes_come_from_the_executor_result(
     assert "not claimable" in by_job[dropped["id"]]["error"]
     assert by_job[handed["id"]]["state"] == "rejected"
     assert "handed on" in by_job[handed["id"]]["error"]
+    assert by_job[held["id"]]["state"] == "rejected"
+    assert "policy" in by_job[held["id"]]["error"]
     handler(task_event("task-failed", failing, at + 5, exception="WorkerLostError()"))
     failed = api(client, owner, "/monitor/tasks", state="failed")["tasks"]
     assert failed[0]["error"] == "WorkerLostError()"

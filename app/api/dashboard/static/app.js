@@ -645,20 +645,33 @@ async function loadDetail() {
   const live = state.monitor === "on"
     ? read(`/monitor/tasks${query({ job_id: id, limit: 1 })}`).catch(() => null)
     : null;
-  const [job, stats, records] = await Promise.all([read(path), read(`${path}/stats`), live]);
+  const [job, stats, why, records] = await Promise.all(
+    [read(path), read(`${path}/stats`), read(`${path}/explain`), live]);
   if (state.openJob !== id) return;
   const record = records?.tasks?.[0] ?? null;
-  const key = JSON.stringify([job, stats, record]);
+  // The blockers' countdowns change every call; the key keeps only what they say.
+  const key = JSON.stringify([job, stats, why.state, why.blockers.map((b) => b.code), record]);
   if (key === state.detailKey) return; // unchanged: keep what the reader has open
   state.detailKey = key;
-  keepFocus(() => $("#job-detail").replaceChildren(...detail(job, stats, record)));
+  keepFocus(() => $("#job-detail").replaceChildren(...detail(job, stats, why, record)));
 }
 
 function block(title, value, cls = "") {
   return [el("h3", {}, title), el("pre", { class: `code ${cls}`, tabindex: "0" }, value)];
 }
 
-function detail(job, stats, record = null) {
+function explanation(why) {
+  if (why.state !== "waiting") return [el("p", { class: "muted", "data-explain": why.state }, why.summary)];
+  return [
+    el("h3", {}, "Why it is not running"),
+    why.blockers.length
+      ? el("ul", { class: "blockers" }, why.blockers.map((b) =>
+        el("li", { "data-blocker": b.code }, el("strong", { class: "mono" }, b.code), " ", b.message)))
+      : el("p", { class: "muted", "data-explain": "none" }, why.summary),
+  ];
+}
+
+function detail(job, stats, why, record = null) {
   const facts = [
     ["Job id", el("span", { class: "mono break" }, job.id)],
     ["Status", badge("status", job.status, JOB_STATUSES)],
@@ -677,6 +690,7 @@ function detail(job, stats, record = null) {
     el("dl", { class: "facts" }, facts.map(([term, value], i) =>
       el("div", { class: i === 0 ? "wide" : null }, el("dt", {}, term), el("dd", {}, value)))),
     el("div", { class: "actions" }, jobActions(job, "detail")),
+    ...explanation(why),
     ...block("Payload", json(job.payload)),
   ];
   if (job.result !== null && job.result !== undefined) nodes.push(...block("Result", json(job.result)));
