@@ -150,6 +150,7 @@ class ExplainJob(MethodView):
             job_id=job_id,
             lease_seconds=settings().lease_seconds,
             broker_depth=runtime().broker.depth,
+            broker_head=runtime().broker.head,
         )
         return {
             "job_id": found.job.id,

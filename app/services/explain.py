@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from app.broker import Head
 from app.celery_names import (
     RELAY_EVERY_SECONDS,
     REPUBLISH_LOST_EVERY_SECONDS,
@@ -26,7 +27,7 @@ from app.models import Job, JobAttempt, JobStatus, Queue, utcnow
 from app.services import policies
 from app.services.actors import Actor
 from app.services.jobs import get_job
-from app.services.outbox import ETA_HORIZON, LOST_MESSAGE_AFTER, RELAY_GRACE
+from app.services.outbox import ETA_HORIZON, LOST_MESSAGE_AFTER, OVERTAKEN_AFTER, RELAY_GRACE
 from app.services.queue_settings import QueueSettings
 from app.services.workers import BUILTIN_JOB_TYPES, Runner, live_runners
 
@@ -54,6 +55,7 @@ class Facts:
     now: datetime
     lease_seconds: float
     broker_depth: Callable[[str], int | None] | None
+    broker_head: Callable[[str, int], Head | None] | None = None
 
     @property
     def due(self) -> bool:
@@ -161,16 +163,34 @@ def message_missing(facts: Facts) -> Blocker | None:
         )
     if facts.broker_depth is None or not facts.due:
         return None
-    if facts.broker_depth(facts.queue.celery_queue) != 0:
+    every = timedelta(seconds=REPUBLISH_LOST_EVERY_SECONDS)
+    if _overtaken(facts):
+        at = max(job.published_at + OVERTAKEN_AFTER, facts.now) + every
+        why = "a later message of its queue and priority is ahead of where it was"
+    elif facts.broker_depth(facts.queue.celery_queue) == 0:
+        at = max(job.published_at + LOST_MESSAGE_AFTER, facts.now) + every
+        why = "its queue holds no message on the broker"
+    else:
         return None
-    at = job.published_at + LOST_MESSAGE_AFTER + timedelta(seconds=REPUBLISH_LOST_EVERY_SECONDS)
-    at = max(at, facts.now)
     return Blocker(
         "message_lost",
-        "The job was published but its queue holds no message on the broker (lost or being "
-        f"delivered); the republisher publishes it again by {_iso(at)}.",
+        f"The job was published but its message is gone ({why}: lost, or being delivered); "
+        f"the republisher publishes it again by {_iso(at)}.",
         {"published_at": _iso(job.published_at), "republish_by": _iso(at), "by": "republish"},
     )
+
+
+def _overtaken(facts: Facts) -> bool:
+    """Tell whether the oldest message at the job's priority came after the job's own."""
+    if facts.broker_head is None or facts.job.published_at is None:
+        return False
+    head = facts.broker_head(facts.queue.celery_queue, facts.job.priority)
+    if head is None or head.job_id == facts.job.id:
+        return False
+    if head.job_id is None:
+        return True
+    later = facts.session.scalar(select(Job.published_at).where(Job.id == head.job_id))
+    return later is not None and facts.job.published_at < later
 
 
 def jobs_ahead(facts: Facts) -> Blocker | None:
@@ -287,6 +307,7 @@ def explain_job(
     job_id: str | uuid.UUID,
     lease_seconds: float,
     broker_depth: Callable[[str], int | None] | None = None,
+    broker_head: Callable[[str, int], Head | None] | None = None,
 ) -> Explanation:
     """Say why one of the actor's jobs is not running, or how it ran."""
     job = get_job(session, actor=actor, job_id=job_id)
@@ -321,6 +342,7 @@ def explain_job(
         now=now,
         lease_seconds=lease_seconds,
         broker_depth=broker_depth,
+        broker_head=broker_head,
     )
     blockers = [found for check in CHECKS if (found := check(facts)) is not None]
     summary = (

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, event, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, case, event, func, or_, select, tuple_, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.broker import Head
@@ -189,16 +189,23 @@ def mark_published(database_url: str, items: Sequence[Dispatch]) -> None:
     A job whose attempt or dispatch generation moved on since (a worker marked
     it unpublished because its queue was paused, a retry) keeps its newer state.
     A message sent with an ETA is held by one worker: ``held_since`` becomes the
-    job's due time, so ``republish_held_messages`` can take over if that worker
+    message's due time (the job's own ``available_at``, or the ETA a policy gave a
+    held-back job), so ``republish_held_messages`` can take over if that worker
     dies; any other message waits in the shared queue (``held_since`` NULL).
     """
     now = utcnow()
     held = [item for item in items if item.eta is not None]
     queued = [item for item in items if item.eta is None]
     with get_engine(database_url).begin() as connection:
-        for group, held_since in ((queued, None), (held, Job.available_at)):
+        for group, holds in ((queued, False), (held, True)):
             for start in range(0, len(group), MARK_CHUNK):
                 chunk = group[start : start + MARK_CHUNK]
+                held_since: Any = None
+                if holds:
+                    held_since = func.coalesce(
+                        Job.available_at,
+                        case({item.job_id: item.eta for item in chunk}, value=Job.id),
+                    )
                 connection.execute(
                     update(Job)
                     .where(

@@ -38,6 +38,7 @@ class QueueControlRpcs(ServicerBase):
                 job_id=request.id,
                 lease_seconds=self.runtime.settings.lease_seconds,
                 broker_depth=self.runtime.broker.depth,
+                broker_head=self.runtime.broker.head,
             )
             return convert.explanation_to_proto(found)
 

@@ -240,3 +240,21 @@ def test_explain_sees_a_message_the_broker_lost(
     lost = client.get(url, headers=owner.headers).json["blockers"]
     assert [b["code"] for b in lost] == ["no_live_worker", "message_lost"]
     assert lost[1]["details"]["by"] == "republish"
+
+
+def test_explain_sees_a_message_a_later_one_overtook(
+    client: FlaskClient, owner: Account, world: dict, redis_server: RedisProcess
+) -> None:
+    later = submit_job(client, owner.headers, world["queue"])
+    flush_stamps()
+    url = f"/api/v1/jobs/{world['waiting']['id']}/explain"
+    with redis.Redis.from_url(redis_server.url) as broker:
+        # The oldest message leaves the list and nobody claims its job (a worker that
+        # fetched it died); the dead letter's message, which ran, goes too. The queue is
+        # not empty: a later message waits.
+        broker.rpop(f"tf.{world['queue']['id']}:9", 2)
+    blockers = client.get(url, headers=owner.headers).json["blockers"]
+    lost = [b for b in blockers if b["code"] == "message_lost"]
+    assert lost and "a later message" in lost[0]["message"]
+    later_blockers = client.get(f"/api/v1/jobs/{later['id']}/explain", headers=owner.headers)
+    assert "message_lost" not in [b["code"] for b in later_blockers.json["blockers"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy import update
@@ -82,3 +83,26 @@ def test_nothing_is_relayed_without_a_publisher(
     factories.job(session, actor, factories.queue(session, actor))
     session.commit()
     assert outbox.relay_unpublished(database_url, grace=timedelta(0)) == 0
+
+
+def test_an_eta_message_marks_its_job_held_until_the_message_is_due(
+    session: Session, actor: Actor, database_url: str
+) -> None:
+    queue = factories.queue(session, actor)
+    scheduled_for = utcnow() + timedelta(seconds=30)
+    scheduled = factories.job(session, actor, queue, scheduled_for=scheduled_for)
+    held_back = factories.job(session, actor, queue)
+    session.commit()
+    due = utcnow() + timedelta(seconds=7)  # a policy sends the job again for later
+    outbox.mark_published(
+        database_url,
+        [
+            Dispatch.for_job(scheduled, QueueSettings()),
+            replace(Dispatch.for_job(held_back, QueueSettings()), eta=due),
+        ],
+    )
+    session.refresh(scheduled)
+    session.refresh(held_back)
+    assert scheduled.held_since == scheduled.available_at
+    assert held_back.available_at is None
+    assert held_back.held_since == due, "the sweep takes it over if its worker dies"
