@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import redis
 
-# kombu's Redis transport keeps priority step N of queue Q in the list "Q:N"
-# (step 0 in "Q" itself) with celeryconfig's ``sep=":"`` and ten steps.
+# kombu's Redis transport keeps priority step N of queue Q in the list
+# "Q<sep>N" (step 0 in "Q" itself), with kombu's default separator and
+# celeryconfig's ten steps.  Spelt out here: app/ imports no kombu.
+PRIORITY_SEP = "\x06\x16"
 PRIORITY_STEPS = range(10)
 
 
@@ -22,7 +24,10 @@ class BrokerProbe:
 
     def depth(self, celery_queue: str) -> int | None:
         """Messages waiting on ``celery_queue``; None when the broker does not answer."""
-        names = [celery_queue if step == 0 else f"{celery_queue}:{step}" for step in PRIORITY_STEPS]
+        names = [
+            celery_queue if step == 0 else f"{celery_queue}{PRIORITY_SEP}{step}"
+            for step in PRIORITY_STEPS
+        ]
         try:
             pipe = self._redis.pipeline(transaction=False)
             for name in names:
