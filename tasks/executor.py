@@ -70,6 +70,10 @@ class LeaseKeeper:
 
     def _ensure_thread(self) -> None:
         if self._thread is None or self._pid != os.getpid():
+            if self._pid != os.getpid():
+                # Forked: the parent's thread is gone and its lock may be held for ever.
+                self._lock = threading.Lock()
+                self._running = set()
             self._pid = os.getpid()
             self._thread = threading.Thread(target=self._loop, name="lease-keeper", daemon=True)
             self._thread.start()
