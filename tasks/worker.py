@@ -4,7 +4,8 @@ Connected to Celery's signals, so ``taskforge worker`` and a plain
 ``celery -A tasks.celery_app worker`` start the same way:
 
 - ``worker_init`` (main process, before the pool forks): read the settings, build
-  the runtime (``app.runtime``) and import ``TASKFORGE_HANDLER_MODULES``;
+  the runtime (``app.runtime``) and import ``TASKFORGE_HANDLER_MODULES`` and the
+  Celery task modules of ``TASKFORGE_TASK_MODULES`` (``tasks.celery_tasks``);
 - every fork of a pool process (start, grow, restart, autoscale, max tasks per
   child) waits for the heartbeat's SQL to finish and gives the child fresh SQL
   pools (``app.forksafe``, imported here);
@@ -23,6 +24,7 @@ from app.config import load_settings
 from app.db import session_scope
 from app.runtime import Runtime
 from app.services.workers import queues_in_scope
+from tasks.celery_tasks import load_task_modules
 from tasks.handlers import load_handler_modules
 from tasks.worker_commands import AUTOMATIC, scope_from_env
 
@@ -35,6 +37,7 @@ def runtime() -> Runtime:
     if _runtime is None:
         _runtime = Runtime.from_settings(load_settings())
         load_handler_modules(_runtime.settings.handler_modules)
+        load_task_modules(_runtime.settings.task_modules)
     return _runtime
 
 
