@@ -42,6 +42,8 @@ task_protocol = 2
 # (SIGKILL, OOM).  The executor's compare-and-set claim drops the duplicates.
 task_acks_late = True
 task_reject_on_worker_lost = True
+# A failed attempt (Celery state FAILURE) is acked, as a RETRY always is: SQL
+# already holds its outcome and TaskForge publishes any next attempt itself.
 task_acks_on_failure = True
 task_acks_on_timeout = True
 # With late acks each pool process reserves only the job it is running, so a
@@ -64,7 +66,9 @@ broker_transport_options = {
     # 10 priority levels, 0 first (TaskForge priority 9 maps to Redis step 0).
     "queue_order_strategy": "priority",
     "priority_steps": list(range(10)),
-    "sep": ":",
+    # kombu's default separator ("\x06\x16") stays: every Celery client (the
+    # celery CLI, Flower) writes its reply bindings with it, and a worker splitting
+    # them by another one drops their control messages.
     # REDIS_URL may name Sentinels (sentinel://…;sentinel://…): kombu then asks them
     # for this master (app/redis_client.py).
     **celery_transport_options(broker_url, os.environ.get("TASKFORGE_REDIS_SENTINEL_MASTER")),

@@ -11,11 +11,12 @@ import redis
 from app.celery_names import parse_task_id, priority_step
 from app.redis_client import connect
 
-# kombu's Redis transport keeps priority step N of queue Q in the list "Q:N"
-# (step 0 in "Q" itself) with celeryconfig's ``sep=":"`` and ten steps.  It pushes
-# on the left and pops on the right, so the right end holds the oldest message.
+# kombu's Redis transport keeps priority step N of queue Q in the list
+# "Q<sep>N" (step 0 in "Q" itself), with kombu's default separator and
+# celeryconfig's ten steps.  Spelt out here: app/ imports no kombu.  It pushes on
+# the left and pops on the right, so the right end holds the oldest message.
 PRIORITY_STEPS = range(10)
-PRIORITY_SEPARATOR = ":"
+PRIORITY_SEPARATOR = "\x06\x16"
 
 
 def step_list(celery_queue: str, step: int) -> str:

@@ -152,6 +152,7 @@ class Settings:
     )
     lease_seconds: int = field(default_factory=lambda: _env_int("TASKFORGE_LEASE_SECONDS", 30))
     handler_modules: str = field(default_factory=lambda: _env("TASKFORGE_HANDLER_MODULES", ""))
+    task_modules: str = field(default_factory=lambda: _env("TASKFORGE_TASK_MODULES", ""))
     trusted_proxies: int = field(default_factory=lambda: _env_int("TASKFORGE_TRUSTED_PROXIES", 0))
     cors_origins: tuple[str, ...] = field(
         default_factory=lambda: _env_list("TASKFORGE_CORS_ORIGINS")

@@ -19,6 +19,7 @@ from sqlalchemy import CursorResult, Executable, create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import Pool
 
 from app.errors import Conflict, TaskForgeError, Unavailable
 
@@ -48,6 +49,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 _ENGINES: dict[str, Engine] = {}
 _SESSIONMAKERS: dict[str, sessionmaker[Session]] = {}
 _LOCK = threading.Lock()
+_INHERITED_POOLS: list[Pool] = []
 
 
 def _create_engine(url: str) -> Engine:
@@ -88,8 +90,14 @@ def session_factory(url: str) -> sessionmaker[Session]:
 
 
 def dispose_engines() -> None:
-    """Drop pooled connections; a forked child must not reuse its parent's sockets."""
+    """Give every engine a new, empty pool; a forked child must not reuse its parent's connections.
+
+    The parent's pools stay referenced in the child for good: collecting them would
+    close the inherited connections there, and sqlite3 closes on deallocation,
+    touching locks and the write-ahead log its parent is still using.
+    """
     for engine in list(_ENGINES.values()):
+        _INHERITED_POOLS.append(engine.pool)
         engine.dispose(close=False)
 
 

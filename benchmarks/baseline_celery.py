@@ -29,7 +29,6 @@ app.conf.update(
         "visibility_timeout": 3600,
         "queue_order_strategy": "priority",
         "priority_steps": list(range(10)),
-        "sep": ":",
     },
     task_default_queue="bench.default",
     broker_connection_retry_on_startup=True,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import redis
 
+from app.broker import BrokerProbe
 from benchmarks.config import BenchConfig
 from benchmarks.procs import Proc, ProcessSet, cpu_busy, free_port, http_ok, wait_until
 from benchmarks.report import Row
@@ -106,10 +107,11 @@ class Context:
         """Messages waiting in a Celery queue, over all priority sub-queues."""
         client = self.redis()
         try:
-            names = [queue, *(f"{queue}:{step}" for step in range(1, 10))]
-            return sum(int(client.llen(name)) for name in names)
+            depth = BrokerProbe(client).depth(queue)
         finally:
             client.close()
+        assert depth is not None, "the benchmark's Redis does not answer"
+        return depth
 
     def start_gunicorn(
         self, name: str, app_spec: str, health_path: str, database_url: str

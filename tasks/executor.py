@@ -4,7 +4,10 @@ The state machine is the core's (``app.services.execution``): hand the job on wh
 this worker has no handler for its type, claim it, call the handler while the
 lease keeper renews the lease, record success or failure.  What stays here is
 Celery's part: the task, its soft time limit, its retry while the database is
-down, and the lease keeper's thread.
+down, the lease keeper's thread, and the Celery state each attempt ends in: a
+failed attempt ends in FAILURE with the handler's exception and traceback, or in
+RETRY when TaskForge will run another attempt (it publishes that attempt itself;
+Celery sends nothing).  A success, a dropped or a handed-on message is SUCCESS.
 """
 
 from __future__ import annotations
@@ -17,19 +20,22 @@ import traceback
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
-from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery import Task, signals
+from celery.exceptions import Retry, SoftTimeLimitExceeded
+from celery.utils.serialization import get_pickleable_exception
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.celery_names import RUN_JOB
+from app.celery_names import RUN_JOB, parse_task_id
 from app.db import is_unavailable
 from app.models import JobStatus
 from app.services import execution, policies, routing
 from app.services.execution import Outcome
 from app.services.leases import renew_leases
 from tasks.celery_app import app
-from tasks.handlers import JobContext, get_handler, has_handler
+from tasks.handlers import JobContext, JobFailed, get_handler, has_handler
 from tasks.worker import runtime
 
 logger = logging.getLogger(__name__)
@@ -64,6 +70,10 @@ class LeaseKeeper:
 
     def _ensure_thread(self) -> None:
         if self._thread is None or self._pid != os.getpid():
+            if self._pid != os.getpid():
+                # Forked: the parent's thread is gone and its lock may be held for ever.
+                self._lock = threading.Lock()
+                self._running = set()
             self._pid = os.getpid()
             self._thread = threading.Thread(target=self._loop, name="lease-keeper", daemon=True)
             self._thread.start()
@@ -95,6 +105,18 @@ def lease_keeper(database_url: str, lease_seconds: float) -> LeaseKeeper:
     return keeper
 
 
+@dataclass(frozen=True)
+class Ran:
+    """What one message did and, for a failed attempt, the exception that failed it."""
+
+    outcome: Outcome
+    error: BaseException | None = None
+
+
+def _failed(outcome: JobStatus | None, exc: BaseException) -> Ran:
+    return Ran(Outcome.RETRYING if outcome is JobStatus.PENDING else Outcome.FAILED, exc)
+
+
 def execute(
     job_id: str,
     attempt: int,
@@ -104,8 +126,8 @@ def execute(
     lease_seconds: float,
     job_type: str | None = None,
     hops: int = 0,
-) -> Outcome:
-    """Run attempt ``attempt + 1`` of a job; return what happened, for logs, tests and the monitor.
+) -> Ran:
+    """Run attempt ``attempt + 1`` of a job; return what happened, for the task and tests.
 
     ``job_type`` comes with the message: a job this worker cannot run is handed
     on (or failed) before it is claimed.  A message without it (published
@@ -115,34 +137,38 @@ def execute(
         jid = uuid.UUID(job_id)
     except ValueError:
         logger.error("dropping a message with a malformed job id %r", job_id)
-        return Outcome.DROPPED
+        return Ran(Outcome.DROPPED)
     if job_type is not None and not has_handler(job_type):
         routed = routing.hand_on(database_url, jid, attempt, job_type, worker, hops)
         logger.info("job %s of a type without a handler here (%r): %s", job_id, job_type, routed)
-        return routed
+        if routed is Outcome.FAILED:
+            return Ran(routed, JobFailed(routing.unrunnable_error(job_type)))
+        return Ran(routed)
     if policies.hold_back(database_url, jid, attempt):
-        return Outcome.HELD_BACK
+        return Ran(Outcome.HELD_BACK)
     claimed = execution.claim(database_url, jid, attempt, worker, lease_seconds=lease_seconds)
     if claimed is None:
         logger.info("job %s attempt %s is not claimable; message dropped", job_id, attempt + 1)
-        return Outcome.DROPPED
+        return Ran(Outcome.DROPPED)
     context = JobContext(job_id=job_id, attempt=claimed.attempt, max_attempts=claimed.max_attempts)
     try:
         with lease_keeper(database_url, lease_seconds).hold(jid, claimed.attempt):
             result = get_handler(claimed.job_type)(claimed.payload, context)
         execution.check_result(result)
-    except SoftTimeLimitExceeded:
+    except SoftTimeLimitExceeded as exc:
         error = execution.timeout_error(claimed.queue_settings)
-        outcome = execution.record_failure(database_url, jid, claimed, error, None)
-        return Outcome.RETRYING if outcome is JobStatus.PENDING else Outcome.FAILED
+        return _failed(execution.record_failure(database_url, jid, claimed, error, None), exc)
     except Exception as exc:
         message = str(exc) or type(exc).__name__
         outcome = execution.record_failure(
             database_url, jid, claimed, message, traceback.format_exc()
         )
-        return Outcome.RETRYING if outcome is JobStatus.PENDING else Outcome.FAILED
-    execution.record_success(database_url, jid, claimed, result)
-    return Outcome.SUCCEEDED
+        return _failed(outcome, exc)
+    if not execution.record_success(database_url, jid, claimed, result):
+        # Cancelled (or swept) while it ran: the result is not the job's.
+        logger.info("job %s attempt %s moved on while it ran; result dropped", job_id, attempt + 1)
+        return Ran(Outcome.DROPPED)
+    return Ran(Outcome.SUCCEEDED)
 
 
 class JobTask(Task):
@@ -163,10 +189,10 @@ DB_RETRY_MAX_SECONDS = 30
 def run_job(
     self: JobTask, job_id: str, attempt: int, job_type: str | None = None, hops: int = 0
 ) -> str:
-    """Run one attempt of a TaskForge job."""
+    """Run one attempt of a TaskForge job; end in FAILURE or RETRY when the attempt failed."""
     settings = runtime().settings
     try:
-        return execute(
+        ran = execute(
             job_id,
             attempt,
             self.request.hostname or "unknown",
@@ -174,10 +200,47 @@ def run_job(
             lease_seconds=settings.lease_seconds,
             job_type=job_type,
             hops=hops,
-        ).value
+        )
     except SQLAlchemyError as exc:
         if not is_unavailable(exc):
             raise
         delay = min(DB_RETRY_MAX_SECONDS, 2 ** min(self.request.retries, 5))
         logger.warning("database unavailable; job %s retried in %ss", job_id, delay)
         raise self.retry(exc=exc, countdown=delay) from exc
+    if ran.error is None:
+        return ran.outcome.value
+    if ran.outcome is Outcome.RETRYING:
+        # Celery's RETRY state and task-retried event, without a Celery re-send:
+        # the next attempt's message is TaskForge's (after its backoff).
+        retry = Retry("TaskForge runs another attempt", exc=get_pickleable_exception(ran.error))
+        raise retry from ran.error
+    raise ran.error
+
+
+@signals.task_revoked.connect
+def _cancel_revoked(
+    sender: Any = None, request: Any = None, terminated: bool = False, **_: Any
+) -> None:
+    """End a job ``cancelled`` in SQL when any Celery client revoked its task.
+
+    Celery sends this in the worker's main process when a revoked message
+    arrives (it is then acked and dropped) and when a revoke with ``terminate``
+    killed the pool process running it.
+    """
+    if getattr(sender, "name", None) != RUN_JOB or request is None:
+        return
+    parsed = parse_task_id(request.id)
+    if parsed is None:
+        return
+    job_id, attempt = parsed
+    try:
+        cancelled = execution.cancel_revoked(
+            runtime().settings.database_url, job_id, attempt, terminated=bool(terminated)
+        )
+    except SQLAlchemyError:
+        # The revoke still stands on this worker; SQL is told when the message
+        # comes again (the lost-message republisher sends it while it is pending).
+        logger.warning("could not cancel revoked job %s", job_id, exc_info=True)
+        return
+    if cancelled:
+        logger.info("job %s cancelled: its task %s was revoked", job_id, request.id)

@@ -51,16 +51,18 @@ def job(name: str, *, with_context: bool = False) -> Callable[[H], H]:
     With ``with_context=True`` the handler also receives a :class:`JobContext`.
     """
 
-    def register(func: H) -> H:
-        if name in _REGISTRY:
-            raise ValueError(f"job type {name!r} is already registered")
-        if with_context:
-            _REGISTRY[name] = func
-        else:
-            _REGISTRY[name] = lambda payload, _ctx: func(payload)
+    def decorate(func: H) -> H:
+        register(name, func if with_context else lambda payload, _ctx: func(payload))
         return func
 
-    return register
+    return decorate
+
+
+def register(name: str, handler: Callable[[Any, JobContext], Any]) -> None:
+    """Register ``handler(payload, context)`` as the handler of job type ``name``."""
+    if name in _REGISTRY:
+        raise ValueError(f"job type {name!r} is already registered")
+    _REGISTRY[name] = handler
 
 
 def get_handler(name: str) -> Callable[[Any, JobContext], Any]:

@@ -43,6 +43,7 @@ from celery.worker import state as worker_state
 
 from app.config import Settings
 from app.db import session_scope
+from app.forksafe import FORK_GATE
 from app.services import workers as worker_service
 from app.services.leases import hand_back_jobs
 from app.services.workers import Health
@@ -115,7 +116,9 @@ class Heartbeat(threading.Thread):
         """Beat now, then every interval, until stopped or drained."""
         while not self.stopped.is_set():
             try:
-                done = self.beat()
+                # No pool process may fork while this thread holds SQL locks.
+                with FORK_GATE.section():
+                    done = self.beat()
             except Exception:
                 logger.exception("heartbeat of %s failed", self.hostname)
                 done = False

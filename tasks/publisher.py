@@ -121,6 +121,18 @@ def _send_task(
     )
 
 
+def revoke(task_ids: list[str], *, terminate: bool = False) -> None:
+    """Revoke ``task_ids`` on every worker; ``terminate`` kills the pool processes running them."""
+    if not task_ids:
+        return
+    if terminate:
+        # SIGKILL: a handler may catch or ignore SIGTERM, and the job's row is
+        # already cancelled, so nothing of the process is worth a clean exit.
+        app.control.revoke(task_ids, terminate=True, signal="SIGKILL")
+    else:
+        app.control.revoke(task_ids)
+
+
 def broadcast_consume(items: Sequence[ConsumeQueue]) -> None:
     """Tell running workers about new queues; each decides whether it may consume them."""
     for item in items:
@@ -223,9 +235,13 @@ class CeleryPublisher:
             consumers = [item for item in staged if isinstance(item, ConsumeQueue)]
             if consumers:
                 broadcast_consume(consumers)
-            revokes = [item.task_id for item in staged if isinstance(item, Revoke)]
-            if revokes:
-                app.control.revoke(revokes)
+            revoke(
+                [item.task_id for item in staged if isinstance(item, Revoke) and not item.terminate]
+            )
+            revoke(
+                [item.task_id for item in staged if isinstance(item, Revoke) and item.terminate],
+                terminate=True,
+            )
             for item in staged:
                 if isinstance(item, DrainWorker):
                     CeleryWorkerControl().drain(item.hostname)

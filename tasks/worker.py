@@ -4,8 +4,11 @@ Connected to Celery's signals, so ``taskforge worker`` and a plain
 ``celery -A tasks.celery_app worker`` start the same way:
 
 - ``worker_init`` (main process, before the pool forks): read the settings, build
-  the runtime (``app.runtime``) and import ``TASKFORGE_HANDLER_MODULES``;
-- ``worker_process_init`` (each pool child): drop the inherited SQL connections;
+  the runtime (``app.runtime``) and import ``TASKFORGE_HANDLER_MODULES`` and the
+  Celery task modules of ``TASKFORGE_TASK_MODULES`` (``tasks.celery_tasks``);
+- every fork of a pool process (start, grow, restart, autoscale, max tasks per
+  child) waits for the heartbeat's SQL to finish and gives the child fresh SQL
+  pools (``app.forksafe``, imported here);
 - ``celeryd_after_setup``: consume every TaskForge queue of the worker's scope
   (unless ``-Q`` chose the queues).
 """
@@ -16,10 +19,12 @@ from typing import Any
 
 from celery import signals
 
+from app import forksafe  # noqa: F401 - installs the fork hooks of worker processes
 from app.config import load_settings
-from app.db import dispose_engines, session_scope
+from app.db import session_scope
 from app.runtime import Runtime
 from app.services.workers import queues_in_scope
+from tasks.celery_tasks import load_task_modules
 from tasks.handlers import load_handler_modules
 from tasks.worker_commands import AUTOMATIC, scope_from_env
 
@@ -32,18 +37,13 @@ def runtime() -> Runtime:
     if _runtime is None:
         _runtime = Runtime.from_settings(load_settings())
         load_handler_modules(_runtime.settings.handler_modules)
+        load_task_modules(_runtime.settings.task_modules)
     return _runtime
 
 
 @signals.worker_init.connect
 def _start(**_: Any) -> None:
     runtime()
-
-
-@signals.worker_process_init.connect
-def _fresh_pool_after_fork(**_: Any) -> None:
-    # A pool child must not share its parent's database sockets.
-    dispose_engines()
 
 
 @signals.celeryd_after_setup.connect

@@ -99,7 +99,7 @@ class JobItem(MethodView):
 class CancelJob(MethodView):
     @blp.response(204)
     def post(self, job_id: str) -> None:
-        """Cancel a pending or scheduled job."""
+        """Cancel a pending, scheduled or running job (a running one is stopped)."""
         job_service.cancel_job(db(), actor=current_actor(), job_id=job_id)
 
 

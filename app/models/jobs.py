@@ -130,6 +130,8 @@ class AttemptStatus(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     LOST = "lost"
+    # Stopped by a cancel (REST, gRPC) or a Celery revoke with terminate.
+    CANCELLED = "cancelled"
 
 
 class JobAttempt(UUIDPrimaryKey, Base):

@@ -2,9 +2,10 @@
 
 A job's Celery task is ``taskforge.run_job`` with task id ``<job id>:<attempt>``
 and runs on queue ``tf.<queue id>`` (``app.celery_names``); every other task
-(relay, sweeper) is ignored.  The executor catches handler errors and returns
-what happened, an ``app.services.execution.Outcome``, so a job's outcome is read
-from the ``task-succeeded`` result.
+(relay, sweeper) is ignored.  An attempt's Celery state is true: a failed
+attempt sends ``task-retried`` (another attempt follows) or ``task-failed``, with
+the exception and traceback; ``task-succeeded`` carries what a successful message
+did, an ``app.services.execution.Outcome`` (succeeded, dropped or handed on).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ DROPPED_ERROR = "The job was not claimable (cancelled, paused or already handled
 HANDED_ON_ERROR = "This worker has no handler for the job type; handed on to a worker that has one"
 HELD_BACK_ERROR = "The queue's policy (a rate limit or concurrency cap) held the job back; it waits"
 REJECTED_ERRORS = {Outcome.HANDED_ON: HANDED_ON_ERROR, Outcome.HELD_BACK: HELD_BACK_ERROR}
-# task-succeeded result of the executor -> the state shown to tenants.
+# task-succeeded result of the executor -> the state shown to tenants.  "failed"
+# and "retrying" come only from workers older than the true Celery states, while
+# a rolling upgrade runs both.
 OUTCOME_STATES = {
     Outcome.SUCCEEDED: "succeeded",
     Outcome.FAILED: "failed",

@@ -35,6 +35,7 @@ from app.services.queue_settings import QueueSettings
 logger = logging.getLogger(__name__)
 
 CLAIMABLE = (JobStatus.PENDING, JobStatus.SCHEDULED)
+CANCELLED_ERROR = "Cancelled while running"
 
 
 class Outcome(enum.StrEnum):
@@ -330,6 +331,36 @@ def record_failure(
                 session, job_id, claimed.attempt, AttemptStatus.FAILED, now, error, trace
             )
     return outcome
+
+
+def cancel_revoked(database_url: str, job_id: uuid.UUID, attempt: int, *, terminated: bool) -> bool:
+    """Cancel the job whose Celery task for attempt ``attempt + 1`` was revoked.
+
+    Celery revokes come from any client (``celery control revoke``, Flower,
+    TaskForge's own cancel).  A job still waiting for that attempt is cancelled;
+    a job running it is cancelled only when the revoke ``terminated`` its process
+    (a plain revoke lets a running task finish, in Celery as here).  Each is a
+    compare-and-set: a finished, retried or already cancelled job stays as it is.
+    Tell whether this call cancelled the job.
+    """
+    now = utcnow()
+    cancelled = {"status": JobStatus.CANCELLED, "completed_at": now, "updated_at": now}
+    with session_scope(database_url) as session:
+        if rowcount(
+            session,
+            update(Job)
+            .where(Job.id == job_id, Job.attempt_count == attempt, Job.status.in_(CLAIMABLE))
+            .values(**cancelled),
+        ):
+            return True
+        if terminated and rowcount(
+            session, processing(job_id, attempt + 1).values(lease_expires_at=None, **cancelled)
+        ):
+            finish_attempt(
+                session, job_id, attempt + 1, AttemptStatus.CANCELLED, now, CANCELLED_ERROR
+            )
+            return True
+    return False
 
 
 def timeout_error(settings: QueueSettings) -> str:

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from app.celery_names import task_id
 from app.db import rowcount
 from app.errors import Conflict, NotFound, TaskForgeError, ValidationFailed
-from app.models import Job, JobAttempt, JobStatus, Queue, utcnow
+from app.models import AttemptStatus, Job, JobAttempt, JobStatus, Queue, utcnow
+from app.services import execution
 from app.services import queues as queue_service
 from app.services.actors import Actor, Permission
 from app.services.outbox import Dispatch, Revoke, Submitted, stage
@@ -354,22 +355,39 @@ def submit_jobs(session: Session, *, actor: Actor, jobs: Sequence[Mapping[str, A
 
 
 def cancel_job(session: Session, *, actor: Actor, job_id: str | uuid.UUID) -> Job:
-    """Cancel a pending or scheduled job; it will never start."""
+    """Cancel a pending, scheduled or running job; a running one is stopped."""
     job = get_job(session, actor=actor, job_id=job_id)
     actor.require(Permission.JOB_WRITE)
-    # Compare-and-set: a worker claiming the job at the same moment wins or loses
-    # atomically, never both.
+    # Compare-and-sets: a worker claiming or finishing the job at the same moment,
+    # or a concurrent cancel, wins or loses atomically, never both.
     now = utcnow()
-    changed = rowcount(
-        session,
+    cancelled = {"status": JobStatus.CANCELLED, "completed_at": now, "updated_at": now}
+    waiting = session.execute(
         update(Job)
-        .where(Job.id == job.id, Job.status.in_([JobStatus.PENDING, JobStatus.SCHEDULED]))
-        .values(status=JobStatus.CANCELLED, completed_at=now, updated_at=now),
-    )
+        .where(Job.id == job.id, Job.status.in_(execution.CLAIMABLE))
+        .values(**cancelled)
+        .returning(Job.attempt_count),
+        execution_options={"synchronize_session": False},
+    ).scalar_one_or_none()
+    if waiting is not None:
+        stage(session, Revoke(task_id(job.id, waiting)))
+    else:
+        running = session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.status == JobStatus.PROCESSING)
+            .values(lease_expires_at=None, **cancelled)
+            .returning(Job.attempt_count),
+            execution_options={"synchronize_session": False},
+        ).scalar_one_or_none()
+        if running is not None:
+            execution.finish_attempt(
+                session, job.id, running, AttemptStatus.CANCELLED, now, execution.CANCELLED_ERROR
+            )
+            # The attempt's message carried the attempt count it was published for.
+            stage(session, Revoke(task_id(job.id, running - 1), terminate=True))
     session.refresh(job)
-    if not changed:
+    if waiting is None and running is None:
         raise Conflict(f"A {job.status.value} job cannot be cancelled")
-    stage(session, Revoke(task_id(job.id, job.attempt_count)))
     return job
 
 

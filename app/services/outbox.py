@@ -122,9 +122,13 @@ class HandOff:
 
 @dataclass(frozen=True)
 class Revoke:
-    """Tell workers to discard a message they may hold (best effort; SQL decides)."""
+    """Tell workers to discard a message they may hold (best effort; SQL decides).
+
+    With ``terminate`` the worker running the task also kills its pool process.
+    """
 
     task_id: str
+    terminate: bool = False
 
 
 @dataclass(frozen=True)

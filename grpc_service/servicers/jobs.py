@@ -91,7 +91,7 @@ class JobRpcs(ServicerBase):
     def CancelJob(
         self, request: pb.CancelJobRequest, context: grpc.ServicerContext
     ) -> pb.CancelJobResponse:
-        """Cancel a pending or scheduled job."""
+        """Cancel a pending, scheduled or running job (a running one is stopped)."""
         with self.session() as session:
             job_service.cancel_job(session, actor=current_actor(), job_id=request.id)
         return pb.CancelJobResponse(success=True)

@@ -164,6 +164,25 @@ def test_outcomes_come_from_the_executor_result(
     assert failed[0]["error"] == "WorkerLostError()"
 
 
+def test_failed_attempts_come_from_celery_failure_and_retry_events(
+    client: FlaskClient, owner: Account, queue: dict[str, Any], handler: EventHandler
+) -> None:
+    job = submit(client, owner, queue, "fail")
+    at = time.time()
+    handler(task_event("task-received", job, at, name="taskforge.run_job"))
+    handler(task_event("task-started", job, at + 1))
+    handler(task_event("task-retried", job, at + 3, exception="JobFailed('boom')"))
+    retried = api(client, owner, "/monitor/tasks", state="retried")["tasks"]
+    assert [(t["job_id"], t["error"], t["runtime"]) for t in retried] == [
+        (job["id"], "JobFailed('boom')", 2.0)
+    ]
+    last = {**task_event("task-failed", job, at + 9, exception="JobFailed('boom')")}
+    last["uuid"] = f"{job['id']}:1"
+    handler(last)
+    failed = api(client, owner, "/monitor/tasks", state="failed")["tasks"]
+    assert [(t["attempt"], t["error"]) for t in failed] == [(2, "JobFailed('boom')")]
+
+
 def test_events_are_applied_in_batches(
     client: FlaskClient,
     owner: Account,

@@ -19,7 +19,7 @@ LEASE_SECONDS = 30
 def execute(job_id: str, attempt: int, worker: str, database_url: str, **options: Any) -> Outcome:
     """Run one attempt of a job here, as ``taskforge.run_job`` does on a worker."""
     options.setdefault("lease_seconds", LEASE_SECONDS)
-    return executor.execute(job_id, attempt, worker, database_url, **options)
+    return executor.execute(job_id, attempt, worker, database_url, **options).outcome
 
 
 def mark_silent_workers_offline(database_url: str, *, heartbeat_seconds: float) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 import uuid
 from dataclasses import replace
 from datetime import timedelta
@@ -36,11 +37,13 @@ from app.services.outbox import (
 from app.services.queue_settings import QueueSettings
 from app.services.routing import MAX_HAND_OFFS, unrunnable_error
 from tasks import executor, worker
+from tasks.handlers import JobFailed
 from tasks.publisher import flush_stamps, send
 from tests.conftest import Account
 from tests.support import factories
 from tests.support.api import create_queue, job_attempts, submit_job
 from tests.support.execution import claim, execute
+from tests.support.races import run_together
 
 
 def _queue(client: FlaskClient, owner: Account, name: str = "work", **settings: Any) -> dict:
@@ -469,7 +472,11 @@ def test_cancel_races_a_claim_and_exactly_one_wins(
         job = _submit(client, owner, queue)
         claimed = claim(settings.database_url, uuid.UUID(job["id"]), 0, "w")
         cancel = client.post(f"/api/v1/jobs/{job['id']}/cancel", headers=owner.headers)
-        assert (claimed is not None) == (cancel.status_code == 409)
+        # A claim that won is cancelled while running: its attempt is recorded.
+        assert cancel.status_code == 204
+        assert [a.status for a in _attempts(settings, job["id"])] == (
+            [AttemptStatus.CANCELLED] if claimed else []
+        )
         job2 = _submit(client, owner, queue)
         cancel2 = client.post(f"/api/v1/jobs/{job2['id']}/cancel", headers=owner.headers)
         assert cancel2.status_code == 204
@@ -595,3 +602,88 @@ def test_the_broker_probe_reads_the_oldest_message_of_a_priority(
         redis_client.lpush(f"{name}:9", b'{"headers": {"id": "relay-task"}}')
         assert runtime.broker.head(name, 0) is None, "not a job's message: unknown"
     assert BrokerProbe.from_url("redis://127.0.0.1:1/0").head(name, 0) is None
+
+
+def _run_job(job_id: str, attempt: int) -> str:
+    """Run ``taskforge.run_job`` here as a worker would; return its result or raise."""
+    executor.run_job.push_request(
+        id=f"{job_id}:{attempt}", args=[job_id, attempt], retries=0, called_directly=False
+    )
+    try:
+        return executor.run_job.run(job_id, attempt)
+    finally:
+        executor.run_job.pop_request()
+
+
+def test_a_failed_attempt_ends_the_celery_task_in_retry_then_failure(
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    client: FlaskClient,
+    owner: Account,
+    settings: Settings,
+) -> None:
+    monkeypatch.setattr(worker, "_runtime", runtime)
+    queue = _queue(client, owner, retry_backoff_seconds=0)
+    job = _submit(
+        client, owner, queue, job_type="fail", payload={"message": "boom"}, max_attempts=2
+    )
+    with pytest.raises(Retry) as retried:
+        _run_job(job["id"], 0)
+    assert isinstance(retried.value.exc, JobFailed) and str(retried.value.exc) == "boom"
+    with pytest.raises(JobFailed, match=r"^boom$") as failed:
+        _run_job(job["id"], 1)
+    assert any(frame.name == "fail" for frame in traceback.extract_tb(failed.value.__traceback__))
+    assert _job(settings, job["id"]).status is JobStatus.FAILED
+    echo = _submit(client, owner, queue)
+    assert _run_job(echo["id"], 0) == "succeeded"
+    assert _run_job(echo["id"], 0) == "dropped"
+
+
+def test_a_revoked_task_cancels_its_waiting_job_and_nothing_else(
+    client: FlaskClient, owner: Account, settings: Settings
+) -> None:
+    queue = _queue(client, owner)
+    waiting, running, done = (_submit(client, owner, queue) for _ in range(3))
+    url = settings.database_url
+
+    def revoke(job: dict, attempt: int, *, terminated: bool = False) -> bool:
+        return execution.cancel_revoked(url, uuid.UUID(job["id"]), attempt, terminated=terminated)
+
+    assert not revoke(waiting, 1), "a revoke of another attempt changes nothing"
+    assert revoke(waiting, 0) and not revoke(waiting, 0)
+    assert _job(settings, waiting["id"]).status is JobStatus.CANCELLED
+    assert execute(done["id"], 0, "w", url) == "succeeded"
+    assert not revoke(done, 0, terminated=True)
+    assert _job(settings, done["id"]).status is JobStatus.SUCCEEDED
+    assert claim(url, uuid.UUID(running["id"]), 0, "w") is not None
+    assert not revoke(running, 0), "a plain revoke lets a running task finish"
+    assert revoke(running, 0, terminated=True)
+    assert _job(settings, running["id"]).status is JobStatus.CANCELLED
+    assert [a.status for a in _attempts(settings, running["id"])] == [AttemptStatus.CANCELLED]
+
+
+def test_cancel_of_a_running_job_is_a_compare_and_set(
+    client: FlaskClient, owner: Account, settings: Settings, app: Flask
+) -> None:
+    queue = _queue(client, owner)
+    job = _submit(client, owner, queue)
+    claimed = claim(settings.database_url, uuid.UUID(job["id"]), 0, "w")
+    assert claimed is not None
+    statuses = run_together(
+        *(
+            lambda: (
+                app.test_client()
+                .post(f"/api/v1/jobs/{job['id']}/cancel", headers=owner.headers)
+                .status_code
+            )
+            for _ in range(5)
+        )
+    )
+    assert sorted(statuses) == [204, 409, 409, 409, 409]
+    assert _job(settings, job["id"]).status is JobStatus.CANCELLED
+    attempts = _attempts(settings, job["id"])
+    assert [(a.status, a.error) for a in attempts] == [
+        (AttemptStatus.CANCELLED, execution.CANCELLED_ERROR)
+    ]
+    assert not record_success(settings.database_url, uuid.UUID(job["id"]), claimed, "late")
+    assert _job(settings, job["id"]).status is JobStatus.CANCELLED

@@ -18,7 +18,7 @@ const CHART_WINDOW_MS = 3 * 60 * 1000;
 
 const JOB_STATUSES = ["pending", "scheduled", "processing", "succeeded", "failed", "cancelled"];
 const ATTEMPT_STATUSES = ["running", "succeeded", "failed", "lost"];
-const CANCELLABLE = new Set(["pending", "scheduled"]);
+const CANCELLABLE = new Set(["pending", "scheduled", "processing"]);
 const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 const WORKER_STATUSES = ["online", "draining", "unhealthy", "offline"];
 const SAMPLE_PAYLOADS = {

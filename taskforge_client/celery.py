@@ -1,0 +1,55 @@
+"""Enqueue a Celery task into a TaskForge queue, as a tracked job.
+
+>>> from taskforge_client import TaskForge
+>>> from taskforge_client.celery import submit_task
+>>> from mypkg.tasks import add
+>>> with TaskForge("http://127.0.0.1:8000", api_key="tf_...") as tf:
+...     job = submit_task(tf, add, [2, 3], queue="math")
+...     tf.jobs.wait(job).result
+5
+
+The job's type is the task's registered name and its payload the call
+(``{"args": [...], "kwargs": {...}}``); a worker started with
+``TASKFORGE_TASK_MODULES=mypkg.tasks`` runs it.  Celery need not be installed
+here: a task is read by its ``name`` and ``max_retries`` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from taskforge_client.client import TaskForge
+from taskforge_client.models import Job, Queue
+
+# TaskForge's range of max_attempts.
+MAX_ATTEMPTS = 10
+
+
+def attempts_for(task: Any) -> int | None:
+    """``max_retries + 1`` of a Celery task (capped at 10); None for a bare name."""
+    if isinstance(task, str):
+        return None
+    retries = getattr(task, "max_retries", None)
+    return MAX_ATTEMPTS if retries is None else max(1, min(MAX_ATTEMPTS, int(retries) + 1))
+
+
+def submit_task(
+    client: TaskForge,
+    task: Any,
+    args: Iterable[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    queue: str | Queue,
+    max_attempts: int | None = None,
+    **options: Any,
+) -> Job:
+    """Submit ``task(*args, **kwargs)`` (a Celery task or its name) as a job of ``queue``.
+
+    ``max_attempts`` defaults to the task's ``max_retries + 1``; ``options`` are
+    those of ``client.jobs.submit`` (priority, scheduled_for, idempotency_key).
+    """
+    name = task if isinstance(task, str) else str(task.name)
+    payload = {"args": list(args), "kwargs": dict(kwargs or {})}
+    attempts = max_attempts if max_attempts is not None else attempts_for(task)
+    return client.jobs.submit(queue, name, payload, max_attempts=attempts, **options)

@@ -1,0 +1,79 @@
+"""An unchanged Celery task module (examples/celery_app) runs under TaskForge, tracked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+import taskforge_client as tfc
+from app.config import Settings
+from app.db import session_scope
+from app.models import Worker
+from examples.celery_app import tasks as example
+from taskforge_client.celery import attempts_for, submit_task
+from tasks.celery_tasks import PAYLOAD_SHAPE, call_arguments
+from tasks.handlers import JobFailed
+from tests.client.conftest import Signup
+from tests.support.workers import WorkerProcess, wait_for
+
+Start = Callable[..., WorkerProcess]
+MODULE = "examples.celery_app.tasks"
+
+
+@pytest.mark.parametrize(
+    ("payload", "call"),
+    [
+        (None, ([], {})),
+        ({"args": [1, 2]}, ([1, 2], {})),
+        ({"args": ["a"], "kwargs": {"b": 1}}, (["a"], {"b": 1})),
+    ],
+)
+def test_a_payload_is_the_tasks_call(payload: Any, call: Any) -> None:
+    assert call_arguments(payload) == call
+
+
+@pytest.mark.parametrize("payload", [[1, 2], {"args": 1}, {"kwargs": []}, {"argv": []}])
+def test_a_payload_of_another_shape_fails_clearly(payload: Any) -> None:
+    with pytest.raises(JobFailed, match="args"):
+        call_arguments(payload)
+    assert "kwargs" in PAYLOAD_SHAPE
+
+
+def test_attempts_follow_max_retries() -> None:
+    assert attempts_for(example.flaky) == 3
+    assert attempts_for(example.add) == 4  # Celery's default max_retries is 3
+    assert attempts_for("examples.celery_app.tasks.add") is None
+
+
+def _advertised(settings: Settings, job_type: str) -> bool:
+    with session_scope(settings.database_url) as session:
+        return any(job_type in (types or []) for types in session.scalars(select(Worker.job_types)))
+
+
+@pytest.mark.slow
+@pytest.mark.real_workers
+def test_an_unchanged_celery_task_module_runs_as_tracked_jobs(
+    wsgi_client: Signup, settings: Settings, start_worker: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tf = wsgi_client.client
+    tf.queues.create("celery-tasks", settings={"retry_backoff_seconds": 0})
+    monkeypatch.setenv("TASKFORGE_TASK_MODULES", MODULE)
+    worker = start_worker("-c", "1", "-n", "celery-tasks@%h")
+    wait_for(
+        lambda: _advertised(settings, f"{MODULE}.add"),
+        30,
+        f"the worker never advertised the tasks:\n{worker.log()[-3000:]}",
+    )
+    added = submit_task(tf, example.add, [2, 3], queue="celery-tasks")
+    greeted = submit_task(tf, "reports.greet", ["Ada"], {"punctuation": "?"}, queue="celery-tasks")
+    flaky = submit_task(tf, example.flaky, [1], queue="celery-tasks")
+    assert (added.job_type, added.payload) == (f"{MODULE}.add", {"args": [2, 3], "kwargs": {}})
+    assert flaky.max_attempts == 3
+    assert tf.jobs.wait(added, timeout=60).result == 5, worker.log()[-3000:]
+    assert tf.jobs.wait(greeted, timeout=60).result == "Hello, Ada?"
+    done = tf.jobs.wait(flaky, timeout=60)
+    assert (done.status, done.result, done.attempt_count) == (tfc.JobStatus.SUCCEEDED, 2, 2)
+    assert [a.status for a in tf.jobs.stats(flaky).attempts] == ["failed", "succeeded"]
