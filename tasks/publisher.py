@@ -30,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.celery_names import CONSUME_COMMAND, RUN_JOB, job_queue_name, priority_step
 from app.errors import Unavailable
+from app.forksafe import FORK_GATE
 from app.metrics import count_submitted
 from app.models import utcnow
 from app.services.outbox import (
@@ -198,7 +199,8 @@ class PublishedStamps:
             self._wake.wait()
             time.sleep(self.window)
             self._wake.clear()
-            self.flush()
+            with FORK_GATE.section():  # a fork must not copy its lock or a SQL checkout
+                self.flush()
 
 
 _STAMPS: dict[str, PublishedStamps] = {}

@@ -9,6 +9,7 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
+from app.broker import step_list
 from app.config import Settings
 from app.redis_server import RedisProcess
 from tasks.publisher import flush_stamps
@@ -252,7 +253,7 @@ def test_explain_sees_a_message_a_later_one_overtook(
         # The oldest message leaves the list and nobody claims its job (a worker that
         # fetched it died); the dead letter's message, which ran, goes too. The queue is
         # not empty: a later message waits.
-        broker.rpop(f"tf.{world['queue']['id']}:9", 2)
+        broker.rpop(step_list(f"tf.{world['queue']['id']}", 9), 2)
     blockers = client.get(url, headers=owner.headers).json["blockers"]
     lost = [b for b in blockers if b["code"] == "message_lost"]
     assert lost and "a later message" in lost[0]["message"]

@@ -19,7 +19,7 @@ from sqlalchemy import update
 
 import tests.support.handlers  # noqa: F401 - registers the test handlers
 from app.api import context
-from app.broker import BrokerProbe, Head
+from app.broker import BrokerProbe, Head, step_list
 from app.config import Settings
 from app.db import session_scope
 from app.models import AttemptStatus, Job, JobAttempt, JobStatus, WorkerStatus, utcnow
@@ -554,7 +554,7 @@ def test_a_message_overtaken_by_a_later_one_is_published_again_while_the_queue_i
     # The oldest message leaves the list and no worker claims its job: a failover
     # lost it, or the worker that fetched it died.
     with redis.Redis.from_url(settings.redis_url) as redis_client:
-        redis_client.rpop(f"{name}:9")  # priority 0 is Redis step 9
+        redis_client.rpop(step_list(name, 9))  # priority 0 is Redis step 9
     assert broker.head(name, 0) == Head(uuid.UUID(second["id"]))
     assert _depth(app, queue) == 2, "the queue is busy: the empty-queue rule cannot see it"
     assert republish() == 1
@@ -572,7 +572,7 @@ def test_a_held_or_recent_job_is_not_taken_for_overtaken(
     queue = _queue(client, owner)
     held, _recent = (_submit(client, owner, queue, payload=[n]) for n in range(2))
     with redis.Redis.from_url(settings.redis_url) as redis_client:
-        redis_client.delete(f"tf.{queue['id']}:9")  # no message waits at all
+        redis_client.delete(step_list(f"tf.{queue['id']}", 9))  # no message waits at all
     with session_scope(settings.database_url) as session:
         session.execute(
             update(Job)
@@ -596,10 +596,10 @@ def test_the_broker_probe_reads_the_oldest_message_of_a_priority(
     assert runtime.broker.head(name, 9) == Head(uuid.UUID(urgent["id"]))
     assert runtime.broker.head(name, 0) == Head(None)
     with redis.Redis.from_url(redis_server.url) as redis_client:
-        redis_client.lpush(f"{name}:9", "not a kombu message")
+        redis_client.lpush(step_list(name, 9), "not a kombu message")
         assert runtime.broker.head(name, 0) is None, "unreadable: unknown"
-        redis_client.delete(f"{name}:9")
-        redis_client.lpush(f"{name}:9", b'{"headers": {"id": "relay-task"}}')
+        redis_client.delete(step_list(name, 9))
+        redis_client.lpush(step_list(name, 9), b'{"headers": {"id": "relay-task"}}')
         assert runtime.broker.head(name, 0) is None, "not a job's message: unknown"
     assert BrokerProbe.from_url("redis://127.0.0.1:1/0").head(name, 0) is None
 
