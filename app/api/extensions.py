@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from flask import request
+from flask import Flask, request
 from flask_limiter import Limiter
 from flask_smorest import Api
 from flask_smorest import Blueprint as _Blueprint
@@ -59,4 +59,19 @@ def make_api() -> Api:
     return Api(spec_kwargs={"extra_plugins": [ContractExtras(), ErrorResponses()]})
 
 
-limiter = Limiter(key_func=address_key, headers_enabled=True)
+class AppLimiter(Limiter):
+    """flask-limiter's ``Limiter``, with each app's storage options its own.
+
+    ``Limiter.init_app`` merges ``RATELIMIT_STORAGE_OPTIONS`` into what earlier apps
+    set, and one module-level limiter (its route decorators are module-level)
+    serves every app a process creates: after an app on Redis Sentinel, a plain
+    Redis app would inherit ``sentinel_kwargs`` and fail every limit.
+    """
+
+    def init_app(self, app: Flask) -> None:
+        """Initialise for ``app`` with the storage options of its config alone."""
+        self._storage_options = {}
+        super().init_app(app)
+
+
+limiter = AppLimiter(key_func=address_key, headers_enabled=True)
