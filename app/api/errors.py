@@ -100,7 +100,8 @@ def handle_database_error(exc: SQLAlchemyError) -> Response:
         logger.exception("database error")
         return error_response(500, "Internal server error")
     if isinstance(error, Unavailable):
-        logger.warning("database unavailable: %s", type(exc).__name__)
+        # The driver's own words ("connection refused", "database is locked"), no SQL.
+        logger.warning("database unavailable: %s: %s", type(exc).__name__, getattr(exc, "orig", ""))
     return handle_taskforge_error(error)
 
 

@@ -194,6 +194,13 @@ class EventHandler:
         if other is None:
             return None, None, None
         reason = event.get("exception") or event.get("reason")
+        if other in ("failed", "retried") and reason:
+            # Celery's event carries the exception's repr ("JobFailed('boom')"); when
+            # it is the error SQL recorded for the attempt, show that message, as the
+            # job's page does.  A worker that died (WorkerLostError) recorded nothing.
+            recorded = self.lookups.error(job_id)
+            if recorded and recorded in str(reason):
+                reason = recorded
         started = self._started.get(task_id, lambda _key: None)
         elapsed = at - started if started is not None and other != "received" else None
         return other, elapsed, str(reason) if reason else None

@@ -105,7 +105,7 @@ def _grouped(session: Session, actor: Actor, store: LiveState) -> dict[str, list
 
 
 def _received_bound(value: str | None, field: str) -> float | None:
-    if value is None:
+    if not value:  # Flower reads an empty bound as none
         return None
     try:
         return datetime.strptime(value, RECEIVED_FORMAT).replace(tzinfo=UTC).timestamp()

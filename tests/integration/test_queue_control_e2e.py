@@ -17,6 +17,7 @@ from app.db import session_scope
 from app.models import AuditEvent, Job, JobStatus, utcnow
 from app.runtime import Runtime
 from app.services import queue_control
+from tasks.publisher import flush_stamps
 from tests.conftest import Account
 from tests.support.api import create_queue, submit_job
 from tests.support.workers import WorkerProcess, wait_for
@@ -43,6 +44,7 @@ def _wait_status(
 
 
 def _explain(client: FlaskClient, owner: Account, job: dict) -> dict:
+    flush_stamps()  # publication is stamped off the request path, within 50 ms
     response = client.get(f"/api/v1/jobs/{job['id']}/explain", headers=owner.headers)
     assert response.status_code == 200, response.json
     return response.json  # type: ignore[no-any-return]

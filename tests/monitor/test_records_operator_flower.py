@@ -317,6 +317,7 @@ def test_the_flower_api_answers_in_flowers_shapes_scoped(
     assert ids(state="FAILURE") == [] and ids(workername="nobody") == []
     assert ids(received_start="2026-12-01 12:01") == [second_id]
     assert ids(received_end="2026-12-01 12:01") == [first_id]
+    assert len(ids(received_start="", received_end="")) == 2, "empty: no bound, as in Flower"
     assert flower(client, owner, "tasks", received_start="yesterday").status_code == 400
     assert flower(client, owner, "tasks", sort_by="color").status_code == 400
     assert flower(client, owner, "tasks", limit=0).status_code == 400

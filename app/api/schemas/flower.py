@@ -11,6 +11,11 @@ STATES = ("All", *CELERY_STATES.values())
 SORTS = (*SORT_KEYS, *(f"-{key}" for key in SORT_KEYS))
 
 
+# Flower's format; an empty value means no bound, as in Flower.
+RECEIVED_DOC = "YYYY-MM-DD HH:MM, UTC; empty for no bound"
+RECEIVED_PATTERN = r"^(\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01]) ([01]\d|2[0-3]):[0-5]\d)?$"
+
+
 class FlowerWorkersArgsSchema(StrictSchema):
     workername = fields.String(validate=validate.Length(min=1, max=255))
     status = fields.Boolean(load_default=False)
@@ -26,8 +31,12 @@ class FlowerTasksArgsSchema(StrictSchema):
     workername = fields.String(validate=validate.Length(min=1, max=255))
     taskname = fields.String(validate=validate.Length(min=1, max=100))
     state = fields.String(validate=validate.OneOf(STATES))
-    received_start = fields.String(metadata={"description": "YYYY-MM-DD HH:MM, UTC"})
-    received_end = fields.String(metadata={"description": "YYYY-MM-DD HH:MM, UTC"})
+    received_start = fields.String(
+        metadata={"description": RECEIVED_DOC, "pattern": RECEIVED_PATTERN}
+    )
+    received_end = fields.String(
+        metadata={"description": RECEIVED_DOC, "pattern": RECEIVED_PATTERN}
+    )
     sort_by = fields.String(validate=validate.OneOf(SORTS))
 
 
