@@ -27,7 +27,13 @@ from app.models import Job, JobAttempt, JobStatus, Queue, utcnow
 from app.services import policies
 from app.services.actors import Actor
 from app.services.jobs import get_job
-from app.services.outbox import ETA_HORIZON, LOST_MESSAGE_AFTER, OVERTAKEN_AFTER, RELAY_GRACE
+from app.services.outbox import (
+    ETA_HORIZON,
+    LOST_MESSAGE_AFTER,
+    OVERTAKEN_AFTER,
+    RELAY_GRACE,
+    overtaken,
+)
 from app.services.queue_settings import QueueSettings
 from app.services.workers import BUILTIN_JOB_TYPES, Runner, live_runners
 
@@ -182,15 +188,9 @@ def message_missing(facts: Facts) -> Blocker | None:
 
 def _overtaken(facts: Facts) -> bool:
     """Tell whether the oldest message at the job's priority came after the job's own."""
-    if facts.broker_head is None or facts.job.published_at is None:
+    if facts.broker_head is None:
         return False
-    head = facts.broker_head(facts.queue.celery_queue, facts.job.priority)
-    if head is None or head.job_id == facts.job.id:
-        return False
-    if head.job_id is None:
-        return True
-    later = facts.session.scalar(select(Job.published_at).where(Job.id == head.job_id))
-    return later is not None and facts.job.published_at < later
+    return facts.job.id in overtaken(facts.session, facts.broker_head, [facts.job], facts.now)
 
 
 def jobs_ahead(facts: Facts) -> Blocker | None:

@@ -342,7 +342,7 @@ def republish_lost_messages(
         order_by=(Job.published_at,),
     )
     overtaken = (
-        _overtaken(database_url, head, [job for job, _ in candidates], now - overtaken_after)
+        _overtaken_in(database_url, head, [job for job, _ in candidates], now - overtaken_after)
         if head
         else set()
     )
@@ -365,13 +365,27 @@ def republish_lost_messages(
     return sent
 
 
-def _overtaken(
+def _overtaken_in(
     database_url: str,
     head: Callable[[str, int], Head | None],
     jobs: Sequence[Job],
     cutoff: datetime,
 ) -> set[uuid.UUID]:
-    """The ids of ``jobs`` whose message a later one overtook before ``cutoff``."""
+    with session_scope(database_url) as session:
+        return overtaken(session, head, jobs, cutoff)
+
+
+def overtaken(
+    session: Session,
+    head: Callable[[str, int], Head | None],
+    jobs: Sequence[Job],
+    cutoff: datetime,
+) -> set[uuid.UUID]:
+    """The ids of ``jobs``, published and not held, whose message a later one overtook.
+
+    Only jobs published (and due) before ``cutoff`` count.  ``head`` tells which
+    job's message waits first at a queue and priority on the broker.
+    """
     eligible = [
         job
         for job in jobs
@@ -387,10 +401,9 @@ def _overtaken(
     leading = {h.job_id for h in heads.values() if h is not None and h.job_id is not None}
     published: dict[uuid.UUID, datetime | None] = {}
     if leading:
-        with session_scope(database_url) as session:
-            published = dict(
-                session.execute(select(Job.id, Job.published_at).where(Job.id.in_(leading))).all()
-            )
+        published = dict(
+            session.execute(select(Job.id, Job.published_at).where(Job.id.in_(leading))).all()
+        )
     found: set[uuid.UUID] = set()
     for job in eligible:
         first = heads[(job.queue_id, job.priority)]
