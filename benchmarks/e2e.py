@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 from benchmarks.context import Context, Target
 from benchmarks.procs import Proc, tree_cpu_seconds
 from benchmarks.report import Goal, Row
-from benchmarks.tenant import reset_jobs
+from benchmarks.tenant import Tenant, reset_jobs
 
 BATCH = 500
 BASE_QUEUE = "bench.e2e"
@@ -56,15 +56,14 @@ def _deadline(n: int, workers: int) -> float:
     return time.monotonic() + max(120.0, n / (50.0 * workers))
 
 
-def tf_enqueue(ctx: Context, target: Target, n: int) -> float:
-    """Submit ``n`` echo jobs through ``submit_jobs``; return jobs/s (insert + publish)."""
+def submit_echo_jobs(tenant: Tenant, redis_url: str, n: int) -> float:
+    """Submit ``n`` echo jobs through ``submit_jobs``, publishing to ``redis_url``; return s."""
     from app.db import session_scope
     from app.services.auth import actor_for_user_id
     from app.services.jobs import submit_jobs
     from tasks.publisher import install
 
-    tenant = target.tenant
-    install(tenant.database_url, ctx.redis_url)  # publish to this target's DB and our Redis
+    install(tenant.database_url, redis_url)  # publish to this tenant's DB and that Redis
     started = time.perf_counter()
     for first in range(0, n, BATCH):
         specs = [
@@ -74,7 +73,13 @@ def tf_enqueue(ctx: Context, target: Target, n: int) -> float:
         with session_scope(tenant.database_url) as session:
             actor = actor_for_user_id(session, tenant.user_id)
             submit_jobs(session, actor=actor, jobs=specs)
-    elapsed = time.perf_counter() - started
+    return time.perf_counter() - started
+
+
+def tf_enqueue(ctx: Context, target: Target, n: int) -> float:
+    """Submit ``n`` echo jobs through ``submit_jobs``; return jobs/s (insert + publish)."""
+    tenant = target.tenant
+    elapsed = submit_echo_jobs(tenant, ctx.redis_url, n)
     depth = ctx.queue_depth(tenant.celery_queue)
     if depth != n:
         raise DrainError(f"TaskForge enqueue: {depth} messages in {tenant.celery_queue}, not {n}")
@@ -160,15 +165,20 @@ def tf_drain(ctx: Context, target: Target, n: int, workers: int) -> Drain:
     return Drain(enqueue_rate, n / span if span > 0 else math.nan, cpu_per_job)
 
 
-def base_enqueue(ctx: Context, n: int) -> float:
-    """Publish ``n`` baseline tasks inside ``Producer.batch``; return tasks/s."""
+def publish_baseline(n: int) -> float:
+    """Publish ``n`` baseline tasks inside ``Producer.batch``; return the seconds it took."""
     from benchmarks.baseline_celery import app, count
 
     started = time.perf_counter()
     with app.producer_or_acquire() as producer, producer.batch(max_size=1000):
         for i in range(n):
             count.apply_async(args=[i], queue=BASE_QUEUE, producer=producer)
-    elapsed = time.perf_counter() - started
+    return time.perf_counter() - started
+
+
+def base_enqueue(ctx: Context, n: int) -> float:
+    """Publish ``n`` baseline tasks inside ``Producer.batch``; return tasks/s."""
+    elapsed = publish_baseline(n)
     depth = ctx.queue_depth(BASE_QUEUE)
     if depth != n:
         raise DrainError(f"baseline enqueue: {depth} messages in {BASE_QUEUE}, not {n}")

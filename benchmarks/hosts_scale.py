@@ -31,7 +31,7 @@ from pathlib import Path
 
 import redis
 
-from benchmarks.e2e import BASE_QUEUE, BATCH
+from benchmarks.e2e import BASE_QUEUE, publish_baseline, submit_echo_jobs
 from benchmarks.machine import describe
 from benchmarks.procs import _cpu_times, tree_cpu_seconds
 from benchmarks.tenant import Tenant, prepare, reset_jobs
@@ -135,25 +135,13 @@ def _measure(
 def taskforge_drain(layout: Layout, n: int, count: int) -> Drain:
     from sqlalchemy import func, select
 
-    from app.db import get_engine, session_scope
+    from app.db import get_engine
     from app.models import Job, JobStatus
-    from app.services.auth import actor_for_user_id
-    from app.services.jobs import submit_jobs
-    from tasks.publisher import install
 
     reset_jobs(layout.database_url)
     with layout.redis() as client:
         client.flushdb()
-    install(layout.database_url, layout.redis_url)
-    tenant = layout.tenant
-    for first in range(0, n, BATCH):
-        specs = [
-            {"job_type": "echo", "payload": {"i": i}, "queue_id": tenant.queue_id}
-            for i in range(first, min(n, first + BATCH))
-        ]
-        with session_scope(layout.database_url) as session:
-            actor = actor_for_user_id(session, tenant.user_id)
-            submit_jobs(session, actor=actor, jobs=specs)
+    submit_echo_jobs(layout.tenant, layout.redis_url, n)
     engine = get_engine(layout.database_url)
 
     def done() -> int:
@@ -185,14 +173,11 @@ def taskforge_drain(layout: Layout, n: int, count: int) -> Drain:
 def celery_drain(layout: Layout, n: int, count: int) -> Drain:
     os.environ["REDIS_URL"] = layout.redis_url  # read by baseline_celery at import
     from benchmarks.baseline_celery import DONE_KEY, app
-    from benchmarks.baseline_celery import count as count_task
 
     app.conf.broker_url = layout.redis_url
     with layout.redis() as client:
         client.flushdb()
-    with app.producer_or_acquire() as producer, producer.batch(max_size=1000):
-        for i in range(n):
-            count_task.apply_async(args=[i], queue=BASE_QUEUE, producer=producer)
+    publish_baseline(n)
     client = layout.redis()
     pids = layout.start_workers(count, "benchmarks.baseline_celery", "-Q", BASE_QUEUE)
     try:
