@@ -46,7 +46,7 @@ from sqlalchemy import Engine, create_engine, select, text
 from app.config import PROJECT_ROOT
 from app.models import JobAttempt
 from app.redis_server import find_redis_server
-from tests.support import hosts
+from tests.support import hosts, sentinel
 from tests.support.workers import wait_for
 
 pytestmark = [
@@ -60,7 +60,6 @@ pytestmark = [
     ),
 ]
 
-MASTER = "tfmaster"
 PASSWORD = "correct horse battery"
 JOB_SECONDS = 0.2
 SUBMITTERS = 3
@@ -105,7 +104,7 @@ class Cluster:
         for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
             try:
                 with redis.Redis(host=self.host(name).address, port=26379, socket_timeout=2) as c:
-                    address = c.sentinel_get_master_addr_by_name(MASTER)
+                    address = c.sentinel_get_master_addr_by_name(sentinel.MASTER_NAME)
                     return str(address[0])
             except redis.RedisError:
                 continue
@@ -124,36 +123,26 @@ def _start_redis(cluster: Cluster) -> str:
     master = cluster.host("redis-1")
     master.start_redis(cluster.root / "redis-1")
     cluster.host("redis-2").start_redis(cluster.root / "redis-2", replica_of=master)
+    sentinels = []
     for index in (1, 2, 3):
         host = cluster.host(f"sentinel-{index}")
-        folder = cluster.root / f"sentinel-{index}"
-        folder.mkdir()
-        (folder / "sentinel.conf").write_text(
-            f"port 26379\nbind {host.address}\nprotected-mode no\ndir {folder}\n"
-            f"sentinel monitor {MASTER} {master.address} 6379 2\n"
-            f"sentinel down-after-milliseconds {MASTER} 2000\n"
-            f"sentinel failover-timeout {MASTER} 10000\n"
+        config = sentinel.write_config(
+            cluster.root / host.name,
+            bind=host.address,
+            port=26379,
+            master=(master.address, 6379),
+            down_after_ms=2000,
+            failover_timeout_ms=10000,
         )
-        host.start([binary, str(folder / "sentinel.conf"), "--sentinel"], cluster.log(host.name))
-
-    def watched() -> bool:
-        try:
-            for index in (1, 2, 3):
-                address = cluster.host(f"sentinel-{index}").address
-                with redis.Redis(host=address, port=26379, socket_timeout=2) as client:
-                    if (
-                        not client.sentinel_slaves(MASTER)
-                        or len(client.sentinel_sentinels(MASTER)) < 2
-                    ):
-                        return False
-            return True
-        except redis.RedisError:
-            return False
-
-    wait_for(watched, 60, "the Sentinels never saw the replica and each other", interval=0.5)
-    return ";".join(
-        f"sentinel://{cluster.host(f'sentinel-{i}').address}:26379/0" for i in (1, 2, 3)
+        host.start([binary, str(config), "--sentinel"], cluster.log(host.name))
+        sentinels.append((host.address, 26379))
+    wait_for(
+        lambda: sentinel.watching(sentinels),
+        60,
+        "the Sentinels never saw the replica and each other",
+        interval=0.5,
     )
+    return sentinel.sentinel_url(sentinels)
 
 
 @pytest.fixture
@@ -171,7 +160,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             "TASKFORGE_ENV": "development",
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
-            "TASKFORGE_REDIS_SENTINEL_MASTER": MASTER,
+            "TASKFORGE_REDIS_SENTINEL_MASTER": sentinel.MASTER_NAME,
             "JWT_SECRET_KEY": secrets.token_urlsafe(48),
             "TASKFORGE_METRICS_TOKEN": secrets.token_urlsafe(24),
             "TASKFORGE_RATE_LIMIT": "1000000 per minute",

@@ -8,6 +8,7 @@ dependencies.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -28,6 +29,45 @@ def _start(argv: list[str], port: int, data_dir: Path) -> RedisProcess:
     server = RedisProcess(process, port, data_dir)
     server.wait_ready()
     return server
+
+
+def write_config(
+    folder: Path,
+    *,
+    bind: str,
+    port: int,
+    master: tuple[str, int],
+    down_after_ms: int,
+    failover_timeout_ms: int,
+) -> Path:
+    """Write a Sentinel's configuration (a file of its own: Sentinel rewrites it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "sentinel.conf"
+    config.write_text(
+        f"port {port}\nbind {bind}\nprotected-mode no\ndaemonize no\ndir {folder}\n"
+        f"sentinel monitor {MASTER_NAME} {master[0]} {master[1]} 2\n"
+        f"sentinel down-after-milliseconds {MASTER_NAME} {down_after_ms}\n"
+        f"sentinel failover-timeout {MASTER_NAME} {failover_timeout_ms}\n"
+    )
+    return config
+
+
+def watching(sentinels: Sequence[tuple[str, int]]) -> bool:
+    """Tell whether every Sentinel sees the master's replica and all the other Sentinels."""
+    try:
+        for host, port in sentinels:
+            with redis.Redis(host=host, port=port, socket_timeout=2) as client:
+                replicas = client.sentinel_slaves(MASTER_NAME)
+                if not replicas or len(client.sentinel_sentinels(MASTER_NAME)) < len(sentinels) - 1:
+                    return False
+        return True
+    except redis.RedisError:
+        return False
+
+
+def sentinel_url(sentinels: Sequence[tuple[str, int]]) -> str:
+    """``REDIS_URL`` naming the Sentinels, in the form TaskForge reads."""
+    return ";".join(f"sentinel://{host}:{port}/0" for host, port in sentinels)
 
 
 class SentinelCluster:
@@ -51,33 +91,28 @@ class SentinelCluster:
         for index in range(SENTINELS):
             port = free_port()
             folder = root / f"sentinel-{index}"
-            folder.mkdir(parents=True)
-            config = folder / "sentinel.conf"  # Sentinel rewrites it: a file of its own
-            config.write_text(
-                f"port {port}\nbind {HOST}\ndaemonize no\ndir {folder}\n"
-                f"sentinel monitor {MASTER_NAME} {HOST} {master_port} 2\n"
-                f"sentinel down-after-milliseconds {MASTER_NAME} 1000\n"
-                f"sentinel failover-timeout {MASTER_NAME} 4000\n"
+            config = write_config(
+                folder,
+                bind=HOST,
+                port=port,
+                master=(HOST, master_port),
+                down_after_ms=1000,
+                failover_timeout_ms=4000,
             )
             self.sentinels.append(_start([binary, str(config), "--sentinel"], port, folder))
-        wait_for(self._ready, 30, "the Sentinels never saw the replica and each other")
+        addresses = [(HOST, s.port) for s in self.sentinels]
+        wait_for(
+            lambda: watching(addresses), 30, "the Sentinels never saw the replica and each other"
+        )
 
     @property
     def url(self) -> str:
         """``REDIS_URL`` naming the three Sentinels, in the form TaskForge reads."""
-        return ";".join(f"sentinel://{HOST}:{s.port}/0" for s in self.sentinels)
+        return sentinel_url([(HOST, s.port) for s in self.sentinels])
 
     def _ask(self, sentinel: RedisProcess, *command: str) -> object:
         with redis.Redis(host=HOST, port=sentinel.port, decode_responses=True) as client:
             return client.execute_command(*command)
-
-    def _ready(self) -> bool:
-        for sentinel in self.sentinels:
-            replicas = self._ask(sentinel, "SENTINEL", "REPLICAS", MASTER_NAME)
-            peers = self._ask(sentinel, "SENTINEL", "SENTINELS", MASTER_NAME)
-            if not replicas or len(peers) < SENTINELS - 1:  # type: ignore[arg-type]
-                return False
-        return True
 
     def master_port(self) -> int:
         """The port of the master every Sentinel names now."""
