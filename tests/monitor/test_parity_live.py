@@ -7,7 +7,10 @@ no TaskForge queue.
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import subprocess
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +26,19 @@ from tests.support.workers import wait_for
 pytestmark = [pytest.mark.slow, pytest.mark.real_workers]
 
 HOST = f"parity@{socket.gethostname()}"
+
+
+def promtool_check(text: str) -> subprocess.CompletedProcess[str]:
+    """Run ``promtool check metrics`` (Prometheus' own linter) on a scrape."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        reason = "promtool is missing (.ci/run installs it from Debian's prometheus package)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+    )
 
 
 def task_states(client: FlaskClient, account: Account) -> dict[str, list[str]]:
@@ -126,6 +142,10 @@ def test_a_real_run_fills_records_facts_flower_api_and_metrics(
 
     wait_for(lambda: "worker-heartbeat" in worker_events(), 15, f"{worker_events()}")
     assert "worker-online" in worker_events()
+
+    scrape = client.get("/api/v1/metrics", headers=METRICS_AUTH).get_data(as_text=True)
+    checked = promtool_check(scrape)
+    assert checked.returncode == 0, f"promtool: {checked.stdout}{checked.stderr}"
 
 
 def test_the_operator_grows_and_drains_a_shared_worker(
