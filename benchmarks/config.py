@@ -31,6 +31,8 @@ class BenchConfig:
     grpc_threads: int = 2
     grpc_channels: int = 4
     grpc_loops: int = 4
+    # REST and end-to-end rows also run on PostgreSQL: BENCH_POSTGRES_URL, or a throwaway cluster.
+    postgres: bool = True
     postgres_url: str | None = None
     install_wrk: bool = True
     keep_tmp: bool = False
@@ -78,6 +80,12 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     parser.add_argument("--grpc-seconds", type=float, help="gRPC load duration (default 10)")
     parser.add_argument("--grpc-processes", type=int, help="gRPC server processes (default 2)")
     parser.add_argument("--grpc-threads", type=int, help="threads per gRPC server (default 2)")
+    parser.add_argument(
+        "--no-postgres",
+        action="store_true",
+        help="SQLite only (default: REST and e2e on PostgreSQL too, BENCH_POSTGRES_URL or a "
+        "throwaway cluster when PostgreSQL is installed)",
+    )
     parser.add_argument(
         "--no-install",
         action="store_true",
@@ -130,6 +138,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     config.install_wrk = not args.no_install
     config.keep_tmp = args.keep_tmp
     config.nice = args.nice
+    config.postgres = not args.no_postgres
     config.postgres_url = os.environ.get("BENCH_POSTGRES_URL") or None
     if config.reps < 1:
         parser.error("--reps must be at least 1")

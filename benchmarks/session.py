@@ -11,11 +11,12 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from benchmarks.config import BenchConfig
 from benchmarks.context import PROJECT_ROOT, Context, Target
+from benchmarks.postgres import throwaway_cluster
 from benchmarks.procs import ProcessSet, free_port
 
 
@@ -51,16 +52,25 @@ def open_session(config: BenchConfig, *, with_postgres: bool = False) -> Iterato
     ctx = Context(config=config, procs=procs, redis_url=redis_url, tmp=tmp)
     ctx.quiet_budget_left = config.quiet_budget_seconds
     failed = True
+    cleanup = ExitStack()
     try:
         redis_proc.wait_ready()
         print(f"temp dir {tmp}; Redis pid {redis_proc.pid} on :{redis_port}", flush=True)
         ctx.targets.append(Target("SQLite", prepare(sqlite_url, redis_url)))
-        if with_postgres and config.postgres_url:
-            ctx.targets.append(Target("PostgreSQL", prepare(config.postgres_url, redis_url)))
+        if with_postgres:
+            postgres_url = config.postgres_url or cleanup.enter_context(throwaway_cluster())
+            if postgres_url:
+                ctx.targets.append(Target("PostgreSQL", prepare(postgres_url, redis_url)))
+            else:
+                ctx.notes.append(
+                    "PostgreSQL rows skipped: set BENCH_POSTGRES_URL or install PostgreSQL "
+                    "(apt-get install postgresql) for a throwaway cluster"
+                )
         yield ctx
         failed = ctx.failed
     finally:
         procs.stop_all()
+        cleanup.close()
         redis_proc.stop()
         if config.keep_tmp or failed:
             print(f"logs and data kept in {tmp}", flush=True)
