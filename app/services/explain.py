@@ -147,6 +147,8 @@ def message_missing(facts: Facts) -> Blocker | None:
     if not facts.queue.is_active:
         return None
     if job.published_at is None:
+        if _stamp_pending(facts):
+            return None
         if job.available_at is not None and job.available_at - facts.now > ETA_HORIZON:
             at = job.available_at - ETA_HORIZON
             why = "it is due later than the ETA horizon; the relay publishes it"
@@ -184,6 +186,23 @@ def message_missing(facts: Facts) -> Blocker | None:
         f"the republisher publishes it again by {_iso(at)}.",
         {"published_at": _iso(job.published_at), "republish_by": _iso(at), "by": "republish"},
     )
+
+
+def _stamp_pending(facts: Facts) -> bool:
+    """Tell whether an unstamped job was most likely just published.
+
+    The submitting process sends the message right after its commit and stamps
+    ``published_at`` in the background (``tasks.publisher.PublishedStamps``), so
+    for a moment a published job looks unpublished.  Within the relay's grace, a
+    queue with messages on the broker (or a broker not asked) is taken as that
+    moment; an empty queue is not.
+    """
+    job = facts.job
+    if facts.now - job.updated_at >= RELAY_GRACE:
+        return False
+    if job.available_at is not None and job.available_at - facts.now > ETA_HORIZON:
+        return False
+    return facts.broker_depth is None or facts.broker_depth(facts.queue.celery_queue) != 0
 
 
 def _overtaken(facts: Facts) -> bool:

@@ -14,6 +14,7 @@ from app.models import Job, Queue, Role, utcnow
 from app.services import explain, queues
 from app.services.actors import Actor
 from app.services.explain import Blocker, Explanation, Facts
+from app.services.outbox import RELAY_GRACE
 from tests.support import factories
 from tests.support.execution import claim, execute
 
@@ -130,6 +131,20 @@ def test_a_message_held_by_a_worker_and_a_lost_one(session: Session, actor: Acto
     lost = _explain(session, actor, job, depth=0)
     assert _codes(lost) == ["message_lost"]
     assert lost.blockers[0].details["by"] == "republish"
+
+
+def test_a_job_just_submitted_is_unpublished_only_when_its_queue_is_empty(
+    session: Session, actor: Actor
+) -> None:
+    queue = factories.queue(session, actor)
+    _live(session, queue)
+    job = factories.job(session, actor, queue)  # sent; its published_at stamp is pending
+    assert _codes(_explain(session, actor, job, depth=1)) == []
+    assert _codes(_explain(session, actor, job, depth=0)) == ["message_unpublished"]
+    older = utcnow() - RELAY_GRACE - timedelta(seconds=1)
+    session.execute(update(Job).where(Job.id == job.id).values(updated_at=older))
+    session.refresh(job)
+    assert _codes(_explain(session, actor, job, depth=1)) == ["message_unpublished"]
 
 
 def test_nothing_blocks_a_job_about_to_be_claimed(session: Session, actor: Actor) -> None:
