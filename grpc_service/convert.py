@@ -170,6 +170,10 @@ def worker_to_proto(worker: Worker) -> pb.Worker:
         last_heartbeat=to_timestamp(worker.last_heartbeat),
         registered_at=to_timestamp(worker.registered_at),
         drain_mode=worker.drain_mode,
+        hostname=worker.hostname or "",
+        queues=list(worker.queues or ()),
+        job_types=list(worker.job_types or ()),
+        job_types_advertised=worker.job_types is not None,
     )
 
 

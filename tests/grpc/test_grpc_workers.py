@@ -14,7 +14,8 @@ from grpcsupport import Contract, Metadata, assert_status, message, rpc_error
 
 from app.config import Settings
 from app.db import session_scope
-from app.models import Worker
+from app.models import Worker, WorkerType
+from app.services import workers
 from grpc_service import convert
 from grpc_service.gen import job_queue_pb2 as pb
 from grpc_service.gen import job_queue_pb2_grpc as pb_grpc
@@ -198,3 +199,31 @@ def test_heartbeat_answers_the_configured_interval_as_rest_does(
         assert stored is not None and stored.last_heartbeat is not None
         expected = stored.last_heartbeat + timedelta(seconds=42)
     assert beat.next_heartbeat_at.ToDatetime(tzinfo=UTC) == expected
+
+
+def test_a_self_registered_worker_shows_its_host_queues_and_job_types(
+    register: Any,
+    project_stub: pb_grpc.JobQueueServiceStub,
+    owner: Any,
+    owner_md: Metadata,
+    settings: Settings,
+) -> None:
+    with session_scope(settings.database_url) as session:
+        celery = workers.register_system_worker(
+            session,
+            hostname="celery@host-2",
+            organization_id=uuid.UUID(owner.organization_id),
+            worker_type=WorkerType.GENERAL,
+            capabilities=None,
+            concurrency=2,
+            queues=["tf.a", "tf.b"],
+            job_types=["mypkg.add", "echo"],
+        )
+        celery_id = str(celery.id)
+    api_registered = register()
+    get = project_stub.GetWorker
+    found = get(pb.GetWorkerRequest(id=celery_id), metadata=owner_md).worker
+    assert (found.hostname, list(found.queues)) == ("celery@host-2", ["tf.a", "tf.b"])
+    assert (list(found.job_types), found.job_types_advertised) == (["echo", "mypkg.add"], True)
+    plain = get(pb.GetWorkerRequest(id=api_registered.id), metadata=owner_md).worker
+    assert (plain.hostname, list(plain.job_types), plain.job_types_advertised) == ("", [], False)

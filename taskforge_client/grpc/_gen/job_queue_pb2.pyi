@@ -109,7 +109,7 @@ class JobQueue(_message.Message):
     def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., priority: _Optional[int] = ..., settings: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., is_active: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Worker(_message.Message):
-    __slots__ = ("id", "project_id", "name", "worker_type", "status", "capabilities", "max_concurrent_jobs", "last_heartbeat", "registered_at", "drain_mode")
+    __slots__ = ("id", "project_id", "name", "worker_type", "status", "capabilities", "max_concurrent_jobs", "last_heartbeat", "registered_at", "drain_mode", "hostname", "queues", "job_types", "job_types_advertised")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +120,10 @@ class Worker(_message.Message):
     LAST_HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
     DRAIN_MODE_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    JOB_TYPES_FIELD_NUMBER: _ClassVar[int]
+    JOB_TYPES_ADVERTISED_FIELD_NUMBER: _ClassVar[int]
     id: str
     project_id: str
     name: str
@@ -130,7 +134,11 @@ class Worker(_message.Message):
     last_heartbeat: _timestamp_pb2.Timestamp
     registered_at: _timestamp_pb2.Timestamp
     drain_mode: bool
-    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., worker_type: _Optional[_Union[WorkerType, str]] = ..., status: _Optional[_Union[WorkerStatus, str]] = ..., capabilities: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., max_concurrent_jobs: _Optional[int] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., registered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., drain_mode: _Optional[bool] = ...) -> None: ...
+    hostname: str
+    queues: _containers.RepeatedScalarFieldContainer[str]
+    job_types: _containers.RepeatedScalarFieldContainer[str]
+    job_types_advertised: bool
+    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., worker_type: _Optional[_Union[WorkerType, str]] = ..., status: _Optional[_Union[WorkerStatus, str]] = ..., capabilities: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., max_concurrent_jobs: _Optional[int] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., registered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., drain_mode: _Optional[bool] = ..., hostname: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., job_types: _Optional[_Iterable[str]] = ..., job_types_advertised: _Optional[bool] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
     __slots__ = ("queue_id", "job_type", "payload", "priority", "max_attempts", "scheduled_for", "idempotency_key", "queue_name")
