@@ -28,6 +28,15 @@ class CurrentOrganization(MethodView):
             db(), actor=actor, organization_id=actor.organization_id
         )
 
+    @blp.arguments(schemas.OrganizationUpdateSchema)
+    @blp.response(200, schemas.OrganizationSchema)
+    def patch(self, args: dict[str, Any]) -> Organization:
+        """Rename the caller's own organization or replace its settings."""
+        actor = current_actor()
+        return org_service.update_organization(
+            db(), actor=actor, organization_id=actor.organization_id, **args
+        )
+
 
 @blp.route("/<id:organization_id>")
 class OrganizationItem(MethodView):

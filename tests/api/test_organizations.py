@@ -24,6 +24,19 @@ def test_get_and_rename_organization(client: FlaskClient, owner: Account) -> Non
     assert renamed.json["settings"] == {"tier": "gold"}
 
 
+def test_current_organization_is_renamed_by_admins_only(
+    client: FlaskClient, auth: Auth, owner: Account
+) -> None:
+    url = "/api/v1/organizations/current"
+    renamed = client.patch(url, json={"name": "Acme Two"}, headers=owner.headers)
+    assert (renamed.status_code, renamed.json["name"]) == (200, "Acme Two")
+    assert renamed.json["id"] == owner.organization_id
+    assert client.patch(url, json={"name": ""}, headers=owner.headers).status_code == 400
+    member = auth.member(owner, "member")
+    assert client.patch(url, json={"name": "Mine"}, headers=member.headers).status_code == 403
+    assert client.get(url, headers=owner.headers).json["name"] == "Acme Two"
+
+
 def test_organization_update_validates(client: FlaskClient, owner: Account) -> None:
     url = f"/api/v1/organizations/{owner.organization_id}"
     assert client.patch(url, json={"name": ""}, headers=owner.headers).status_code == 400
