@@ -10,8 +10,10 @@
 
 The job's type is the task's registered name and its payload the call
 (``{"args": [...], "kwargs": {...}}``); a worker started with
-``TASKFORGE_TASK_MODULES=mypkg.tasks`` runs it.  Celery need not be installed
-here: a task is read by its ``name`` and ``max_retries`` only.
+``TASKFORGE_TASK_MODULES=mypkg.tasks`` runs it, with the task's own retry
+policy (``self.retry()``, ``autoretry_for``, ``max_retries``) and time limits;
+``max_attempts`` caps its tries.  Celery need not be installed here: a task is
+read by its ``name`` and ``max_retries`` only.
 """
 
 from __future__ import annotations
