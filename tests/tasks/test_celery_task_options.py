@@ -10,16 +10,20 @@ from typing import Any
 import pytest
 from celery.exceptions import MaxRetriesExceededError, Retry
 from flask.testing import FlaskClient
+from kombu.message import Message
+from kombu.serialization import dumps
 from sqlalchemy import update
 
+from app.celery_names import RUN_JOB
 from app.config import Settings
 from app.db import session_scope
 from app.models import AttemptStatus, Job, JobStatus, utcnow
 from app.runtime import Runtime
 from app.services.execution import NO_RETRY, QUEUE_BACKOFF, AfterFailure
 from tasks import celery_tasks, executor, worker
+from tasks.celery_app import app
 from tasks.handlers import has_handler
-from tasks.publisher import flush_stamps
+from tasks.publisher import HARD_LIMIT_GRACE_SECONDS, flush_stamps
 from tests.conftest import Account
 from tests.support import celery_tasks as module
 from tests.support.api import create_queue, job_attempts, submit_job
@@ -182,3 +186,32 @@ def test_the_celery_state_follows_the_tasks_rule(
     with pytest.raises(ValueError, match="not listed"):
         _run_job(final)
     assert _job(settings, final).status is JobStatus.FAILED
+
+
+def _request(job_type: str, soft: int) -> celery_tasks.JobRequest:
+    """The request a worker's main process makes of a ``run_job`` message from the publisher."""
+    sent = app.amqp.as_task_v2(
+        "job:0",
+        RUN_JOB,
+        args=["job", 0],
+        kwargs={"job_type": job_type},
+        soft_time_limit=soft,
+        time_limit=soft + HARD_LIMIT_GRACE_SECONDS,
+    )
+    content_type, encoding, body = dumps(sent.body, serializer="json")
+    message = Message(
+        body=body,
+        content_type=content_type,
+        content_encoding=encoding,
+        headers=sent.headers,
+        properties=sent.properties,
+        delivery_info={},
+    )
+    return celery_tasks.JobRequest(message, app=app, task=executor.run_job)
+
+
+def test_the_worker_applies_the_tighter_of_the_queues_and_the_tasks_limits() -> None:
+    grace = HARD_LIMIT_GRACE_SECONDS
+    assert tuple(_request(module.overrun.name, 60).time_limits) == (1 + grace, 1)
+    assert tuple(_request(module.plain_failure.name, 60).time_limits) == (60 + grace, 60)
+    assert tuple(_request("echo", 60).time_limits) == (60 + grace, 60)
