@@ -1,4 +1,4 @@
-"""Enqueue a Celery task into a TaskForge queue, as a tracked job.
+"""Enqueue a Celery task into a TaskForge queue, as a tracked job, over REST or gRPC.
 
 >>> from taskforge_client import TaskForge
 >>> from taskforge_client.celery import submit_task
@@ -8,19 +8,27 @@
 ...     tf.jobs.wait(job).result
 5
 
+The same call takes a ``taskforge_client.grpc.GrpcClient`` and submits with
+``SubmitJob``.
+
 The job's type is the task's registered name and its payload the call
 (``{"args": [...], "kwargs": {...}}``); a worker started with
-``TASKFORGE_TASK_MODULES=mypkg.tasks`` runs it.  Celery need not be installed
-here: a task is read by its ``name`` and ``max_retries`` only.
+``TASKFORGE_TASK_MODULES=mypkg.tasks`` runs it, with the task's own retry
+policy (``self.retry()``, ``autoretry_for``, ``max_retries``) and time limits;
+``max_attempts`` caps its tries.  Celery need not be installed here: a task is
+read by its ``name`` and ``max_retries`` only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskforge_client.client import TaskForge
 from taskforge_client.models import Job, Queue
+
+if TYPE_CHECKING:
+    from taskforge_client.grpc import GrpcClient
 
 # TaskForge's range of max_attempts.
 MAX_ATTEMPTS = 10
@@ -35,7 +43,7 @@ def attempts_for(task: Any) -> int | None:
 
 
 def submit_task(
-    client: TaskForge,
+    client: TaskForge | GrpcClient,
     task: Any,
     args: Iterable[Any] = (),
     kwargs: Mapping[str, Any] | None = None,
@@ -46,10 +54,15 @@ def submit_task(
 ) -> Job:
     """Submit ``task(*args, **kwargs)`` (a Celery task or its name) as a job of ``queue``.
 
-    ``max_attempts`` defaults to the task's ``max_retries + 1``; ``options`` are
-    those of ``client.jobs.submit`` (priority, scheduled_for, idempotency_key).
+    ``client`` is the REST client or the gRPC client.  ``max_attempts``
+    defaults to the task's ``max_retries + 1`` (the queue's default for a bare
+    name); ``options`` are ``priority``, ``scheduled_for`` and ``idempotency_key``,
+    as ``client.jobs.submit`` / ``client.submit_job`` take them.
     """
     name = task if isinstance(task, str) else str(task.name)
     payload = {"args": list(args), "kwargs": dict(kwargs or {})}
     attempts = max_attempts if max_attempts is not None else attempts_for(task)
-    return client.jobs.submit(queue, name, payload, max_attempts=attempts, **options)
+    if isinstance(client, TaskForge):
+        return client.jobs.submit(queue, name, payload, max_attempts=attempts, **options)
+    # gRPC's max_attempts 0 is "the queue's default" (proto3 has no unset integer).
+    return client.submit_job(queue, name, payload, max_attempts=attempts or 0, **options)

@@ -34,6 +34,7 @@ from app.models import JobStatus
 from app.services import execution, policies, routing
 from app.services.execution import Outcome
 from app.services.leases import renew_leases
+from tasks import celery_tasks
 from tasks.celery_app import app
 from tasks.handlers import JobContext, JobFailed, get_handler, has_handler
 from tasks.worker import runtime
@@ -117,6 +118,23 @@ def _failed(outcome: JobStatus | None, exc: BaseException) -> Ran:
     return Ran(Outcome.RETRYING if outcome is JobStatus.PENDING else Outcome.FAILED, exc)
 
 
+def _record_failed(
+    database_url: str, job_id: uuid.UUID, claimed: execution.Claimed, exc: Exception
+) -> Ran:
+    """Record the attempt that ``exc`` failed (called while it is being handled)."""
+    after = celery_tasks.after_failure(claimed.job_type, exc)
+    # A Celery task's ``Retry`` carries the exception that failed the attempt.
+    cause = exc.exc if isinstance(exc, Retry) and exc.exc is not None else exc
+    if isinstance(cause, SoftTimeLimitExceeded):
+        limit = celery_tasks.time_limit(claimed.job_type, claimed.queue_settings.timeout_seconds)
+        error, trace = execution.timeout_error(limit), None
+    else:
+        error, trace = str(cause) or type(cause).__name__, traceback.format_exc()
+    return _failed(
+        execution.record_failure(database_url, job_id, claimed, error, trace, after), cause
+    )
+
+
 def execute(
     job_id: str,
     attempt: int,
@@ -155,15 +173,8 @@ def execute(
         with lease_keeper(database_url, lease_seconds).hold(jid, claimed.attempt):
             result = get_handler(claimed.job_type)(claimed.payload, context)
         execution.check_result(result)
-    except SoftTimeLimitExceeded as exc:
-        error = execution.timeout_error(claimed.queue_settings)
-        return _failed(execution.record_failure(database_url, jid, claimed, error, None), exc)
     except Exception as exc:
-        message = str(exc) or type(exc).__name__
-        outcome = execution.record_failure(
-            database_url, jid, claimed, message, traceback.format_exc()
-        )
-        return _failed(outcome, exc)
+        return _record_failed(database_url, jid, claimed, exc)
     if not execution.record_success(database_url, jid, claimed, result):
         # Cancelled (or swept) while it ran: the result is not the job's.
         logger.info("job %s attempt %s moved on while it ran; result dropped", job_id, attempt + 1)
@@ -174,6 +185,8 @@ def execute(
 class JobTask(Task):
     """Base class: job state lives in SQL, so Celery keeps no result."""
 
+    # A loaded Celery task's own time limits tighten its jobs' (the queue's).
+    Request = celery_tasks.JobRequest
     ignore_result = True
     acks_late = True
     reject_on_worker_lost = True

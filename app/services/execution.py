@@ -1,4 +1,4 @@
-"""A job attempt's life in SQL: claim, succeed, fail (retry with backoff, or fail).
+"""A job attempt's life in SQL: claim, succeed, fail (retry after a delay, or fail).
 
 Every transition is a compare-and-set on ``(id, status, attempt_count)``: the
 message names the attempt it was published for, so a duplicate, late or
@@ -60,6 +60,25 @@ class Outcome(enum.StrEnum):
             return cls(result.strip("'\""))
         except ValueError:
             return None
+
+
+@dataclass(frozen=True)
+class AfterFailure:
+    """What a failed attempt asks of its job: another attempt (after a delay), or none.
+
+    The default is the queue's rule: retry after the queue's backoff.  A job
+    type with a retry policy of its own (a Celery task's ``retry()`` or
+    ``autoretry_for``, ``tasks.celery_tasks``) names its delay or ends the job;
+    either way the job's ``max_attempts`` still caps the attempts.
+    """
+
+    retry: bool = True
+    # None: the queue's backoff.
+    delay_seconds: float | None = None
+
+
+QUEUE_BACKOFF = AfterFailure()
+NO_RETRY = AfterFailure(retry=False)
 
 
 @dataclass(frozen=True)
@@ -282,11 +301,15 @@ def end_attempt(
     settings: QueueSettings,
     error: str,
     now: datetime,
+    after: AfterFailure = QUEUE_BACKOFF,
 ) -> JobStatus | None:
     """Move a processing job on after a failed or lost attempt: retry later, or fail."""
-    retry = attempt < max_attempts
+    retry = after.retry and attempt < max_attempts
     if retry:
-        available_at = now + timedelta(seconds=backoff_seconds(attempt, settings))
+        delay = after.delay_seconds
+        if delay is None:
+            delay = backoff_seconds(attempt, settings)
+        available_at = now + timedelta(seconds=delay)
         values: dict[str, Any] = {
             "status": JobStatus.PENDING,
             "available_at": available_at,
@@ -312,9 +335,14 @@ def end_attempt(
 
 
 def record_failure(
-    database_url: str, job_id: uuid.UUID, claimed: Claimed, error: str, trace: str | None
+    database_url: str,
+    job_id: uuid.UUID,
+    claimed: Claimed,
+    error: str,
+    trace: str | None,
+    after: AfterFailure = QUEUE_BACKOFF,
 ) -> JobStatus | None:
-    """Record a failed attempt; retry with backoff while attempts remain, else fail."""
+    """Record a failed attempt; retry as ``after`` says while attempts remain, else fail."""
     now = utcnow()
     with session_scope(database_url) as session:
         outcome = end_attempt(
@@ -325,6 +353,7 @@ def record_failure(
             settings=claimed.queue_settings,
             error=error,
             now=now,
+            after=after,
         )
         if outcome is not None:
             finish_attempt(
@@ -363,9 +392,9 @@ def cancel_revoked(database_url: str, job_id: uuid.UUID, attempt: int, *, termin
     return False
 
 
-def timeout_error(settings: QueueSettings) -> str:
-    """The error of an attempt that ran past its queue's ``timeout_seconds``."""
-    return f"Timed out after {settings.timeout_seconds} seconds"
+def timeout_error(seconds: float) -> str:
+    """The error of an attempt that ran past its time limit of ``seconds``."""
+    return f"Timed out after {seconds:g} seconds"
 
 
 def check_result(value: Any) -> None:

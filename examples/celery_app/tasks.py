@@ -21,9 +21,13 @@ def greet(name: str, *, punctuation: str = "!") -> str:
     return f"Hello, {name}{punctuation}"
 
 
-@shared_task(bind=True, autoretry_for=(TemporaryError,), max_retries=2)
+@shared_task(bind=True, autoretry_for=(TemporaryError,), retry_backoff=True, max_retries=2)
 def flaky(self, failures: int) -> int:  # type: ignore[no-untyped-def]
-    """Fail with TemporaryError on the first ``failures`` tries, then return the try number."""
+    """Fail with TemporaryError on the first ``failures`` tries, then return the try number.
+
+    Celery retries it after 0-1, 0-2 seconds (``retry_backoff``); without it,
+    after ``default_retry_delay`` (three minutes).
+    """
     if self.request.retries < failures:
         raise TemporaryError(f"try {self.request.retries + 1} failed")
     return int(self.request.retries) + 1

@@ -1,8 +1,10 @@
-"""An unchanged Celery task module (examples/celery_app) runs under TaskForge, tracked."""
+"""An unchanged Celery task module runs under TaskForge, tracked, with its own retry rules."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -17,10 +19,12 @@ from taskforge_client.celery import attempts_for, submit_task
 from tasks.celery_tasks import PAYLOAD_SHAPE, call_arguments
 from tasks.handlers import JobFailed
 from tests.client.conftest import Signup
+from tests.support import celery_tasks as own
 from tests.support.workers import WorkerProcess, wait_for
 
 Start = Callable[..., WorkerProcess]
 MODULE = "examples.celery_app.tasks"
+OWN_OPTIONS = "tests.support.celery_tasks"
 
 
 @pytest.mark.parametrize(
@@ -77,3 +81,50 @@ def test_an_unchanged_celery_task_module_runs_as_tracked_jobs(
     done = tf.jobs.wait(flaky, timeout=60)
     assert (done.status, done.result, done.attempt_count) == (tfc.JobStatus.SUCCEEDED, 2, 2)
     assert [a.status for a in tf.jobs.stats(flaky).attempts] == ["failed", "succeeded"]
+
+
+def _gaps(tf: tfc.TaskForge, job: tfc.Job) -> list[timedelta]:
+    """Time from each attempt's end to the next one's start."""
+    attempts = tf.jobs.stats(job).attempts
+    return [b.started_at - a.finished_at for a, b in pairwise(attempts) if a.finished_at]
+
+
+@pytest.mark.slow
+@pytest.mark.real_workers
+def test_a_celery_tasks_own_retry_policy_and_time_limit_apply_on_a_real_worker(
+    wsgi_client: Signup, settings: Settings, start_worker: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tf = wsgi_client.client
+    queue = tf.queues.create(
+        "own-options", settings={"retry_backoff_seconds": 0, "timeout_seconds": 60}
+    )
+    monkeypatch.setenv("TASKFORGE_TASK_MODULES", f"{OWN_OPTIONS},{MODULE}")
+    worker = start_worker("-c", "1", "-n", "own-options@%h")
+    wait_for(
+        lambda: _advertised(settings, own.overrun.name),
+        30,
+        f"the worker never advertised the tasks:\n{worker.log()[-3000:]}",
+    )
+    explicit = submit_task(tf, own.retry_later, [2], queue=queue, max_attempts=5)
+    backing_off = submit_task(tf, own.backing_off, queue=queue, max_attempts=5)
+    unlisted = submit_task(tf, own.backing_off, ["other"], queue=queue, max_attempts=5)
+    overrun = submit_task(tf, own.overrun, [30], queue=queue, max_attempts=2)
+
+    done = tf.jobs.wait(overrun, timeout=60)
+    assert (done.status, done.attempt_count) == (tfc.JobStatus.FAILED, 2), worker.log()[-3000:]
+    assert done.error == "Timed out after 1 seconds", "the task's soft limit, not the queue's 60"
+    # The pool process is free again: the next job runs.
+    added = submit_task(tf, example.add, [2, 3], queue=queue)
+    assert tf.jobs.wait(added, timeout=60).result == 5
+
+    done = tf.jobs.wait(unlisted, timeout=60)
+    assert (done.status, done.attempt_count) == (tfc.JobStatus.FAILED, 1)
+    assert done.error == "not listed in autoretry_for"
+    for job, delays in ((explicit, [2, 2]), (backing_off, [2, 3])):
+        done = tf.jobs.wait(job, timeout=60)
+        # Celery's max_retries=2 ends the job after three tries, though it allows five.
+        assert (done.status, done.attempt_count, done.error) == (tfc.JobStatus.FAILED, 3, "try 3")
+        gaps = _gaps(tf, job)
+        assert len(gaps) == 2 and all(
+            gap >= timedelta(seconds=delay) for gap, delay in zip(gaps, delays, strict=True)
+        ), f"{job.job_type}: the task's own delays {delays}, not the queue's 0: {gaps}"

@@ -12,7 +12,9 @@ from flask.testing import FlaskClient
 import taskforge_client as tfc
 from app.config import Settings
 from app.redis_server import free_port
+from examples.celery_app import tasks as example
 from grpc_service.server import create_server
+from taskforge_client.celery import submit_task
 from taskforge_client.grpc import GrpcClient
 from taskforge_client.grpc.errors import error_from_rpc
 from tests.client.conftest import Signup, Stack
@@ -157,3 +159,18 @@ def test_a_job_submitted_over_grpc_runs_on_the_stack(
     assert seen[-1].status is tfc.JobStatus.SUCCEEDED, stack.logs()
     assert seen[-1].result == {"via": "grpc"}
     assert owner.client.jobs.get(job.id).result == {"via": "grpc"}
+
+
+def test_a_celery_task_is_submitted_over_grpc_as_over_rest(rpc: GrpcClient) -> None:
+    queue = rpc.create_queue("celery-grpc", settings={"max_attempts": 2})
+    job = submit_task(rpc, example.add, [2, 3], {"z": None}, queue=queue, priority=7)
+    assert (job.job_type, job.payload) == (
+        example.add.name,
+        {"args": [2, 3], "kwargs": {"z": None}},
+    )
+    assert (job.max_attempts, job.priority) == (4, 7), "max_retries + 1, as over REST"
+    assert rpc.get_job(job.id) == job
+    by_name = submit_task(rpc, "reports.greet", ["Ada"], queue="celery-grpc", idempotency_key="g")
+    assert (by_name.job_type, by_name.max_attempts) == ("reports.greet", 2), "the queue's default"
+    again = submit_task(rpc, "reports.greet", ["Ada"], queue="celery-grpc", idempotency_key="g")
+    assert again.id == by_name.id

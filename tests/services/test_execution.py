@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.models import AttemptStatus, JobAttempt, JobStatus
+from app.models import AttemptStatus, Job, JobAttempt, JobStatus
 from app.services import execution
 from app.services.actors import Actor
 from app.services.execution import Outcome
@@ -72,6 +72,49 @@ def test_a_failure_retries_with_backoff_then_fails(
     assert [a.status for a in attempts] == [AttemptStatus.FAILED, AttemptStatus.FAILED]
 
 
+def test_a_failure_may_name_its_own_delay_or_end_the_job(
+    session: Session, actor: Actor, database_url: str, published: RecordingPublisher
+) -> None:
+    queue = factories.queue(
+        session, actor, settings={"retry_backoff_seconds": 0, "retry_backoff_max_seconds": 0}
+    )
+    job = factories.job(session, actor, queue, max_attempts=3)
+    session.commit()
+    first = _claim(database_url, job.id)
+    assert first is not None
+    delayed = execution.AfterFailure(delay_seconds=90)
+    assert execution.record_failure(database_url, job.id, first, "later", None, delayed) is (
+        JobStatus.PENDING
+    )
+    session.refresh(job)
+    attempt = session.scalars(select(JobAttempt).where(JobAttempt.job_id == job.id)).one()
+    assert job.available_at is not None and attempt.finished_at is not None
+    assert job.available_at - attempt.finished_at == timedelta(seconds=90), "not the queue's 0"
+    assert published.of_type(Dispatch)[-1].eta == job.available_at
+    session.execute(update(Job).where(Job.id == job.id).values(available_at=None))
+    session.commit()
+    second = _claim(database_url, job.id, attempt=1)
+    assert second is not None
+    outcome = execution.record_failure(database_url, job.id, second, "no", None, execution.NO_RETRY)
+    assert outcome is JobStatus.FAILED, "final though a third attempt was allowed"
+    session.refresh(job)
+    assert (job.status, job.attempt_count, job.error) == (JobStatus.FAILED, 2, "no")
+    assert len(published.of_type(Dispatch)) == 2, "nothing staged for a final failure"
+
+
+def test_a_delay_of_its_own_still_stops_at_max_attempts(
+    session: Session, actor: Actor, database_url: str
+) -> None:
+    job = factories.job(session, actor, factories.queue(session, actor), max_attempts=1)
+    session.commit()
+    claimed = _claim(database_url, job.id)
+    assert claimed is not None
+    after = execution.AfterFailure(delay_seconds=5)
+    assert execution.record_failure(database_url, job.id, claimed, "x", None, after) is (
+        JobStatus.FAILED
+    )
+
+
 def test_backoff_is_bounded_by_the_queue_settings() -> None:
     settings = QueueSettings(retry_backoff_seconds=10, retry_backoff_max_seconds=15)
     assert all(0 <= execution.backoff_seconds(5, settings) <= 15 for _ in range(50))
@@ -94,7 +137,8 @@ def test_results_must_be_json_and_timeouts_name_the_limit() -> None:
     execution.check_result({"fine": [1, 2.5, None]})
     with pytest.raises(TypeError, match="not JSON"):
         execution.check_result(object())
-    assert execution.timeout_error(QueueSettings(timeout_seconds=9)) == "Timed out after 9 seconds"
+    assert execution.timeout_error(9) == "Timed out after 9 seconds"
+    assert execution.timeout_error(2.5) == "Timed out after 2.5 seconds"
 
 
 def test_a_message_before_its_time_is_sent_again_with_its_eta(
