@@ -25,6 +25,14 @@ TaskForge runs the next attempt.  What a failed attempt leads to
 - any other exception of a task without ``autoretry_for``: the queue's rule
   (retry after the queue's backoff).
 
+Plain Celery messages: a TaskForge worker does not consume the loaded tasks'
+own messages (:class:`RefusePlainMessages`), so a ``send_task``/``apply_async``
+of one straight into a ``tf.*`` queue is refused as an unknown task (and logged
+with how to submit it) instead of running untracked, outside SQL and any
+tenant's view.  Celery producers submit with ``taskforge_client.celery.submit_task``.
+The tasks stay registered, so a task that calls another (``other.delay()``)
+works as it did.
+
 Time limits: a task's own ``soft_time_limit`` or ``time_limit`` (a value other
 than its app's configured default) tightens its jobs' queue ``timeout_seconds``
 (:class:`JobRequest`).  The attempt is then recorded as timed out after the
@@ -35,19 +43,23 @@ tighter limit, retried or failed by the rules above; the pool process is killed
 from __future__ import annotations
 
 import importlib
+import logging
 import numbers
 from collections.abc import Callable
 from datetime import UTC, datetime
 from traceback import walk_tb
 from typing import Any
 
-from celery import Task
+from celery import Task, bootsteps, signals
 from celery.exceptions import MaxRetriesExceededError, Retry
 from celery.worker.request import Request
 
 from app.services.execution import NO_RETRY, QUEUE_BACKOFF, AfterFailure
+from tasks.celery_app import app
 from tasks.handlers import JobContext, JobFailed, register
 from tasks.publisher import HARD_LIMIT_GRACE_SECONDS
+
+logger = logging.getLogger(__name__)
 
 # Job types of the loaded tasks: the task (its retry policy), its own time limit.
 _LOADED: dict[str, Task] = {}
@@ -176,3 +188,34 @@ def load_task_modules(spec: str) -> list[str]:
                 if limit is not None:
                     _TIME_LIMITS[value.name] = limit
     return names
+
+
+class RefusePlainMessages(bootsteps.StartStopStep):
+    """Drop the consumer's handlers of the loaded tasks' own Celery messages.
+
+    A ``@shared_task`` registers itself on TaskForge's app too, so the worker
+    would otherwise run a plain message of it untracked.  Without a handler,
+    Celery rejects the message as an unknown task (``task_unknown``).
+    """
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def start(self, parent: Any) -> None:
+        """Remove the loaded tasks from the consumer's message strategies."""
+        for name in _LOADED:
+            parent.strategies.pop(name, None)
+
+
+app.steps["consumer"].add(RefusePlainMessages)
+
+
+@signals.task_unknown.connect
+def _explain_plain_message(name: str | None = None, **_: Any) -> None:
+    """Say how to submit a loaded task that arrived as a plain Celery message."""
+    if name in _LOADED:
+        logger.error(
+            "refused a plain Celery message for task %r: TaskForge runs it only as a job "
+            "(taskforge_client.celery.submit_task or POST /api/v1/jobs with job_type %r)",
+            name,
+            name,
+        )

@@ -8,6 +8,7 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
+from celery import Celery
 from sqlalchemy import select
 
 import taskforge_client as tfc
@@ -81,6 +82,17 @@ def test_an_unchanged_celery_task_module_runs_as_tracked_jobs(
     done = tf.jobs.wait(flaky, timeout=60)
     assert (done.status, done.result, done.attempt_count) == (tfc.JobStatus.SUCCEEDED, 2, 2)
     assert [a.status for a in tf.jobs.stats(flaky).attempts] == ["failed", "succeeded"]
+
+    # A plain Celery message of the same task into the same queue runs nothing untracked.
+    producer = Celery(broker=settings.redis_url)
+    plain = producer.send_task(f"{MODULE}.add", args=[2, 3], queue=f"tf.{added.queue_id}")
+    producer.close()
+    wait_for(
+        lambda: "refused a plain Celery message" in worker.log(),
+        30,
+        f"the plain message was not refused:\n{worker.log()[-3000:]}",
+    )
+    assert f"{plain.id}] succeeded" not in worker.log()
 
 
 def _gaps(tf: tfc.TaskForge, job: tfc.Job) -> list[timedelta]:
