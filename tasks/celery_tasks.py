@@ -31,7 +31,7 @@ of one straight into a ``tf.*`` queue is refused as an unknown task (and logged
 with how to submit it) instead of running untracked, outside SQL and any
 tenant's view.  Celery producers submit with ``taskforge_client.celery.submit_task``.
 The tasks stay registered, so a task that calls another (``other.delay()``)
-works as it did.
+still sends that message to the task's own Celery queue, as it did before.
 
 Time limits: a task's own ``soft_time_limit`` or ``time_limit`` (a value other
 than its app's configured default) tightens its jobs' queue ``timeout_seconds``
