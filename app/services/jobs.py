@@ -20,6 +20,7 @@ from app.models import AttemptStatus, Job, JobAttempt, JobStatus, Queue, utcnow
 from app.services import execution
 from app.services import queues as queue_service
 from app.services.actors import Actor, Permission
+from app.services.job_counts import count_jobs
 from app.services.outbox import Dispatch, Revoke, Submitted, stage
 from app.services.pagination import Page, check_page_args, paginate
 from app.services.queue_settings import QueueSettings
@@ -68,24 +69,30 @@ def list_jobs(
 
     ``ix_jobs_org_created_id``, ``ix_jobs_org_status_created_id``,
     ``ix_jobs_queue_created_id``, ``ix_jobs_queue_status_created_id``; the page's
-    ids are found in the index first (``paginate``'s ``key``).
+    ids are found in the index first (``paginate``'s ``key``).  The total comes
+    from the summary counters, which cover every combination of these filters.
     """
     actor.require(Permission.JOB_READ)
+    query = select(Job)
+    queue: Queue | None = None
     if queue_id is None:
-        query = select(Job).where(Job.organization_id == actor.organization_id)
+        query = query.where(Job.organization_id == actor.organization_id)
     else:
         # A job is in its queue's organization, so once the queue is the actor's,
-        # its id alone selects the jobs, and the queue indexes cover the count.
+        # its id alone selects the jobs off the queue indexes.
         # Another organization's queue lists nothing, like a missing one.
         queue = session.get(Queue, parse_uuid_field(queue_id, "queue_id"))
         if queue is None or queue.organization_id != actor.organization_id:
             check_page_args(page, limit)
             return Page(items=[], page=page, limit=limit, total=0)
-        query = select(Job).where(Job.queue_id == queue.id)
+        query = query.where(Job.queue_id == queue.id)
     if status is not None:
         query = query.where(Job.status == status)
     query = query.order_by(Job.created_at.desc(), Job.id.desc())
-    return paginate(session, query, page=page, limit=limit, key=Job.id)
+    counts = count_jobs(
+        session, actor.organization_id, queue_id=queue.id if queue else None, status=status
+    )
+    return paginate(session, query, page=page, limit=limit, key=Job.id, total=sum(counts.values()))
 
 
 def _resolve_queue(
