@@ -189,11 +189,16 @@ def seed(database_url: str, redis_url: str, args: argparse.Namespace) -> Seeded:
 def reads(seeded: Seeded) -> dict[str, str]:
     """The calls to time, by label."""
     queue = seeded.queue_ids[0]
+    page_2000 = seeded.client.get("/api/v1/jobs?limit=20&page=2000", headers=seeded.headers)
+    after = page_2000.get_json()["pagination"]["next_after"]
     return {
         "`GET /jobs?limit=20`": "/api/v1/jobs?limit=20",
         "`GET /jobs?limit=20&queue_id=…`": f"/api/v1/jobs?limit=20&queue_id={queue}",
         "`GET /jobs?limit=20&status=pending`": "/api/v1/jobs?limit=20&status=pending",
         "`GET /jobs?limit=20&page=2000`": "/api/v1/jobs?limit=20&page=2000",
+        "`GET /jobs?limit=20&after=…` (the page after page 2000, by cursor)": (
+            f"/api/v1/jobs?limit=20&after={after}"
+        ),
         "`GET /jobs/{id}`": f"/api/v1/jobs/{seeded.job_id}",
         "`GET /queues/{id}/stats`": f"/api/v1/queues/{queue}/stats",
         "organization job stats (`GET /jobs?limit=1&status=…`, one call per status)": "",
@@ -271,11 +276,16 @@ def plans(database_url: str, seeded: Seeded) -> list[tuple[str, str]]:
         "WHERE organization_id = :org) AS c GROUP BY status",
         "page 2000 (ids)": "SELECT id FROM jobs WHERE organization_id = :org "
         "ORDER BY created_at DESC, id DESC LIMIT 20 OFFSET 39980",
+        "after a cursor (ids)": "SELECT id FROM jobs WHERE organization_id = :org "
+        "AND (created_at, id) < (:created, :job) ORDER BY created_at DESC, id DESC LIMIT 20",
     }
+    # EXPLAIN QUERY PLAN needs values, not the real ones: any time and id will do.
+    cursor_time, cursor_job = datetime.now(UTC).isoformat(), queue
     found = []
     with get_engine(database_url).connect() as connection:
         for label, sql in queries.items():
-            rows = connection.execute(text(f"{explain} {sql}"), {"org": org, "queue": queue}).all()
+            values = {"org": org, "queue": queue, "created": cursor_time, "job": cursor_job}
+            rows = connection.execute(text(f"{explain} {sql}"), values).all()
             found.append((label, " / ".join(str(row[-1]).strip() for row in rows)))
     return found
 

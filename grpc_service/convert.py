@@ -222,6 +222,7 @@ def list_jobs_args(request: pb.ListJobsRequest) -> dict[str, Any]:
         **page_args(request),
         "queue_id": request.queue_id or None,
         "status": _enum_filter(JobStatus, request.status, request.filter_status, "status"),
+        "after": request.after or None,
     }
 
 

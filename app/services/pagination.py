@@ -25,6 +25,8 @@ class Page(Generic[T]):
     page: int
     limit: int
     total: int
+    # A keyset list's cursor for the page after this full one (``jobs.list_jobs``).
+    next_after: str | None = None
 
     @property
     def pages(self) -> int:

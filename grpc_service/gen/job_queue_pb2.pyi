@@ -195,30 +195,34 @@ class RetryJobResponse(_message.Message):
     def __init__(self, success: _Optional[bool] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ("queue_id", "status", "page", "limit", "filter_status")
+    __slots__ = ("queue_id", "status", "page", "limit", "filter_status", "after")
     QUEUE_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PAGE_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     FILTER_STATUS_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
     queue_id: str
     status: JobStatus
     page: int
     limit: int
     filter_status: bool
-    def __init__(self, queue_id: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., page: _Optional[int] = ..., limit: _Optional[int] = ..., filter_status: _Optional[bool] = ...) -> None: ...
+    after: str
+    def __init__(self, queue_id: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., page: _Optional[int] = ..., limit: _Optional[int] = ..., filter_status: _Optional[bool] = ..., after: _Optional[str] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
-    __slots__ = ("jobs", "total", "page", "pages")
+    __slots__ = ("jobs", "total", "page", "pages", "next_after")
     JOBS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     PAGE_FIELD_NUMBER: _ClassVar[int]
     PAGES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_AFTER_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[Job]
     total: int
     page: int
     pages: int
-    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., total: _Optional[int] = ..., page: _Optional[int] = ..., pages: _Optional[int] = ...) -> None: ...
+    next_after: str
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., total: _Optional[int] = ..., page: _Optional[int] = ..., pages: _Optional[int] = ..., next_after: _Optional[str] = ...) -> None: ...
 
 class CreateQueueRequest(_message.Message):
     __slots__ = ("project_id", "name", "description", "priority", "settings")

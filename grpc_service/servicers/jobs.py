@@ -85,7 +85,9 @@ class JobRpcs(ServicerBase):
                 session, actor=current_actor(), **convert.list_jobs_args(request)
             )
             return pb.ListJobsResponse(
-                jobs=[convert.job_to_proto(job) for job in page.items], **convert.page_fields(page)
+                jobs=[convert.job_to_proto(job) for job in page.items],
+                next_after=page.next_after or "",
+                **convert.page_fields(page),
             )
 
     def CancelJob(

@@ -195,9 +195,29 @@ def test_list_filters_and_paginates(client: FlaskClient, owner: Account, queue: 
     page = client.get(
         f"/api/v1/jobs?queue_id={queue['id']}&limit=2&page=2", headers=owner.headers
     ).json
-    assert page["pagination"] == {"page": 2, "limit": 2, "total": 3, "pages": 2}
+    assert page["pagination"] == {
+        "page": 2,
+        "limit": 2,
+        "total": 3,
+        "pages": 2,
+        "next_after": None,
+    }
     assert len(page["jobs"]) == 1
     assert client.get("/api/v1/jobs?status=bogus", headers=owner.headers).status_code == 400
+
+
+def test_list_walks_by_cursor(client: FlaskClient, owner: Account, queue: dict) -> None:
+    ids = [_submit(client, owner, queue).json["id"] for _ in range(3)]
+    first = client.get("/api/v1/jobs?limit=2", headers=owner.headers).json
+    after = first["pagination"]["next_after"]
+    rest = client.get(f"/api/v1/jobs?limit=2&after={after}", headers=owner.headers).json
+    assert [j["id"] for j in first["jobs"] + rest["jobs"]] == ids[::-1]
+    assert rest["pagination"]["next_after"] is None
+    assert rest["pagination"]["total"] == 3
+    bad = client.get("/api/v1/jobs?after=nonsense", headers=owner.headers)
+    assert bad.status_code == 400 and "after" in bad.json["errors"]
+    both = client.get(f"/api/v1/jobs?page=2&after={after}", headers=owner.headers)
+    assert both.status_code == 400 and "page" in both.json["errors"]
 
 
 def test_cancel_only_pending_or_scheduled(client: FlaskClient, owner: Account, queue: dict) -> None:

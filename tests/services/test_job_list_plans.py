@@ -58,8 +58,10 @@ def _plan(session: Session, statement: str, parameters: Any) -> str:
         {"status": JobStatus.PENDING},
         {"queue_id": "queue"},
         {"queue_id": "queue", "status": JobStatus.PENDING},
+        {"after": "cursor"},
+        {"queue_id": "queue", "status": JobStatus.PENDING, "after": "cursor"},
     ],
-    ids=["all", "status", "queue", "queue+status"],
+    ids=["all", "status", "queue", "queue+status", "after", "queue+status+after"],
 )
 def test_every_page_of_the_job_list_is_read_off_an_index_in_order(
     session: Session, actor: Actor, filters: dict[str, Any]
@@ -69,8 +71,14 @@ def test_every_page_of_the_job_list_is_read_off_an_index_in_order(
     for n in range(30):
         factories.job(session, actor, queue if n % 2 else other, payload=n)
     args = {key: (queue.id if value == "queue" else value) for key, value in filters.items()}
+    page = 3
+    if "after" in args:
+        # A cursor starts at its own page: the one after the first here.
+        del args["after"]
+        args["after"] = jobs.list_jobs(session, actor=actor, page=1, limit=5, **args).next_after
+        page = 1
     statements = _statements(
-        session, lambda: jobs.list_jobs(session, actor=actor, page=3, limit=5, **args)
+        session, lambda: jobs.list_jobs(session, actor=actor, page=page, limit=5, **args)
     )
     assert len(statements) == 2, "one count, one page"
     (count, count_parameters), (page, page_parameters) = statements
