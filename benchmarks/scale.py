@@ -202,6 +202,7 @@ def reads(seeded: Seeded) -> dict[str, str]:
         "`GET /jobs/{id}`": f"/api/v1/jobs/{seeded.job_id}",
         "`GET /queues/{id}/stats`": f"/api/v1/queues/{queue}/stats",
         "organization job stats (`GET /jobs?limit=1&status=…`, one call per status)": "",
+        "organization job stats in one call (`GET /jobs/counts`)": "/api/v1/jobs/counts",
     }
 
 

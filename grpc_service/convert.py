@@ -173,6 +173,14 @@ def worker_to_proto(worker: Worker) -> pb.Worker:
     )
 
 
+def job_counts_to_proto(counts: dict[JobStatus, int]) -> pb.GetJobCountsResponse:
+    """Render an organization's job counts per status."""
+    return pb.GetJobCountsResponse(
+        total_count=sum(counts.values()),
+        **{f"{status.value}_count": n for status, n in counts.items()},
+    )
+
+
 def queue_stats_to_proto(stats: QueueStats) -> pb.GetQueueStatsResponse:
     """Render a queue's statistics."""
     counts = stats.counts

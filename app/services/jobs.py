@@ -134,6 +134,12 @@ def list_jobs(
     return dataclasses.replace(found, next_after=_cursor(found.items[-1]))
 
 
+def job_counts(session: Session, *, actor: Actor) -> dict[JobStatus, int]:
+    """Count the organization's jobs per status, exactly, off the summary counters."""
+    actor.require(Permission.JOB_READ)
+    return count_jobs(session, actor.organization_id)
+
+
 def _resolve_queue(
     session: Session, actor: Actor, queue_id: str | uuid.UUID | None, queue_name: str | None
 ) -> Queue:

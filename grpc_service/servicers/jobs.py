@@ -90,6 +90,14 @@ class JobRpcs(ServicerBase):
                 **convert.page_fields(page),
             )
 
+    def GetJobCounts(
+        self, request: pb.GetJobCountsRequest, context: grpc.ServicerContext
+    ) -> pb.GetJobCountsResponse:
+        """Count the organization's jobs per state."""
+        with self.session() as session:
+            counts = job_service.job_counts(session, actor=current_actor())
+        return convert.job_counts_to_proto(counts)
+
     def CancelJob(
         self, request: pb.CancelJobRequest, context: grpc.ServicerContext
     ) -> pb.CancelJobResponse:

@@ -298,3 +298,25 @@ def test_unknown_job_id_is_404(client: FlaskClient, owner: Account) -> None:
             client.post(f"/api/v1/jobs/{missing}/{action}", headers=owner.headers).status_code
             == 404
         )
+
+
+def test_counts_every_status_of_the_organization_in_one_call(
+    client: FlaskClient, auth: Any, owner: Account, queue: dict
+) -> None:
+    ids = [_submit(client, owner, queue).json["id"] for _ in range(3)]
+    client.post(f"/api/v1/jobs/{ids[0]}/cancel", headers=owner.headers)
+    stranger = auth.register("Stranger")
+    theirs = client.post("/api/v1/queues", json={"name": "theirs"}, headers=stranger.headers).json
+    _submit(client, stranger, theirs)
+    counts = client.get("/api/v1/jobs/counts", headers=owner.headers)
+    assert counts.status_code == 200
+    assert counts.json == {
+        "pending_count": 2,
+        "scheduled_count": 0,
+        "processing_count": 0,
+        "succeeded_count": 0,
+        "failed_count": 0,
+        "cancelled_count": 1,
+        "total_count": 3,
+    }
+    assert client.get("/api/v1/jobs/counts").status_code == 401

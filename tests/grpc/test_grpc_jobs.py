@@ -161,6 +161,17 @@ def test_list_jobs_walks_by_cursor(
     assert_status(error, grpc.StatusCode.INVALID_ARGUMENT)
 
 
+def test_job_counts_count_every_status_in_one_call(
+    submit: Any, project_stub: pb_grpc.JobQueueServiceStub, owner_md: Metadata, settings: Settings
+) -> None:
+    submit()
+    set_job_status(settings.database_url, submit().id, JobStatus.FAILED)
+    counts = project_stub.GetJobCounts(pb.GetJobCountsRequest(), metadata=owner_md)
+    assert (counts.pending_count, counts.failed_count, counts.total_count) == (1, 1, 2)
+    error = rpc_error(project_stub.GetJobCounts, pb.GetJobCountsRequest())
+    assert_status(error, grpc.StatusCode.UNAUTHENTICATED)
+
+
 def test_list_jobs_filters_pending_when_asked_explicitly(
     submit: Any, project_stub: pb_grpc.JobQueueServiceStub, owner_md: Metadata, settings: Settings
 ) -> None:

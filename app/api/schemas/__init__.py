@@ -355,6 +355,16 @@ class JobListSchema(Schema):
     pagination = fields.Nested(JobPaginationSchema)
 
 
+class JobCountsSchema(Schema):
+    pending_count = fields.Integer()
+    scheduled_count = fields.Integer()
+    processing_count = fields.Integer()
+    succeeded_count = fields.Integer()
+    failed_count = fields.Integer()
+    cancelled_count = fields.Integer()
+    total_count = fields.Integer()
+
+
 class AttemptSchema(Schema):
     number = fields.Integer()
     status = fields.String()
