@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 
 from app.celery_names import (
+    FOLD_JOB_COUNTS,
+    FOLD_JOB_COUNTS_EVERY_SECONDS,
     INTERNAL_QUEUE,
     REDRIVE_WATCH,
     REDRIVE_WATCH_EVERY_SECONDS,
@@ -116,6 +118,8 @@ beat_schedule = {
     "republish-lost-messages": {"task": REPUBLISH_LOST, "schedule": REPUBLISH_LOST_EVERY_SECONDS},
     # Dead-letter redrives whose jobs fail again are stopped.
     "stop-failing-redrives": {"task": REDRIVE_WATCH, "schedule": REDRIVE_WATCH_EVERY_SECONDS},
+    # The job counters' deltas (PostgreSQL) are folded into the counts.
+    "fold-job-counts": {"task": FOLD_JOB_COUNTS, "schedule": FOLD_JOB_COUNTS_EVERY_SECONDS},
     # Workers silent for three heartbeat intervals are marked offline.
     "mark-silent-workers-offline": {
         "task": WORKERS_OFFLINE,

@@ -15,12 +15,15 @@ SWEEP = "taskforge.sweep"
 REPUBLISH_LOST = "taskforge.republish_lost"
 WORKERS_OFFLINE = "taskforge.workers_offline"
 REDRIVE_WATCH = "taskforge.redrive_watch"
+FOLD_JOB_COUNTS = "taskforge.fold_job_counts"
 
 # How often beat sends the periodic tasks (celeryconfig); explain quotes them.
 RELAY_EVERY_SECONDS = 2.0
 SWEEP_EVERY_SECONDS = 5.0
 REPUBLISH_LOST_EVERY_SECONDS = 30.0
 REDRIVE_WATCH_EVERY_SECONDS = 2.0
+# Reads sum the deltas not folded yet: a few seconds of changes stay cheap to add.
+FOLD_JOB_COUNTS_EVERY_SECONDS = 5.0
 
 # Queues.  One Celery queue per TaskForge queue, named after its immutable id, so
 # renaming a queue never strands messages; internal tasks travel on their own queue.

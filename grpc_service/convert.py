@@ -177,6 +177,14 @@ def worker_to_proto(worker: Worker) -> pb.Worker:
     )
 
 
+def job_counts_to_proto(counts: dict[JobStatus, int]) -> pb.GetJobCountsResponse:
+    """Render an organization's job counts per status."""
+    return pb.GetJobCountsResponse(
+        total_count=sum(counts.values()),
+        **{f"{status.value}_count": n for status, n in counts.items()},
+    )
+
+
 def queue_stats_to_proto(stats: QueueStats) -> pb.GetQueueStatsResponse:
     """Render a queue's statistics."""
     counts = stats.counts
@@ -226,6 +234,7 @@ def list_jobs_args(request: pb.ListJobsRequest) -> dict[str, Any]:
         **page_args(request),
         "queue_id": request.queue_id or None,
         "status": _enum_filter(JobStatus, request.status, request.filter_status, "status"),
+        "after": request.after or None,
     }
 
 

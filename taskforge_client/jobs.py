@@ -88,27 +88,38 @@ class Jobs:
         queue: str | Queue | None = None,
         page: int = 1,
         limit: int = 10,
+        after: str | None = None,
     ) -> Page[Job]:
-        """One page of jobs, newest first; ``queue`` is a queue id or a ``Queue``."""
+        """One page of jobs, newest first; ``queue`` is a queue id or a ``Queue``.
+
+        ``after`` (a page's ``next_after``) starts right after that page, at the
+        first page's cost however deep; ``page`` then stays 1.
+        """
         params = {
             "status": str(status) if status else None,
             "queue_id": id_of(queue) if queue else None,
             "page": page,
             "limit": limit,
+            "after": after,
         }
         return load_page(Job, "jobs", self._transport.call("GET", "jobs", params=params))
+
+    def counts(self) -> dict[JobStatus, int]:
+        """The organization's jobs per status, exactly, in one call."""
+        body = self._transport.call("GET", "jobs/counts")
+        return {status: int(body[f"{status.value}_count"]) for status in JobStatus}
 
     def iterate(
         self, *, status: JobStatus | str | None = None, queue: str | Queue | None = None
     ) -> Iterator[Job]:
-        """Every job matching the filters, newest first, page after page."""
-        page = 1
+        """Every job matching the filters, newest first, page after page (by cursor)."""
+        after = None
         while True:
-            batch = self.list(status=status, queue=queue, page=page, limit=MAX_PAGE_SIZE)
+            batch = self.list(status=status, queue=queue, after=after, limit=MAX_PAGE_SIZE)
             yield from batch.items
-            if page >= batch.pages:
+            if batch.next_after is None:
                 return
-            page += 1
+            after = batch.next_after
 
     def cancel(self, job: JobRef) -> None:
         """Cancel a pending or scheduled job (``Conflict`` in any other state)."""

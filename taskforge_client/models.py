@@ -94,6 +94,7 @@ def load_page(cls: type[T], key: str, body: Mapping[str, Any]) -> Page[T]:
         limit=int(pagination.get("limit", len(items))),
         total=int(pagination.get("total", len(items))),
         pages=int(pagination.get("pages", 1)),
+        next_after=pagination.get("next_after"),
     )
 
 
@@ -106,6 +107,8 @@ class Page(Generic[T]):
     limit: int
     total: int
     pages: int
+    # The job list's cursor for the next page (``after``); None when this page is not full.
+    next_after: str | None = None
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@
 - ``taskforge.republish_lost`` (every 30 s): publish again what the broker lost.
 - ``taskforge.workers_offline`` (every heartbeat interval): mark silent workers offline.
 - ``taskforge.redrive_watch`` (every 2 s): stop dead-letter redrives whose jobs fail again.
+- ``taskforge.fold_job_counts`` (every 5 s): fold the job counters' deltas into the counts.
 """
 
 from __future__ import annotations
@@ -13,8 +14,15 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from app.celery_names import REDRIVE_WATCH, RELAY, REPUBLISH_LOST, SWEEP, WORKERS_OFFLINE
-from app.services import leases, outbox, queue_control
+from app.celery_names import (
+    FOLD_JOB_COUNTS,
+    REDRIVE_WATCH,
+    RELAY,
+    REPUBLISH_LOST,
+    SWEEP,
+    WORKERS_OFFLINE,
+)
+from app.services import job_counts, leases, outbox, queue_control
 from app.services import workers as worker_service
 from tasks.celery_app import app
 from tasks.worker import runtime
@@ -60,3 +68,10 @@ def redrive_watch() -> int:
     """Cancel the waiting jobs of redrives whose jobs fail again."""
     with runtime().session_scope() as session:
         return queue_control.halt_failing_redrives(session)
+
+
+@app.task(name=FOLD_JOB_COUNTS, ignore_result=True)
+def fold_job_counts() -> int:
+    """Fold the job counters' pending deltas into the counts."""
+    with runtime().session_scope() as session:
+        return job_counts.fold(session)

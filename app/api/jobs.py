@@ -87,6 +87,16 @@ def by_index(errors: dict[str, list[str]]) -> dict[str, Any]:
     return grouped
 
 
+@blp.route("/counts")
+class JobCounts(MethodView):
+    @blp.response(200, schemas.JobCountsSchema)
+    def get(self) -> dict[str, int]:
+        """Count the organization's jobs per status (exact; one call for every status)."""
+        counts = job_service.job_counts(db(), actor=current_actor())
+        body = {f"{status.value}_count": n for status, n in counts.items()}
+        return {**body, "total_count": sum(counts.values())}
+
+
 @blp.route("/<id:job_id>")
 class JobItem(MethodView):
     @blp.response(200, schemas.JobSchema)

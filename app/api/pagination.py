@@ -16,5 +16,7 @@ def page_body(key: str, page: Page[Any]) -> dict[str, Any]:
             "limit": page.limit,
             "total": page.total,
             "pages": page.pages,
+            # Dumped only by the lists that walk by cursor (``JobPaginationSchema``).
+            "next_after": page.next_after,
         },
     }

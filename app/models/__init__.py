@@ -8,8 +8,10 @@ from app.models.jobs import (
     AttemptStatus,
     Job,
     JobAttempt,
+    JobCount,
     JobStatus,
     Queue,
+    job_count_deltas,
 )
 from app.models.tenancy import ApiKey, Organization, Project, Role, User
 from app.models.workers import Worker, WorkerStatus, WorkerType
@@ -23,6 +25,7 @@ __all__ = [
     "Base",
     "Job",
     "JobAttempt",
+    "JobCount",
     "JobStatus",
     "Organization",
     "Project",
@@ -32,5 +35,6 @@ __all__ = [
     "Worker",
     "WorkerStatus",
     "WorkerType",
+    "job_count_deltas",
     "utcnow",
 ]

@@ -7,7 +7,18 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Enum,
+    ForeignKey,
+    Index,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.celery_names import job_queue_name
@@ -121,6 +132,38 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
         ForeignKey("jobs.id", ondelete="SET NULL"), unique=True
     )
     redrive_id: Mapped[uuid.UUID | None]
+
+
+class JobCount(Base):
+    """How many of an organization's jobs one queue holds in one status.
+
+    Written only by SQL triggers on ``jobs`` (migration ``0008_job_counts``), in the
+    transaction that changes the jobs: on SQLite they count here directly, on
+    PostgreSQL they append to ``job_count_deltas``, which
+    ``app.services.job_counts.fold`` moves here.  The exact count is the sum of both.
+    """
+
+    __tablename__ = "job_counts"
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    queue_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+# Append-only changes to ``job_counts`` (+n, -n) not folded in yet.  Inserting a row
+# locks nothing another transaction holds, so submitters and workers never wait
+# for each other on a counter (PostgreSQL; unused on SQLite).  No primary key:
+# rows are only summed and deleted in bulk.
+job_count_deltas = Table(
+    "job_count_deltas",
+    Base.metadata,
+    Column("organization_id", Uuid(), nullable=False),
+    Column("queue_id", Uuid(), nullable=False),
+    Column("status", _enum(JobStatus), nullable=False),
+    Column("n", BigInteger(), nullable=False),
+    Index("ix_job_count_deltas_org_queue", "organization_id", "queue_id"),
+)
 
 
 class AttemptStatus(enum.StrEnum):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import dataclasses
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -9,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -20,6 +23,7 @@ from app.models import AttemptStatus, Job, JobAttempt, JobStatus, Queue, utcnow
 from app.services import execution
 from app.services import queues as queue_service
 from app.services.actors import Actor, Permission
+from app.services.job_counts import count_jobs
 from app.services.outbox import Dispatch, Revoke, Submitted, stage
 from app.services.pagination import Page, check_page_args, paginate
 from app.services.queue_settings import QueueSettings
@@ -40,6 +44,7 @@ IDEMPOTENCY_KEY_MAX = 255
 # Visible ASCII, spaces inside only: what an HTTP header carries unchanged (it trims the ends).
 IDEMPOTENCY_KEY_PATTERN = re.compile(rf"^[!-~](?:[ -~]{{0,{IDEMPOTENCY_KEY_MAX - 2}}}[!-~])?$")
 BATCH_MAX = 1000
+CURSOR_MAX = 200
 
 
 def _load(session: Session, actor: Actor, job_id: str | uuid.UUID) -> Job:
@@ -55,6 +60,27 @@ def get_job(session: Session, *, actor: Actor, job_id: str | uuid.UUID) -> Job:
     return _load(session, actor, job_id)
 
 
+def _cursor(job: Job) -> str:
+    """The keyset cursor of the list after ``job``: its place in the list's order."""
+    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _after(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """Read a cursor ``_cursor`` made back into its ``(created_at, id)``."""
+    try:
+        if len(cursor) > CURSOR_MAX:
+            raise ValueError(cursor)
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, _, job_id = raw.partition("|")
+        created_at = datetime.fromisoformat(created)
+        if created_at.tzinfo is None:
+            raise ValueError(created)
+        return created_at, uuid.UUID(job_id)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise ValidationFailed.field("after", "Not a cursor a job list returned.") from None
+
+
 def list_jobs(
     session: Session,
     *,
@@ -63,29 +89,55 @@ def list_jobs(
     limit: int,
     status: JobStatus | None = None,
     queue_id: str | uuid.UUID | None = None,
+    after: str | None = None,
 ) -> Page[Job]:
     """List jobs newest first, each filter served by an index in this order.
 
     ``ix_jobs_org_created_id``, ``ix_jobs_org_status_created_id``,
     ``ix_jobs_queue_created_id``, ``ix_jobs_queue_status_created_id``; the page's
-    ids are found in the index first (``paginate``'s ``key``).
+    ids are found in the index first (``paginate``'s ``key``).  The total comes
+    from the summary counters, which cover every combination of these filters.
+
+    A page number skips the earlier pages' index entries, a cost that grows
+    with the page; ``after`` (a full page's ``next_after``) starts right after
+    that page's last job instead, at the cost of page 1 however deep.  The total
+    still counts every job matching the filters.
     """
     actor.require(Permission.JOB_READ)
+    check_page_args(page, limit)
+    query = select(Job)
+    queue: Queue | None = None
     if queue_id is None:
-        query = select(Job).where(Job.organization_id == actor.organization_id)
+        query = query.where(Job.organization_id == actor.organization_id)
     else:
         # A job is in its queue's organization, so once the queue is the actor's,
-        # its id alone selects the jobs, and the queue indexes cover the count.
+        # its id alone selects the jobs off the queue indexes.
         # Another organization's queue lists nothing, like a missing one.
         queue = session.get(Queue, parse_uuid_field(queue_id, "queue_id"))
         if queue is None or queue.organization_id != actor.organization_id:
-            check_page_args(page, limit)
             return Page(items=[], page=page, limit=limit, total=0)
-        query = select(Job).where(Job.queue_id == queue.id)
+        query = query.where(Job.queue_id == queue.id)
     if status is not None:
         query = query.where(Job.status == status)
+    if after is not None:
+        if page != 1:
+            raise ValidationFailed.field("page", "A list that starts after a cursor has no page.")
+        # A row comparison: both engines read it as a range of the index.
+        query = query.where(tuple_(Job.created_at, Job.id) < tuple_(*_after(after)))
     query = query.order_by(Job.created_at.desc(), Job.id.desc())
-    return paginate(session, query, page=page, limit=limit, key=Job.id)
+    counts = count_jobs(
+        session, actor.organization_id, queue_id=queue.id if queue else None, status=status
+    )
+    found = paginate(session, query, page=page, limit=limit, key=Job.id, total=sum(counts.values()))
+    if len(found.items) < limit:
+        return found
+    return dataclasses.replace(found, next_after=_cursor(found.items[-1]))
+
+
+def job_counts(session: Session, *, actor: Actor) -> dict[JobStatus, int]:
+    """Count the organization's jobs per status, exactly, off the summary counters."""
+    actor.require(Permission.JOB_READ)
+    return count_jobs(session, actor.organization_id)
 
 
 def _resolve_queue(

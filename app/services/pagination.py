@@ -25,6 +25,8 @@ class Page(Generic[T]):
     page: int
     limit: int
     total: int
+    # A keyset list's cursor for the page after this full one (``jobs.list_jobs``).
+    next_after: str | None = None
 
     @property
     def pages(self) -> int:
@@ -47,8 +49,9 @@ def paginate(
     page: int,
     limit: int,
     key: ColumnElement[Any] | QueryableAttribute[Any] | None = None,
+    total: int | None = None,
 ) -> Page[Any]:
-    """Run ``query`` for one page and count the whole result.
+    """Run ``query`` for one page and count the whole result, unless ``total`` is known.
 
     With ``key`` (the primary key), the page's keys are selected first and only
     their rows loaded: an index holding the filter, the order and the key then
@@ -56,9 +59,11 @@ def paginate(
     join"), so page 2,000 costs about what page 1 does.
     """
     check_page_args(page, limit)
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    if total is None:
+        counted = select(func.count()).select_from(query.order_by(None).subquery())
+        total = int(session.scalar(counted) or 0)
     window = query.limit(limit).offset((page - 1) * limit)
     if key is not None:
         window = query.where(key.in_(window.with_only_columns(key).scalar_subquery()))
     items = session.scalars(window).all()
-    return Page(items=items, page=page, limit=limit, total=int(total or 0))
+    return Page(items=items, page=page, limit=limit, total=total)

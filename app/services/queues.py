@@ -16,6 +16,7 @@ from app.models import ACTIVE_STATUSES, Job, JobStatus, Project, Queue, utcnow
 from app.services import audit
 from app.services.actors import Actor, Permission
 from app.services.auth import DEFAULT_PROJECT_NAME
+from app.services.job_counts import count_jobs
 from app.services.outbox import ConsumeQueue, Dispatch, stage
 from app.services.pagination import Page, paginate
 from app.services.queue_settings import QueueSettings
@@ -253,13 +254,9 @@ def queue_stats(
     queue_id: str | uuid.UUID,
     broker_depth: Callable[[str], int | None] | None = None,
 ) -> QueueStats:
-    """Count the queue's jobs per state (served by ``ix_jobs_queue_status_created_id``)."""
+    """Count the queue's jobs per state (the summary counters) and read its activity."""
     queue = get_queue(session, actor=actor, queue_id=queue_id)
-    rows = session.execute(
-        select(Job.status, func.count()).where(Job.queue_id == queue.id).group_by(Job.status)
-    ).all()
-    counts = dict.fromkeys(JobStatus, 0)
-    counts.update({status: int(n) for status, n in rows})
+    counts = count_jobs(session, queue.organization_id, queue_id=queue.id)
     last_activity = session.scalar(select(func.max(Job.updated_at)).where(Job.queue_id == queue.id))
     oldest_pending = session.scalar(
         select(func.min(Job.created_at)).where(

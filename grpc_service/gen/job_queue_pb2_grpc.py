@@ -61,6 +61,11 @@ class JobQueueServiceStub:
                 request_serializer=job__queue__pb2.ListJobsRequest.SerializeToString,
                 response_deserializer=job__queue__pb2.ListJobsResponse.FromString,
                 _registered_method=True)
+        self.GetJobCounts = channel.unary_unary(
+                '/taskforge.JobQueueService/GetJobCounts',
+                request_serializer=job__queue__pb2.GetJobCountsRequest.SerializeToString,
+                response_deserializer=job__queue__pb2.GetJobCountsResponse.FromString,
+                _registered_method=True)
         self.CreateQueue = channel.unary_unary(
                 '/taskforge.JobQueueService/CreateQueue',
                 request_serializer=job__queue__pb2.CreateQueueRequest.SerializeToString,
@@ -222,6 +227,14 @@ class JobQueueServiceServicer:
 
     def ListJobs(self, request, context):
         """Lists jobs newest first, optionally of one queue and one status. Needs job:read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJobCounts(self, request, context):
+        """Added by TaskForge. Counts the organization's jobs per state, exactly, in
+        one call. Needs job:read.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -456,6 +469,11 @@ def add_JobQueueServiceServicer_to_server(servicer, server):
                     servicer.ListJobs,
                     request_deserializer=job__queue__pb2.ListJobsRequest.FromString,
                     response_serializer=job__queue__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'GetJobCounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJobCounts,
+                    request_deserializer=job__queue__pb2.GetJobCountsRequest.FromString,
+                    response_serializer=job__queue__pb2.GetJobCountsResponse.SerializeToString,
             ),
             'CreateQueue': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateQueue,
@@ -709,6 +727,33 @@ class JobQueueService:
             '/taskforge.JobQueueService/ListJobs',
             job__queue__pb2.ListJobsRequest.SerializeToString,
             job__queue__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJobCounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskforge.JobQueueService/GetJobCounts',
+            job__queue__pb2.GetJobCountsRequest.SerializeToString,
+            job__queue__pb2.GetJobCountsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -85,8 +85,18 @@ class JobRpcs(ServicerBase):
                 session, actor=current_actor(), **convert.list_jobs_args(request)
             )
             return pb.ListJobsResponse(
-                jobs=[convert.job_to_proto(job) for job in page.items], **convert.page_fields(page)
+                jobs=[convert.job_to_proto(job) for job in page.items],
+                next_after=page.next_after or "",
+                **convert.page_fields(page),
             )
+
+    def GetJobCounts(
+        self, request: pb.GetJobCountsRequest, context: grpc.ServicerContext
+    ) -> pb.GetJobCountsResponse:
+        """Count the organization's jobs per state."""
+        with self.session() as session:
+            counts = job_service.job_counts(session, actor=current_actor())
+        return convert.job_counts_to_proto(counts)
 
     def CancelJob(
         self, request: pb.CancelJobRequest, context: grpc.ServicerContext

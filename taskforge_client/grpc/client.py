@@ -24,7 +24,15 @@ from taskforge_client.jobs import new_idempotency_key
 from taskforge_client.models import Job, JobStatus, Page, Queue, QueueStats, id_of
 
 SERVICE = "taskforge.JobQueueService"
-RETRY_SAFE_METHODS = ("SubmitJob", "GetJob", "ListJobs", "GetQueue", "ListQueues", "GetQueueStats")
+RETRY_SAFE_METHODS = (
+    "SubmitJob",
+    "GetJob",
+    "ListJobs",
+    "GetJobCounts",
+    "GetQueue",
+    "ListQueues",
+    "GetQueueStats",
+)
 SERVICE_CONFIG = {
     "methodConfig": [
         {
@@ -129,17 +137,27 @@ class GrpcClient:
         status: JobStatus | str | None = None,
         page: int = 1,
         limit: int = 10,
+        after: str | None = None,
     ) -> Page[Job]:
-        """One page of jobs, newest first; ``queue`` is a queue id or a ``Queue``."""
+        """One page of jobs, newest first; ``queue`` is a queue id or a ``Queue``.
+
+        ``after`` (a page's ``next_after``) starts right after that page.
+        """
         request = pb.ListJobsRequest(
             queue_id=id_of(queue) if queue else "",
             status=convert.status_number(status) if status else 0,  # type: ignore[arg-type]
             filter_status=status is not None,
             page=page,
             limit=limit,
+            after=after or "",
         )
         answer = self._call("ListJobs", request)
         return convert.page([convert.job(item) for item in answer.jobs], answer, limit)
+
+    def job_counts(self) -> dict[JobStatus, int]:
+        """The organization's jobs per status, exactly, in one call."""
+        answer = self._call("GetJobCounts", pb.GetJobCountsRequest())
+        return {status: getattr(answer, f"{status.value}_count") for status in JobStatus}
 
     def cancel_job(self, job: str | Job) -> None:
         """Cancel a pending or scheduled job (``Conflict`` otherwise)."""

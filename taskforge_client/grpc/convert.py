@@ -113,5 +113,10 @@ def queue_stats(message: pb.GetQueueStatsResponse) -> QueueStats:
 def page(items: list[Any], message: Any, limit: int) -> Page[Any]:
     """A ``Page`` from a list response's ``total``, ``page`` and ``pages``."""
     return Page(
-        items=items, page=message.page, limit=limit, total=message.total, pages=message.pages
+        items=items,
+        page=message.page,
+        limit=limit,
+        total=message.total,
+        pages=message.pages,
+        next_after=getattr(message, "next_after", "") or None,
     )

@@ -195,9 +195,29 @@ def test_list_filters_and_paginates(client: FlaskClient, owner: Account, queue: 
     page = client.get(
         f"/api/v1/jobs?queue_id={queue['id']}&limit=2&page=2", headers=owner.headers
     ).json
-    assert page["pagination"] == {"page": 2, "limit": 2, "total": 3, "pages": 2}
+    assert page["pagination"] == {
+        "page": 2,
+        "limit": 2,
+        "total": 3,
+        "pages": 2,
+        "next_after": None,
+    }
     assert len(page["jobs"]) == 1
     assert client.get("/api/v1/jobs?status=bogus", headers=owner.headers).status_code == 400
+
+
+def test_list_walks_by_cursor(client: FlaskClient, owner: Account, queue: dict) -> None:
+    ids = [_submit(client, owner, queue).json["id"] for _ in range(3)]
+    first = client.get("/api/v1/jobs?limit=2", headers=owner.headers).json
+    after = first["pagination"]["next_after"]
+    rest = client.get(f"/api/v1/jobs?limit=2&after={after}", headers=owner.headers).json
+    assert [j["id"] for j in first["jobs"] + rest["jobs"]] == ids[::-1]
+    assert rest["pagination"]["next_after"] is None
+    assert rest["pagination"]["total"] == 3
+    bad = client.get("/api/v1/jobs?after=nonsense", headers=owner.headers)
+    assert bad.status_code == 400 and "after" in bad.json["errors"]
+    both = client.get(f"/api/v1/jobs?page=2&after={after}", headers=owner.headers)
+    assert both.status_code == 400 and "page" in both.json["errors"]
 
 
 def test_cancel_only_pending_or_scheduled(client: FlaskClient, owner: Account, queue: dict) -> None:
@@ -278,3 +298,25 @@ def test_unknown_job_id_is_404(client: FlaskClient, owner: Account) -> None:
             client.post(f"/api/v1/jobs/{missing}/{action}", headers=owner.headers).status_code
             == 404
         )
+
+
+def test_counts_every_status_of_the_organization_in_one_call(
+    client: FlaskClient, auth: Any, owner: Account, queue: dict
+) -> None:
+    ids = [_submit(client, owner, queue).json["id"] for _ in range(3)]
+    client.post(f"/api/v1/jobs/{ids[0]}/cancel", headers=owner.headers)
+    stranger = auth.register("Stranger")
+    theirs = client.post("/api/v1/queues", json={"name": "theirs"}, headers=stranger.headers).json
+    _submit(client, stranger, theirs)
+    counts = client.get("/api/v1/jobs/counts", headers=owner.headers)
+    assert counts.status_code == 200
+    assert counts.json == {
+        "pending_count": 2,
+        "scheduled_count": 0,
+        "processing_count": 0,
+        "succeeded_count": 0,
+        "failed_count": 0,
+        "cancelled_count": 1,
+        "total_count": 3,
+    }
+    assert client.get("/api/v1/jobs/counts").status_code == 401

@@ -56,6 +56,11 @@ def test_queue_and_job_calls_return_the_sdk_models(rpc: GrpcClient) -> None:
     assert [j.id for j in page.items] == [job.id] and page.total == 1
     assert rpc.list_jobs(status=tfc.JobStatus.PENDING).total == 0
     assert rpc.queue_stats(queue).scheduled_count == 1
+    assert rpc.job_counts()[tfc.JobStatus.SCHEDULED] == 1
+    second = rpc.submit_job("grpc", "echo", {"n": 2}, scheduled_for=later)
+    first_page = rpc.list_jobs(limit=1)
+    after = rpc.list_jobs(limit=1, after=first_page.next_after)
+    assert [j.id for j in first_page.items + after.items] == [second.id, job.id]
     rpc.cancel_job(job)
     assert rpc.get_job(job).status is tfc.JobStatus.CANCELLED
     [final] = list(rpc.watch_job(job, timeout=10))

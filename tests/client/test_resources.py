@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 import taskforge_client as tfc
+from taskforge_client import jobs as jobs_module
 from tests.client.conftest import Signup
 
 
@@ -32,6 +33,23 @@ def test_queue_calls(wsgi_client: Signup) -> None:
     tf.queues.delete(queue)
     with pytest.raises(tfc.NotFound):
         tf.queues.get(queue)
+
+
+def test_jobs_are_walked_by_cursor_and_counted_in_one_call(
+    wsgi_client: Signup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tf = wsgi_client.client
+    queue = tf.queues.create("walked")
+    jobs = [tf.jobs.submit(queue, "echo", n) for n in range(5)]
+    monkeypatch.setattr(jobs_module, "MAX_PAGE_SIZE", 2)
+    assert [j.id for j in tf.jobs.iterate(queue=queue)] == [j.id for j in reversed(jobs)]
+    first = tf.jobs.list(limit=3)
+    rest = tf.jobs.list(limit=3, after=first.next_after)
+    assert [j.id for j in first.items + rest.items] == [j.id for j in reversed(jobs)]
+    assert rest.next_after is None and rest.total == 5
+    tf.jobs.cancel(jobs[0])
+    counts = tf.jobs.counts()
+    assert (counts[tfc.JobStatus.PENDING], counts[tfc.JobStatus.CANCELLED]) == (4, 1)
 
 
 def test_job_calls(wsgi_client: Signup) -> None:

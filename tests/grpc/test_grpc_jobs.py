@@ -145,6 +145,33 @@ def test_list_jobs_filters_by_status_and_queue(
     assert elsewhere.total == 0
 
 
+def test_list_jobs_walks_by_cursor(
+    submit: Any, project_stub: pb_grpc.JobQueueServiceStub, owner_md: Metadata
+) -> None:
+    ids = [submit().id for _ in range(3)]
+    first = project_stub.ListJobs(pb.ListJobsRequest(limit=2), metadata=owner_md)
+    rest = project_stub.ListJobs(
+        pb.ListJobsRequest(limit=2, after=first.next_after), metadata=owner_md
+    )
+    assert [j.id for j in first.jobs] + [j.id for j in rest.jobs] == ids[::-1]
+    assert (rest.total, rest.next_after) == (3, "")
+    error = rpc_error(
+        project_stub.ListJobs, pb.ListJobsRequest(after="nonsense"), metadata=owner_md
+    )
+    assert_status(error, grpc.StatusCode.INVALID_ARGUMENT)
+
+
+def test_job_counts_count_every_status_in_one_call(
+    submit: Any, project_stub: pb_grpc.JobQueueServiceStub, owner_md: Metadata, settings: Settings
+) -> None:
+    submit()
+    set_job_status(settings.database_url, submit().id, JobStatus.FAILED)
+    counts = project_stub.GetJobCounts(pb.GetJobCountsRequest(), metadata=owner_md)
+    assert (counts.pending_count, counts.failed_count, counts.total_count) == (1, 1, 2)
+    error = rpc_error(project_stub.GetJobCounts, pb.GetJobCountsRequest())
+    assert_status(error, grpc.StatusCode.UNAUTHENTICATED)
+
+
 def test_list_jobs_filters_pending_when_asked_explicitly(
     submit: Any, project_stub: pb_grpc.JobQueueServiceStub, owner_md: Metadata, settings: Settings
 ) -> None:

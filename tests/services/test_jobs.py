@@ -110,3 +110,43 @@ def test_stats_of_a_job_not_started(session: Session, actor: Actor) -> None:
     job = factories.job(session, actor, factories.queue(session, actor))
     stats = jobs.job_stats(session, actor=actor, job_id=job.id)
     assert (stats.attempts, stats.wait_seconds, stats.run_seconds) == ([], None, 0)
+
+
+def test_a_cursor_walks_the_list_in_page_order_through_equal_times(
+    session: Session, actor: Actor
+) -> None:
+    queue = factories.queue(session, actor)
+    factories.job(session, actor, queue)
+    # A batch's jobs share one created_at: the id breaks the tie.
+    jobs.submit_jobs(session, actor=actor, jobs=[{"queue_id": queue.id, "job_type": "echo"}] * 7)
+    factories.job(session, actor, queue)
+    by_page = [job.id for job in jobs.list_jobs(session, actor=actor, page=1, limit=100).items]
+    walked, after, pages = [], None, 0
+    while True:
+        page = jobs.list_jobs(session, actor=actor, page=1, limit=3, queue_id=queue.id, after=after)
+        assert page.total == 9
+        walked += [job.id for job in page.items]
+        pages += 1
+        if page.next_after is None:
+            break
+        after = page.next_after
+    assert walked == by_page
+    assert pages == 3 + 1, "three full pages, then an empty one"
+
+
+@pytest.mark.parametrize("after", ["nonsense", "", "a" * 300, "MjAyNi0xMi0wNCAxMjowMHx4"])
+def test_a_cursor_that_no_list_returned_is_refused(
+    session: Session, actor: Actor, after: str
+) -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        jobs.list_jobs(session, actor=actor, page=1, limit=3, after=after)
+    assert "after" in refused.value.errors
+
+
+def test_a_cursor_and_a_page_number_do_not_combine(session: Session, actor: Actor) -> None:
+    factories.job(session, actor, factories.queue(session, actor))
+    after = jobs.list_jobs(session, actor=actor, page=1, limit=1).next_after
+    assert after is not None
+    with pytest.raises(ValidationFailed) as refused:
+        jobs.list_jobs(session, actor=actor, page=2, limit=1, after=after)
+    assert "page" in refused.value.errors

@@ -335,11 +335,34 @@ class JobBatchResultSchema(Schema):
 class JobListArgsSchema(PageArgsSchema):
     status = fields.Enum(JobStatus, by_value=True)
     queue_id = fields.UUID()
+    after = fields.String(
+        metadata={
+            "description": "Start after the last job of a page: its `pagination.next_after` "
+            "(costs what page 1 does at any depth; leave `page` out)."
+        }
+    )
+
+
+class JobPaginationSchema(PaginationSchema):
+    next_after = fields.String(
+        allow_none=True,
+        metadata={"description": "The `after` of the next page; null when this page is not full."},
+    )
 
 
 class JobListSchema(Schema):
     jobs = fields.List(fields.Nested(JobSchema))
-    pagination = fields.Nested(PaginationSchema)
+    pagination = fields.Nested(JobPaginationSchema)
+
+
+class JobCountsSchema(Schema):
+    pending_count = fields.Integer()
+    scheduled_count = fields.Integer()
+    processing_count = fields.Integer()
+    succeeded_count = fields.Integer()
+    failed_count = fields.Integer()
+    cancelled_count = fields.Integer()
+    total_count = fields.Integer()
 
 
 class AttemptSchema(Schema):

@@ -203,30 +203,56 @@ class RetryJobResponse(_message.Message):
     def __init__(self, success: _Optional[bool] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ("queue_id", "status", "page", "limit", "filter_status")
+    __slots__ = ("queue_id", "status", "page", "limit", "filter_status", "after")
     QUEUE_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PAGE_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     FILTER_STATUS_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
     queue_id: str
     status: JobStatus
     page: int
     limit: int
     filter_status: bool
-    def __init__(self, queue_id: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., page: _Optional[int] = ..., limit: _Optional[int] = ..., filter_status: _Optional[bool] = ...) -> None: ...
+    after: str
+    def __init__(self, queue_id: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., page: _Optional[int] = ..., limit: _Optional[int] = ..., filter_status: _Optional[bool] = ..., after: _Optional[str] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
-    __slots__ = ("jobs", "total", "page", "pages")
+    __slots__ = ("jobs", "total", "page", "pages", "next_after")
     JOBS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     PAGE_FIELD_NUMBER: _ClassVar[int]
     PAGES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_AFTER_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[Job]
     total: int
     page: int
     pages: int
-    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., total: _Optional[int] = ..., page: _Optional[int] = ..., pages: _Optional[int] = ...) -> None: ...
+    next_after: str
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., total: _Optional[int] = ..., page: _Optional[int] = ..., pages: _Optional[int] = ..., next_after: _Optional[str] = ...) -> None: ...
+
+class GetJobCountsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetJobCountsResponse(_message.Message):
+    __slots__ = ("pending_count", "scheduled_count", "processing_count", "succeeded_count", "failed_count", "cancelled_count", "total_count")
+    PENDING_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PROCESSING_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SUCCEEDED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FAILED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    pending_count: int
+    scheduled_count: int
+    processing_count: int
+    succeeded_count: int
+    failed_count: int
+    cancelled_count: int
+    total_count: int
+    def __init__(self, pending_count: _Optional[int] = ..., scheduled_count: _Optional[int] = ..., processing_count: _Optional[int] = ..., succeeded_count: _Optional[int] = ..., failed_count: _Optional[int] = ..., cancelled_count: _Optional[int] = ..., total_count: _Optional[int] = ...) -> None: ...
 
 class CreateQueueRequest(_message.Message):
     __slots__ = ("project_id", "name", "description", "priority", "settings")
