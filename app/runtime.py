@@ -26,7 +26,9 @@ from sqlalchemy.orm import Session
 from app.broker import BrokerProbe
 from app.config import Settings
 from app.db import session_factory, session_scope
-from app.services import outbox, policies
+from app.redis_client import connect
+from app.services import actor_epoch, outbox, policies
+from app.services.actor_cache import ActorCache
 from app.services.live_state import LiveState
 from app.services.live_view import WorkerControl
 from app.services.ratelimit import RateLimiter
@@ -43,6 +45,7 @@ class Runtime:
 
     settings: Settings
     tokens: TokenService
+    actors: ActorCache
     stream_tickets: StreamTickets
     rate_limiter: RateLimiter | None
     live_state: LiveState
@@ -56,6 +59,9 @@ class Runtime:
         redis_url, master = settings.redis_url, settings.redis_sentinel_master
         publisher = install(settings.database_url, redis_url, master)
         policies.set_store(policies.PolicyStore.from_url(redis_url, sentinel_master=master))
+        actors_redis = connect(redis_url, sentinel_master=master)
+        actor_epoch.install(actors_redis)
+        actors = ActorCache(actors_redis)
         return cls(
             settings=settings,
             tokens=TokenService(
@@ -63,7 +69,9 @@ class Runtime:
                 store=TokenStore.from_url(redis_url, sentinel_master=master),
                 access_lifetime=timedelta(minutes=settings.access_token_minutes),
                 refresh_lifetime=timedelta(days=settings.refresh_token_days),
+                actors=actors,
             ),
+            actors=actors,
             stream_tickets=StreamTickets.from_url(redis_url, sentinel_master=master),
             rate_limiter=RateLimiter(redis_url, settings.rate_limit_default, sentinel_master=master)
             if settings.rate_limit_enabled
@@ -102,6 +110,7 @@ class Runtime:
     def close(self) -> None:
         """Close the Redis connections this runtime opened."""
         self.tokens.store.close()
+        self.actors.close()
         self.stream_tickets.close()
         self.live_state.close()
         if self.rate_limiter is not None:

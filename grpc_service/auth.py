@@ -9,7 +9,6 @@ from contextvars import ContextVar
 from app.errors import Unauthenticated
 from app.runtime import Runtime
 from app.services.actors import Actor
-from app.services.auth import actor_for_api_key
 from app.services.tokens import bearer_token
 
 _actor: ContextVar[Actor] = ContextVar("taskforge_grpc_actor")
@@ -51,6 +50,6 @@ class Authenticator:
             )
         with self._runtime.session_scope() as session:
             if api_key:
-                return actor_for_api_key(session, api_key)
+                return self._runtime.actors.for_api_key(session, api_key)
             assert authorization is not None
             return self._runtime.tokens.authenticate(session, bearer_token(authorization)).actor

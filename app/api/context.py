@@ -13,7 +13,6 @@ from app.config import Settings
 from app.errors import Unauthenticated
 from app.runtime import Runtime
 from app.services.actors import Actor
-from app.services.auth import actor_for_api_key
 from app.services.tokens import bearer_token
 
 _RUNTIME_KEY = "taskforge.runtime"
@@ -44,7 +43,7 @@ def current_actor() -> Actor:
     api_key = request.headers.get("X-API-Key")
     authorization = request.headers.get("Authorization")
     if api_key:
-        actor = actor_for_api_key(db(), api_key)
+        actor = runtime().actors.for_api_key(db(), api_key)
     elif authorization:
         authenticated = runtime().tokens.authenticate(db(), bearer_token(authorization))
         g.jwt_claims = authenticated.claims

@@ -34,8 +34,15 @@ from sqlalchemy.orm import Session
 from app.errors import Unauthenticated, Unavailable
 from app.models import User
 from app.redis_client import connect
+from app.services.actor_cache import ActorCache, Epoch
+from app.services.actor_epoch import EPOCH_KEY
 from app.services.actors import Actor
-from app.services.auth import actor_for_token, token_claims, user_for_token
+from app.services.auth import (
+    TOKEN_GENERATION_CLAIM,
+    actor_for_token,
+    token_claims,
+    user_for_token,
+)
 
 ALGORITHM = "HS256"
 DECODE_ALGORITHMS = (ALGORITHM,)
@@ -101,6 +108,20 @@ class TokenStore:
         except redis.RedisError as exc:
             raise Unavailable(_UNAVAILABLE) from exc
 
+    def check(self, jti: str, family: str | None = None) -> Epoch:
+        """Return the actor epoch; raise ``Unauthenticated`` if ``jti`` or ``family`` is revoked."""
+        # One MGET: the blocklist and the epoch (app.services.actor_epoch) in one round trip.
+        keys = [EPOCH_KEY, _PREFIX + jti]
+        if family:
+            keys.append(_FAMILY_PREFIX + family)
+        try:
+            values: list[Epoch] = self._redis.mget(keys)
+        except redis.RedisError as exc:
+            raise Unavailable(_UNAVAILABLE) from exc
+        if any(value is not None for value in values[1:]):
+            raise Unauthenticated(REVOKED)
+        return values[0]
+
 
 @dataclass(frozen=True)
 class IssuedTokens:
@@ -143,9 +164,11 @@ class TokenService:
         store: TokenStore,
         access_lifetime: timedelta,
         refresh_lifetime: timedelta,
+        actors: ActorCache | None = None,
     ) -> None:
         self._secret = secret
         self.store = store
+        self.actors = actors
         self.access_lifetime = access_lifetime
         self.refresh_lifetime = refresh_lifetime
 
@@ -217,9 +240,19 @@ class TokenService:
         return claims
 
     def authenticate(self, session: Session, token: str) -> Authenticated:
-        """The actor of an access token, as that user is now."""
-        claims = self.verify(token)
-        return Authenticated(actor_for_token(session, claims), claims)
+        """The actor of an access token, as that user is now.
+
+        The blocklist and the actor epoch are read in one round trip; with an actor
+        cache, the user's row is read only when no actor is cached under that epoch.
+        """
+        claims = self.decode(token, expected=ACCESS)
+        epoch = self.store.check(claims["jti"], claims.get("family"))
+        if self.actors is None:
+            return Authenticated(actor_for_token(session, claims), claims)
+        # repr: a claim's type is part of what it says (1 and "1" are different generations).
+        key = ("user", repr(claims["sub"]), repr(claims.get(TOKEN_GENERATION_CLAIM, 0)))
+        actor = self.actors.resolve(key, epoch, lambda: (actor_for_token(session, claims), None))
+        return Authenticated(actor, claims)
 
     def refresh(self, session: Session, refresh_token: str) -> IssuedTokens:
         """Rotate a refresh token: new tokens in its family; a second use revokes the family."""

@@ -1,0 +1,128 @@
+"""Remember who a credential stands for, per process, until any actor changes anywhere.
+
+Resolving a credential to its ``Actor`` is one SQL query per request
+(``app.services.auth``).  This cache saves it without letting a change wait: every
+change that can alter or end an actor (a password change, a role change, a removed
+member, a revoked API key, new organization settings) calls :func:`actors_changed`,
+which replaces one value in Redis, the *actor epoch*, before the change commits
+(a Redis outage refuses the change) and again after it (closing the window in which
+a request could read the new epoch with the old row).  Every request reads the epoch
+in the round trip it already makes (the token blocklist ``MGET``; one ``GET`` for an
+API key) and uses an entry only when it was cached under that same epoch: the very
+next request after a change reloads from SQL, in every process.
+
+The epoch is a random value, never a counter, so a Redis that lost its data cannot
+bring back an epoch old entries were cached under; with no epoch in Redis nothing
+is cached until one is set.  Entries also expire after ``LAST_USED_RESOLUTION``, so an
+API key's ``last_used_at`` keeps its resolution and a bump lost to a Redis failure
+between commit and bump ends within that time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis
+from sqlalchemy.orm import Session
+
+from app.errors import Unauthenticated, Unavailable
+from app.models import utcnow
+from app.services.actor_epoch import EPOCH_KEY, UNAVAILABLE
+from app.services.actors import Actor
+from app.services.auth import LAST_USED_RESOLUTION, resolve_api_key, split_api_key
+
+logger = logging.getLogger(__name__)
+
+MAX_ENTRIES = 10_000
+TTL_SECONDS = LAST_USED_RESOLUTION.total_seconds()
+
+Epoch = bytes | str | None
+
+
+@dataclass(frozen=True)
+class _Entry:
+    actor: Actor
+    epoch: bytes | str
+    stale_at: float  # time.monotonic()
+    expires_at: datetime | None  # an API key's own expiry
+
+
+class ActorCache:
+    """Actors by credential, each valid under the epoch it was loaded in.
+
+    Hand-written rather than ``cachetools``: an entry's validity is the epoch it was
+    read under, which no generic TTL/LRU cache checks, and the rest is one dict.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+        self._entries: dict[Hashable, _Entry] = {}
+        self._lock = threading.Lock()
+
+    def epoch(self) -> Epoch:
+        """The current actor epoch (one ``GET``); fail closed when Redis is down."""
+        try:
+            value: Epoch = self._redis.get(EPOCH_KEY)
+        except redis.RedisError as exc:
+            raise Unavailable(UNAVAILABLE) from exc
+        return value
+
+    def resolve(
+        self,
+        key: Hashable,
+        epoch: Epoch,
+        load: Callable[[], tuple[Actor, datetime | None]],
+    ) -> Actor:
+        """The actor cached for ``key`` under ``epoch``, else ``load()``'s, cached.
+
+        ``epoch`` must be read before ``load`` runs: a change committed after the read
+        replaces the epoch, so what was loaded is never used under the new one.
+        """
+        if epoch is None:
+            # Nothing may be cached without an epoch; start one for the next requests.
+            self._start_epoch()
+            return load()[0]
+        now = time.monotonic()
+        entry = self._entries.get(key)
+        if (
+            entry is not None
+            and entry.epoch == epoch
+            and now < entry.stale_at
+            and (entry.expires_at is None or utcnow() < entry.expires_at)
+        ):
+            return entry.actor
+        actor, expires_at = load()
+        with self._lock:
+            if len(self._entries) >= MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[key] = _Entry(actor, epoch, now + TTL_SECONDS, expires_at)
+        return actor
+
+    def for_api_key(self, session: Session, raw_key: str) -> Actor:
+        """Resolve a presented API key (``auth.actor_for_api_key``), from the cache when valid."""
+        parts = split_api_key(raw_key)
+        if parts is None:
+            raise Unauthenticated("Malformed API key")
+        prefix, secret = parts
+        # The secret's digest is part of the key: a hit proves the same secret was verified.
+        key = ("key", prefix, hashlib.sha256(secret.encode()).digest())
+        return self.resolve(key, self.epoch(), lambda: resolve_api_key(session, raw_key))
+
+    def close(self) -> None:
+        """Forget every entry and close the connections to Redis."""
+        with self._lock:
+            self._entries.clear()
+        self._redis.close()
+
+    def _start_epoch(self) -> None:
+        try:
+            self._redis.set(EPOCH_KEY, uuid.uuid4().hex, nx=True)
+        except redis.RedisError:
+            logger.warning("cannot start the actor epoch; actors stay uncached")
