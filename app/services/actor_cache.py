@@ -25,9 +25,10 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import redis
 from sqlalchemy.orm import Session
@@ -36,7 +37,12 @@ from app.errors import Unauthenticated, Unavailable
 from app.models import utcnow
 from app.services.actor_epoch import EPOCH_KEY, UNAVAILABLE
 from app.services.actors import Actor
-from app.services.auth import LAST_USED_RESOLUTION, resolve_api_key, split_api_key
+from app.services.auth import (
+    LAST_USED_RESOLUTION,
+    TOKEN_GENERATION_CLAIM,
+    resolve_api_key,
+    split_api_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +53,32 @@ Epoch = bytes | str | None
 
 
 @dataclass(frozen=True)
-class _Entry:
+class Cached:
+    """An actor and the epoch it was read under."""
+
     actor: Actor
     epoch: bytes | str
     stale_at: float  # time.monotonic()
     expires_at: datetime | None  # an API key's own expiry
+
+
+Load = Callable[[], tuple[Actor, datetime | None]]
+
+
+def token_key(claims: Mapping[str, Any]) -> Hashable:
+    """The cache key of a verified access token: its user and token generation."""
+    # repr: a claim's type is part of what it says (1 and "1" are different generations).
+    return ("user", repr(claims["sub"]), repr(claims.get(TOKEN_GENERATION_CLAIM, 0)))
+
+
+def api_key_key(raw_key: str) -> Hashable:
+    """The cache key of a presented API key; raise ``Unauthenticated`` when malformed."""
+    parts = split_api_key(raw_key)
+    if parts is None:
+        raise Unauthenticated("Malformed API key")
+    prefix, secret = parts
+    # The secret's digest is part of the key: a hit proves the same secret was verified.
+    return ("key", prefix, hashlib.sha256(secret.encode()).digest())
 
 
 class ActorCache:
@@ -63,7 +90,7 @@ class ActorCache:
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
-        self._entries: dict[Hashable, _Entry] = {}
+        self._entries: dict[Hashable, Cached] = {}
         self._lock = threading.Lock()
 
     def epoch(self) -> Epoch:
@@ -74,12 +101,16 @@ class ActorCache:
             raise Unavailable(UNAVAILABLE) from exc
         return value
 
-    def resolve(
-        self,
-        key: Hashable,
-        epoch: Epoch,
-        load: Callable[[], tuple[Actor, datetime | None]],
-    ) -> Actor:
+    def peek(self, key: Hashable) -> Cached | None:
+        """The entry for ``key`` unless it is too old or its key expired; its epoch unchecked."""
+        entry = self._entries.get(key)
+        if entry is None or time.monotonic() >= entry.stale_at:
+            return None
+        if entry.expires_at is not None and utcnow() >= entry.expires_at:
+            return None
+        return entry
+
+    def resolve(self, key: Hashable, epoch: Epoch, load: Load) -> Actor:
         """The actor cached for ``key`` under ``epoch``, else ``load()``'s, cached.
 
         ``epoch`` must be read before ``load`` runs: a change committed after the read
@@ -89,30 +120,20 @@ class ActorCache:
             # Nothing may be cached without an epoch; start one for the next requests.
             self._start_epoch()
             return load()[0]
-        now = time.monotonic()
-        entry = self._entries.get(key)
-        if (
-            entry is not None
-            and entry.epoch == epoch
-            and now < entry.stale_at
-            and (entry.expires_at is None or utcnow() < entry.expires_at)
-        ):
+        entry = self.peek(key)
+        if entry is not None and entry.epoch == epoch:
             return entry.actor
         actor, expires_at = load()
         with self._lock:
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()
-            self._entries[key] = _Entry(actor, epoch, now + TTL_SECONDS, expires_at)
+            stale_at = time.monotonic() + TTL_SECONDS
+            self._entries[key] = Cached(actor, epoch, stale_at, expires_at)
         return actor
 
     def for_api_key(self, session: Session, raw_key: str) -> Actor:
         """Resolve a presented API key (``auth.actor_for_api_key``), from the cache when valid."""
-        parts = split_api_key(raw_key)
-        if parts is None:
-            raise Unauthenticated("Malformed API key")
-        prefix, secret = parts
-        # The secret's digest is part of the key: a hit proves the same secret was verified.
-        key = ("key", prefix, hashlib.sha256(secret.encode()).digest())
+        key = api_key_key(raw_key)
         return self.resolve(key, self.epoch(), lambda: resolve_api_key(session, raw_key))
 
     def close(self) -> None:

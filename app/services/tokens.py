@@ -34,15 +34,10 @@ from sqlalchemy.orm import Session
 from app.errors import Unauthenticated, Unavailable
 from app.models import User
 from app.redis_client import connect
-from app.services.actor_cache import ActorCache, Epoch
+from app.services.actor_cache import ActorCache, Epoch, token_key
 from app.services.actor_epoch import EPOCH_KEY
 from app.services.actors import Actor
-from app.services.auth import (
-    TOKEN_GENERATION_CLAIM,
-    actor_for_token,
-    token_claims,
-    user_for_token,
-)
+from app.services.auth import actor_for_token, token_claims, user_for_token
 
 ALGORITHM = "HS256"
 DECODE_ALGORITHMS = (ALGORITHM,)
@@ -100,20 +95,23 @@ class TokenStore:
 
     def is_revoked(self, jti: str, family: str | None = None) -> bool:
         """Tell whether ``jti`` or its ``family`` was revoked; fail closed when Redis is down."""
+        try:
+            return bool(self._redis.exists(*self.blocklist_keys(jti, family)))
+        except redis.RedisError as exc:
+            raise Unavailable(_UNAVAILABLE) from exc
+
+    @staticmethod
+    def blocklist_keys(jti: str, family: str | None = None) -> list[str]:
+        """The Redis keys whose existence means ``jti`` or its ``family`` is revoked."""
         keys = [_PREFIX + jti]
         if family:
             keys.append(_FAMILY_PREFIX + family)
-        try:
-            return bool(self._redis.exists(*keys))
-        except redis.RedisError as exc:
-            raise Unavailable(_UNAVAILABLE) from exc
+        return keys
 
     def check(self, jti: str, family: str | None = None) -> Epoch:
         """Return the actor epoch; raise ``Unauthenticated`` if ``jti`` or ``family`` is revoked."""
         # One MGET: the blocklist and the epoch (app.services.actor_epoch) in one round trip.
-        keys = [EPOCH_KEY, _PREFIX + jti]
-        if family:
-            keys.append(_FAMILY_PREFIX + family)
+        keys = [EPOCH_KEY, *self.blocklist_keys(jti, family)]
         try:
             values: list[Epoch] = self._redis.mget(keys)
         except redis.RedisError as exc:
@@ -249,9 +247,9 @@ class TokenService:
         epoch = self.store.check(claims["jti"], claims.get("family"))
         if self.actors is None:
             return Authenticated(actor_for_token(session, claims), claims)
-        # repr: a claim's type is part of what it says (1 and "1" are different generations).
-        key = ("user", repr(claims["sub"]), repr(claims.get(TOKEN_GENERATION_CLAIM, 0)))
-        actor = self.actors.resolve(key, epoch, lambda: (actor_for_token(session, claims), None))
+        actor = self.actors.resolve(
+            token_key(claims), epoch, lambda: (actor_for_token(session, claims), None)
+        )
         return Authenticated(actor, claims)
 
     def refresh(self, session: Session, refresh_token: str) -> IssuedTokens:

@@ -2,7 +2,10 @@
 
 Two apps stand for two API processes: each has its own actor cache; the change
 goes through one of them, the next request through the other (whose cache holds
-the old actor).  ``test_a_cached_actor_costs_no_query`` proves the cache is on.
+the old actor).  Each test runs with rate limits on (the blocklist and the epoch
+are checked inside the limit's script, ``app.services.admission``) and off (one
+``MGET``, ``TokenService.authenticate``).  ``test_a_cached_actor_costs_no_query``
+proves the cache is on.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from redis.connection import AbstractConnection
 from sqlalchemy import event
 
 from app.db import get_engine
@@ -19,10 +23,38 @@ from tests.conftest import PASSWORD, Account, Auth
 from tests.security.support import create_key, key_headers
 
 
+@pytest.fixture(params=[True, False], ids=["limits-on", "limits-off"])
+def limits(request: pytest.FixtureRequest) -> bool:
+    """Whether rate limits are on."""
+    return bool(request.param)
+
+
 @pytest.fixture
-def other(app_with: Callable[..., FlaskClient]) -> FlaskClient:
+def client(app_with: Callable[..., FlaskClient], limits: bool) -> FlaskClient:
+    """A client of the app whose cache is tested."""
+    return app_with(rate_limit_enabled=limits)
+
+
+@pytest.fixture
+def other(app_with: Callable[..., FlaskClient], limits: bool) -> FlaskClient:
     """A client of a second app on the same database and Redis: another API process."""
-    return app_with()
+    return app_with(rate_limit_enabled=limits)
+
+
+@pytest.fixture
+def redis_commands() -> Iterator[list[bytes]]:
+    """Redis round trips as they are sent (a pipeline or a script is one)."""
+    sent: list[bytes] = []
+    original = AbstractConnection.send_packed_command
+
+    def record(self: Any, command: Any, check_health: bool = True) -> Any:
+        packed = command if isinstance(command, bytes) else b"".join(command)
+        sent.append(packed)
+        return original(self, command, check_health)
+
+    AbstractConnection.send_packed_command = record  # type: ignore[method-assign]
+    yield sent
+    AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
 
 
 @pytest.fixture
@@ -53,6 +85,18 @@ def test_a_cached_actor_costs_no_query(
     user_selects.clear()
     assert client.get("/api/v1/organizations/current", headers=owner.headers).status_code == 200
     assert user_selects == []
+
+
+def test_a_cached_actor_costs_one_redis_round_trip(
+    client: FlaskClient, owner: Account, redis_commands: list[bytes]
+) -> None:
+    key = create_key(client, owner, ["queue:read"])
+    for headers in (owner.headers, key_headers(key)):
+        _warm(client, headers)
+        redis_commands.clear()
+        response = client.get("/api/v1/organizations/current", headers=headers)
+        assert response.status_code == 200
+        assert len(redis_commands) == 1, redis_commands
 
 
 def test_a_revoked_api_key_is_refused_at_once(
