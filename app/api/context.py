@@ -36,6 +36,18 @@ def db() -> Session:
     return g.db_session
 
 
+def commit() -> None:
+    """Commit the request's work now, before its response is built (publishing after it).
+
+    Hot write paths call it: SQLite holds its one write lock from the first write to
+    the commit, so committing before the response is serialised lets the next
+    request's INSERT in at once instead of in SQLite's busy-wait steps.
+    """
+    session: Session | None = g.get("db_session")
+    if session is not None:
+        session.commit()
+
+
 def current_actor() -> Actor:
     """Authenticate the request by API key or access token, once per request."""
     if "actor" in g:
