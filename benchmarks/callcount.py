@@ -28,10 +28,6 @@ PROFILED: dict[str, tuple[str, str]] = {
     "authentication (current_actor)": ("app/api/context.py", "current_actor"),
     "  JWT verify (TokenService.decode: PyJWT)": ("app/services/tokens.py", "decode"),
     "  token blocklist + actor epoch (TokenStore.check: MGET)": ("app/services/tokens.py", "check"),
-    "  rate limit + blocklist + epoch (limits on: Gate.admit)": (
-        "app/services/admission.py",
-        "admit",
-    ),
     "  actor lookup (_active_user: SELECT users)": ("app/services/auth.py", "_active_user"),
     "request parsing (webargs parse)": ("webargs/core.py", "parse"),
     "submit_job": ("app/services/jobs.py", "submit_job"),

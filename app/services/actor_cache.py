@@ -94,7 +94,7 @@ class ActorCache:
         self._lock = threading.Lock()
 
     def epoch(self) -> Epoch:
-        """The current actor epoch (one ``GET``); fail closed when Redis is down."""
+        """The current actor epoch (one ``GET``); raise ``Unavailable`` when Redis is down."""
         try:
             value: Epoch = self._redis.get(EPOCH_KEY)
         except redis.RedisError as exc:
@@ -134,7 +134,13 @@ class ActorCache:
     def for_api_key(self, session: Session, raw_key: str) -> Actor:
         """Resolve a presented API key (``auth.actor_for_api_key``), from the cache when valid."""
         key = api_key_key(raw_key)
-        return self.resolve(key, self.epoch(), lambda: resolve_api_key(session, raw_key))
+        try:
+            epoch = self.epoch()
+        except Unavailable:
+            # No cache is trusted without Redis; an API key verifies in SQL alone, as
+            # it always did (docs/guarantees.md, "Broker outages").
+            return resolve_api_key(session, raw_key)[0]
+        return self.resolve(key, epoch, lambda: resolve_api_key(session, raw_key))
 
     def close(self) -> None:
         """Forget every entry and close the connections to Redis."""

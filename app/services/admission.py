@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.errors import TaskForgeError, Unauthenticated
+from app.errors import TaskForgeError, Unauthenticated, Unavailable
 from app.services.actor_cache import ActorCache, Load, api_key_key, token_key
 from app.services.actor_epoch import EPOCH_KEY
 from app.services.actors import Actor
@@ -74,18 +74,15 @@ class Gate:
             return self._anonymous(address, cost, exc)
         cached = self._actors.peek(credential.key)
         if cached is None:
-            try:
-                actor = credential.authenticate()
-            except TaskForgeError as exc:
-                return self._anonymous(address, cost, exc)
-            verdict = self._limiter.spend(self._limiter.budgets(actor, address), cost)
-            return Admission(actor, verdict, credential.claims)
+            return self._uncached(credential, address, cost)
         budgets = self._limiter.budgets(cached.actor, address)
         guard = Guard(EPOCH_KEY, cached.epoch, credential.revoked_keys)
         try:
             outcome = self._limiter.spend_guarded(budgets, cost, guard)
-        except TaskForgeError as exc:
-            return self._anonymous(address, cost, exc)
+        except Unavailable:
+            # Redis is down: no cache is trusted.  An API key still verifies in SQL;
+            # a token fails closed there (its blocklist cannot be read).
+            return self._uncached(credential, address, cost)
         if not isinstance(outcome, GuardFailed):
             return Admission(cached.actor, outcome, credential.claims)
         if outcome.revoked:
@@ -93,6 +90,14 @@ class Gate:
         # Not revoked when the script ran; the epoch it read precedes this load.
         try:
             actor = self._actors.resolve(credential.key, outcome.epoch, credential.load)
+        except TaskForgeError as exc:
+            return self._anonymous(address, cost, exc)
+        verdict = self._limiter.spend(self._limiter.budgets(actor, address), cost)
+        return Admission(actor, verdict, credential.claims)
+
+    def _uncached(self, credential: _Credential, address: str, cost: int) -> Admission:
+        try:
+            actor = credential.authenticate()
         except TaskForgeError as exc:
             return self._anonymous(address, cost, exc)
         verdict = self._limiter.spend(self._limiter.budgets(actor, address), cost)

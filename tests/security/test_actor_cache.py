@@ -19,6 +19,7 @@ from redis.connection import AbstractConnection
 from sqlalchemy import event
 
 from app.db import get_engine
+from app.redis_server import free_port
 from tests.conftest import PASSWORD, Account, Auth
 from tests.security.support import create_key, key_headers
 
@@ -173,3 +174,17 @@ def test_a_changed_password_ends_cached_sessions_at_once(
     response = client.get("/api/v1/organizations/current", headers=owner.headers)
     assert response.status_code == 401
     assert "password" in response.json["error"]
+
+
+def test_without_redis_an_api_key_still_verifies_and_a_token_fails_closed(
+    client: FlaskClient,
+    app_with: Callable[..., FlaskClient],
+    limits: bool,
+    owner: Account,
+) -> None:
+    key = create_key(client, owner, ["queue:read"])
+    _warm(client, key_headers(key))
+    down = app_with(rate_limit_enabled=limits, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    assert down.get("/api/v1/organizations/current", headers=key_headers(key)).status_code == 200
+    response = down.get("/api/v1/organizations/current", headers=owner.headers)
+    assert response.status_code == 503, response.json
