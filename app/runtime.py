@@ -26,7 +26,10 @@ from sqlalchemy.orm import Session
 from app.broker import BrokerProbe
 from app.config import Settings
 from app.db import session_factory, session_scope
-from app.services import outbox, policies
+from app.redis_client import connect
+from app.services import actor_epoch, outbox, policies
+from app.services.actor_cache import ActorCache
+from app.services.admission import Gate
 from app.services.live_state import LiveState
 from app.services.live_view import WorkerControl
 from app.services.ratelimit import RateLimiter
@@ -43,8 +46,11 @@ class Runtime:
 
     settings: Settings
     tokens: TokenService
+    actors: ActorCache
     stream_tickets: StreamTickets
     rate_limiter: RateLimiter | None
+    # Authentication and the rate limit in one round trip; None when limits are off.
+    gate: Gate | None
     live_state: LiveState
     broker: BrokerProbe
     worker_control: WorkerControl
@@ -56,18 +62,28 @@ class Runtime:
         redis_url, master = settings.redis_url, settings.redis_sentinel_master
         publisher = install(settings.database_url, redis_url, master)
         policies.set_store(policies.PolicyStore.from_url(redis_url, sentinel_master=master))
+        actors_redis = connect(redis_url, sentinel_master=master)
+        actor_epoch.install(actors_redis)
+        actors = ActorCache(actors_redis)
+        tokens = TokenService(
+            secret=settings.jwt_secret_key,
+            store=TokenStore.from_url(redis_url, sentinel_master=master),
+            access_lifetime=timedelta(minutes=settings.access_token_minutes),
+            refresh_lifetime=timedelta(days=settings.refresh_token_days),
+            actors=actors,
+        )
+        limiter = (
+            RateLimiter(redis_url, settings.rate_limit_default, sentinel_master=master)
+            if settings.rate_limit_enabled
+            else None
+        )
         return cls(
             settings=settings,
-            tokens=TokenService(
-                secret=settings.jwt_secret_key,
-                store=TokenStore.from_url(redis_url, sentinel_master=master),
-                access_lifetime=timedelta(minutes=settings.access_token_minutes),
-                refresh_lifetime=timedelta(days=settings.refresh_token_days),
-            ),
+            tokens=tokens,
+            actors=actors,
             stream_tickets=StreamTickets.from_url(redis_url, sentinel_master=master),
-            rate_limiter=RateLimiter(redis_url, settings.rate_limit_default, sentinel_master=master)
-            if settings.rate_limit_enabled
-            else None,
+            rate_limiter=limiter,
+            gate=Gate(tokens, actors, limiter) if limiter is not None else None,
             live_state=LiveState.from_url(redis_url, sentinel_master=master),
             broker=BrokerProbe.from_url(redis_url, sentinel_master=master),
             worker_control=CeleryWorkerControl(),
@@ -102,6 +118,7 @@ class Runtime:
     def close(self) -> None:
         """Close the Redis connections this runtime opened."""
         self.tokens.store.close()
+        self.actors.close()
         self.stream_tickets.close()
         self.live_state.close()
         if self.rate_limiter is not None:

@@ -116,7 +116,7 @@ def _pieces(ctx: Context) -> dict[str, Callable[[], Any]]:
         TF_REQUEST: tf_request,
         BASE_REQUEST: base_request,
         "JWT decode + verify (TokenService.decode: PyJWT)": jwt_decode,
-        "token blocklist check (TokenStore.is_revoked: Redis EXISTS)": lambda: tokens.is_revoked(
+        "token blocklist + actor epoch (TokenStore.check: Redis MGET)": lambda: tokens.check(
             claims["jti"], claims.get("family")
         ),
         "actor lookup (session + User by id + commit)": actor_lookup,

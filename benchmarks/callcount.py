@@ -24,9 +24,10 @@ QUOTE = '"'
 
 # Functions whose cumulative share of a TaskForge submit is reported (file part, name).
 PROFILED: dict[str, tuple[str, str]] = {
+    "limits on: rate limit + authentication (Gate.admit)": ("app/services/admission.py", "admit"),
     "authentication (current_actor)": ("app/api/context.py", "current_actor"),
     "  JWT verify (TokenService.decode: PyJWT)": ("app/services/tokens.py", "decode"),
-    "  token blocklist (TokenStore.is_revoked)": ("app/services/tokens.py", "is_revoked"),
+    "  token blocklist + actor epoch (TokenStore.check: MGET)": ("app/services/tokens.py", "check"),
     "  actor lookup (_active_user: SELECT users)": ("app/services/auth.py", "_active_user"),
     "request parsing (webargs parse)": ("webargs/core.py", "parse"),
     "submit_job": ("app/services/jobs.py", "submit_job"),

@@ -65,6 +65,8 @@ class Context:
     quiet_budget_left: float = 0.0
     # Set when a benchmark raised; the session then keeps its temp dir for the logs.
     failed: bool = False
+    # Benchmarks that could not run for want of a tool, with how to get it.
+    missing: list[str] = field(default_factory=list)
 
     @property
     def sqlite(self) -> Target:

@@ -28,7 +28,8 @@ from benchmarks.context import PYTHON, Context
 # Cost centres: a busy sample counts for a centre when any frame of its stack matches.
 CENTRES: dict[str, str] = {
     "JWT verify (PyJWT)": r"decode \(.*app/services/tokens\.py|jwt/api_j",
-    "token blocklist check (Redis EXISTS)": r"is_revoked \(.*app/services/tokens\.py",
+    "token blocklist + actor epoch (Redis MGET)": r"check \(.*app/services/tokens\.py",
+    "rate limit + blocklist + epoch (one script)": r"admit \(.*app/services/admission\.py",
     "actor lookup (SQL)": r"actor_for_(user_id|api_key|token) ",
     "rate limiter": r"flask_limiter|/limits/",
     "request parsing (webargs + marshmallow load)": r"Parser\.parse \(webargs|Schema\.load \(",

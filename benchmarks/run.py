@@ -9,6 +9,7 @@ Every process it starts is stopped by pid before it exits.
 from __future__ import annotations
 
 import json
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -53,6 +54,8 @@ def _run_all(ctx: Context) -> tuple[list[Row], bool]:
         if why:
             print(why, flush=True)
             ctx.notes.append(why)
+            ctx.missing.append(f"REST rows not measured: {why}")
+            ok = False
         ok &= _guarded(ctx, "rest", rest_rows, lambda: rest.run(ctx, wrk_bin, why))
         rows += rest_rows
     if "e2e" in config.only:
@@ -119,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     text = _write(ctx, rows, header)
     print("\n" + text, flush=True)
     print(f"written to {config.output}", flush=True)
+    for why in ctx.missing:  # last, where a reader of `make bench` looks
+        print(why, file=sys.stderr, flush=True)
     return 0 if ok else 1
 
 

@@ -12,6 +12,10 @@ from pathlib import Path
 from typing import Any
 
 INSTALL_COMMAND = ["apt-get", "install", "-y", "wrk"]
+INSTALL_HINT = (
+    "the REST rows (TaskForge vs the minimal Flask baseline) need the wrk load generator: "
+    "install it with `apt-get install wrk` (Debian/Ubuntu package wrk) and run again"
+)
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
@@ -40,15 +44,14 @@ def ensure_wrk(install: bool) -> tuple[str | None, str | None]:
     found = shutil.which("wrk")
     if found:
         return found, None
-    hint = "install it with: apt-get install -y wrk  (Debian's package)"
     if not install or os.geteuid() != 0 or not shutil.which("apt-get"):
-        return None, f"wrk not found; {hint}"
+        return None, f"wrk not found on PATH; {INSTALL_HINT}"
     print(f"wrk not found; running: {' '.join(INSTALL_COMMAND)}", flush=True)
     if not _apt(INSTALL_COMMAND):
         _apt(["apt-get", "update"])
         _apt(INSTALL_COMMAND)
     found = shutil.which("wrk")
-    return (found, None) if found else (None, f"apt-get could not install wrk; {hint}")
+    return (found, None) if found else (None, f"apt-get could not install wrk; {INSTALL_HINT}")
 
 
 def _apt(argv: list[str]) -> bool:

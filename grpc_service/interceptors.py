@@ -18,7 +18,6 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from app.errors import ValidationFailed
-from app.services.actors import Actor
 from app.services.ratelimit import RateLimited, RateLimiter
 from grpc_service.auth import Authenticator, acting_as
 from grpc_service.errors import status_for
@@ -126,12 +125,10 @@ class EdgeInterceptor(grpc.ServerInterceptor):
         @contextmanager
         def around(context: grpc.ServicerContext) -> Iterator[None]:
             try:
-                try:
+                if self._rate_limiter is not None:
+                    actor = self._authenticator.admit(metadata, peer_address(context.peer()))
+                else:
                     actor = self._authenticator.authenticate(metadata)
-                except Exception:
-                    self._limit(None, context)
-                    raise
-                self._limit(actor, context)
                 with acting_as(actor):
                     yield
             except Exception as exc:
@@ -140,10 +137,6 @@ class EdgeInterceptor(grpc.ServerInterceptor):
                 _abort(context, method, exc)
 
         return wrap_handler(handler, around, reject_undecodable=True)
-
-    def _limit(self, actor: Actor | None, context: grpc.ServicerContext) -> None:
-        if self._rate_limiter is not None:
-            self._rate_limiter.check(actor, peer_address(context.peer()))
 
 
 def peer_address(peer: str) -> str:

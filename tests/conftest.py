@@ -33,6 +33,7 @@ from app.migrate import upgrade
 from app.models import Base
 from app.redis_server import RedisProcess, free_port, start_redis
 from app.runtime import Runtime
+from app.services import actor_epoch
 from tests.support.workers import WorkerProcess
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
@@ -58,6 +59,14 @@ def _flush_redis(request: pytest.FixtureRequest) -> Iterator[None]:
         if server.is_running():
             with redis.Redis.from_url(server.url) as client:
                 client.flushdb()
+
+
+@pytest.fixture(autouse=True)
+def _forget_actor_epoch_store() -> Iterator[None]:
+    # An app built by one test installs its Redis for actor changes process-wide;
+    # the next test must not reach a Redis that test stopped.
+    yield
+    actor_epoch.install(None)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

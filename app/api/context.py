@@ -13,7 +13,6 @@ from app.config import Settings
 from app.errors import Unauthenticated
 from app.runtime import Runtime
 from app.services.actors import Actor
-from app.services.auth import actor_for_api_key
 from app.services.tokens import bearer_token
 
 _RUNTIME_KEY = "taskforge.runtime"
@@ -37,6 +36,18 @@ def db() -> Session:
     return g.db_session
 
 
+def commit() -> None:
+    """Commit the request's work now, before its response is built (publishing after it).
+
+    Hot write paths call it: SQLite holds its one write lock from the first write to
+    the commit, so committing before the response is serialised lets the next
+    request's INSERT in at once instead of in SQLite's busy-wait steps.
+    """
+    session: Session | None = g.get("db_session")
+    if session is not None:
+        session.commit()
+
+
 def current_actor() -> Actor:
     """Authenticate the request by API key or access token, once per request."""
     if "actor" in g:
@@ -44,7 +55,7 @@ def current_actor() -> Actor:
     api_key = request.headers.get("X-API-Key")
     authorization = request.headers.get("Authorization")
     if api_key:
-        actor = actor_for_api_key(db(), api_key)
+        actor = runtime().actors.for_api_key(db(), api_key)
     elif authorization:
         authenticated = runtime().tokens.authenticate(db(), bearer_token(authorization))
         g.jwt_claims = authenticated.claims

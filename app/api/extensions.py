@@ -34,6 +34,9 @@ class Blueprint(_Blueprint):
     def arguments(
         self, schema: Any, *, location: str = "json", required: bool = True, **kwargs: Any
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        if isinstance(schema, type):
+            # Once per route: webargs would build a schema class anew for every request.
+            schema = schema()
         decorator = super().arguments(schema, location=location, required=required, **kwargs)
         if location != "json" or not required:
             return decorator

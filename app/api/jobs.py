@@ -9,7 +9,7 @@ from flask import Response, request
 from flask.views import MethodView
 
 from app.api import schemas
-from app.api.context import current_actor, db
+from app.api.context import commit, current_actor, db
 from app.api.errors import error_response
 from app.api.extensions import Blueprint
 from app.api.pagination import page_body
@@ -49,12 +49,14 @@ class Jobs(MethodView):
     )
     def post(self, args: dict[str, Any]) -> Job:
         """Submit a job to a queue (by ``queue_id`` or ``queue_name``)."""
-        return job_service.submit_job(
+        job = job_service.submit_job(
             db(),
             actor=current_actor(),
             idempotency_key=request.headers.get("Idempotency-Key"),
             **args,
         )
+        commit()
+        return job
 
 
 @blp.route("/batch")
@@ -72,6 +74,7 @@ class JobBatch(MethodView):
             jobs = job_service.submit_jobs(db(), actor=current_actor(), jobs=args["jobs"])
         except ValidationFailed as exc:
             return error_response(400, exc.message, by_index(exc.errors))
+        commit()
         return {"jobs": jobs}
 
 

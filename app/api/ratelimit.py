@@ -1,11 +1,13 @@
 """The REST edge of request limits; the policy is ``app.services.ratelimit``, shared with gRPC.
 
 Before each request its budgets are spent.  The caller is authenticated exactly as the
-view will be (the actor is cached on ``g``), so a credential that does not verify
-counts against the client address.  A refused request answers 429 with
-``Retry-After``; every response carries ``X-RateLimit-Limit/Remaining/Reset`` of the
-limit closest to running out.  ``X-Forwarded-For`` sets the address only behind a
-configured proxy (``TASKFORGE_TRUSTED_PROXIES``, via ProxyFix).
+view will be, in the same Redis round trip when its actor is cached
+(``app.services.admission``; the actor is kept on ``g`` for the view), so a
+credential that does not verify counts against the client address.  A refused
+request answers 429 with ``Retry-After``; every response carries
+``X-RateLimit-Limit/Remaining/Reset`` of the limit closest to running out.
+``X-Forwarded-For`` sets the address only behind a configured proxy
+(``TASKFORGE_TRUSTED_PROXIES``, via ProxyFix).
 
 Login, registration and password change keep their own per-route limits
 (flask-limiter) on top: per address and email, per address, and per user.
@@ -61,10 +63,25 @@ def _cost() -> int:
 
 
 def _spend() -> Response | None:
-    limiter = runtime().rate_limiter
-    if limiter is None or request.blueprint in EXEMPT_BLUEPRINTS:
+    gate = runtime().gate
+    if gate is None or request.blueprint in EXEMPT_BLUEPRINTS:
         return None
-    verdict = limiter.spend(limiter.budgets(verified_actor(), _client_address()), _cost())
+    address, cost = _client_address(), _cost()
+    try:
+        admission = gate.admit(
+            db(),
+            authorization=request.headers.get("Authorization"),
+            api_key=request.headers.get("X-API-Key"),
+            address=address,
+            cost=cost,
+        )
+    except SQLAlchemyError:
+        db().rollback()
+        admission = gate.admit(db(), authorization=None, api_key=None, address=address, cost=cost)
+    if admission.actor is not None:
+        # The view's current_actor() uses it: one authentication per request.
+        g.actor, g.jwt_claims = admission.actor, admission.claims
+    verdict = admission.verdict
     g.rate_verdict = verdict
     if verdict is None or verdict.allowed:
         return None

@@ -14,7 +14,7 @@ import hmac
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -291,6 +291,11 @@ def _key_row(
 
 def actor_for_api_key(session: Session, raw_key: str) -> Actor:
     """Resolve a presented ``tf_<prefix>_<secret>`` key to its actor (one indexed query)."""
+    return resolve_api_key(session, raw_key)[0]
+
+
+def resolve_api_key(session: Session, raw_key: str) -> tuple[Actor, datetime | None]:
+    """The actor of a presented key, and when the key expires (None: never)."""
     parts = split_api_key(raw_key)
     if parts is None:
         raise Unauthenticated("Malformed API key")
@@ -298,7 +303,7 @@ def actor_for_api_key(session: Session, raw_key: str) -> Actor:
     row = _key_row(session, ApiKey.prefix == prefix)
     if row is None or not hmac.compare_digest(row[0].key_hash, hash_api_key_secret(secret)):
         raise Unauthenticated("Invalid API key")
-    return _key_actor(row)
+    return _key_actor(row), row[0].expires_at
 
 
 def actor_for_api_key_id(session: Session, api_key_id: uuid.UUID) -> Actor:

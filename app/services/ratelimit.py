@@ -30,7 +30,7 @@ from typing import Any
 import redis
 from limits import RateLimitItem, parse, parse_many
 
-from app.errors import ValidationFailed
+from app.errors import Unavailable, ValidationFailed
 from app.redis_client import connect
 from app.services.actors import Actor
 
@@ -40,24 +40,37 @@ ORG_RATE_LIMIT_SETTING = "rate_limit"
 RATE_LIMIT_MAX_CHARS = 64
 KEY_PREFIX = "taskforge:ratelimit"
 
-# KEYS: the windows' counters; ARGV: the call's cost, then each window's amount and
-# length in seconds.  Returns the index of the window that refused (0: none) and each
-# counter with its remaining milliseconds.
+# KEYS: the guard's keys (the actor epoch, then blocklist entries; none without a
+# guard), then the windows' counters.  ARGV: the number of guard keys, the epoch the
+# caller's actor was cached under, the call's cost, then each window's amount and
+# length in seconds.  Returns {-1} when a blocklist entry exists, {-2, epoch} when the
+# epoch moved (nothing is spent in either case), else the index of the window that
+# refused (0: none) and each counter with its remaining milliseconds.
 _SPEND = """
-local cost = tonumber(ARGV[1])
+local guards = tonumber(ARGV[1])
+if guards > 0 then
+  for i = 2, guards do
+    if redis.call('exists', KEYS[i]) == 1 then return {-1} end
+  end
+  local epoch = redis.call('get', KEYS[1])
+  if epoch ~= ARGV[2] then return {-2, epoch} end
+end
+local cost = tonumber(ARGV[3])
+local windows = #KEYS - guards
 local refused = 0
-for i, key in ipairs(KEYS) do
-  if tonumber(redis.call('get', key) or '0') + cost > tonumber(ARGV[2 * i]) then
+for i = 1, windows do
+  if tonumber(redis.call('get', KEYS[guards + i]) or '0') + cost > tonumber(ARGV[2 + 2 * i]) then
     refused = i
     break
   end
 end
 local result = {refused}
-for i, key in ipairs(KEYS) do
+for i = 1, windows do
+  local key = KEYS[guards + i]
   local count
   if refused == 0 then
     count = redis.call('incrby', key, cost)
-    if count == cost then redis.call('expire', key, ARGV[2 * i + 1]) end
+    if count == cost then redis.call('expire', key, ARGV[3 + 2 * i]) end
   else
     count = tonumber(redis.call('get', key) or '0')
   end
@@ -66,6 +79,7 @@ for i, key in ipairs(KEYS) do
 end
 return result
 """
+_REVOKED, _EPOCH_MOVED = -1, -2
 
 
 def check_rate_limit(value: Any) -> str:
@@ -145,6 +159,23 @@ class Verdict:
         return max(1, math.ceil(self.reset_at - time.time()))
 
 
+@dataclass(frozen=True)
+class Guard:
+    """What must hold for a cached actor to be spent for: checked in the spend's round trip."""
+
+    epoch_key: str
+    epoch: bytes | str
+    revoked_keys: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class GuardFailed:
+    """Nothing was spent: the credential is revoked, or the actor epoch is now ``epoch``."""
+
+    revoked: bool
+    epoch: bytes | str | None = None
+
+
 class RateLimited(Exception):
     """A budget of the call is used up; retry after ``verdict.retry_after`` seconds."""
 
@@ -185,14 +216,39 @@ class RateLimiter:
         """
         if not budgets:
             return None
-        args: list[int] = [cost]
-        for budget in budgets:
-            args += [budget.limit.amount, budget.limit.get_expiry()]
         try:
-            result = self._spend(keys=[budget.key for budget in budgets], args=args)
+            result = self._run(budgets, cost, None)
         except redis.RedisError:
             logger.warning("rate-limit storage unavailable; letting the call through")
             return None
+        return self._verdict(budgets, result)
+
+    def spend_guarded(
+        self, budgets: Sequence[Budget], cost: int, guard: Guard
+    ) -> Verdict | GuardFailed | None:
+        """Spend as :meth:`spend` does, only if ``guard`` holds, in the same round trip.
+
+        The guard is a credential check, so a Redis outage fails it closed (``Unavailable``)
+        where the limit alone would let the call through.
+        """
+        try:
+            result = self._run(budgets, cost, guard)
+        except redis.RedisError as exc:
+            raise Unavailable("The credential store is unavailable; try again shortly") from exc
+        if int(result[0]) == _REVOKED:
+            return GuardFailed(revoked=True)
+        if int(result[0]) == _EPOCH_MOVED:
+            return GuardFailed(revoked=False, epoch=result[1])
+        return self._verdict(budgets, result) if budgets else None
+
+    def _run(self, budgets: Sequence[Budget], cost: int, guard: Guard | None) -> Any:
+        guard_keys = [guard.epoch_key, *guard.revoked_keys] if guard is not None else []
+        args: list[int | bytes | str] = [len(guard_keys), guard.epoch if guard else b"", cost]
+        for budget in budgets:
+            args += [budget.limit.amount, budget.limit.get_expiry()]
+        return self._spend(keys=[*guard_keys, *(budget.key for budget in budgets)], args=args)
+
+    def _verdict(self, budgets: Sequence[Budget], result: Any) -> Verdict:
         now = time.time()
         refused = int(result[0])
         verdicts = [

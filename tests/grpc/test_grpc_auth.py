@@ -170,6 +170,8 @@ def test_keys_minted_by_keys_follow_their_creators_demotion_and_removal(
     admin = auth.member(owner, "admin")
     k1 = _mint(client, admin.headers)
     k2 = _mint(client, {"X-API-Key": k1})
+    for key in (k1, k2):  # the server's actor cache now holds both keys
+        assert list_queues(grpc_stub, contract, api_key(key)).total == 0
     member_url = f"/api/v1/organizations/{owner.organization_id}/members/{admin.user_id}"
     demoted = client.patch(member_url, json={"role": "viewer"}, headers=owner.headers)
     assert demoted.status_code == 200

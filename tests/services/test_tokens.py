@@ -19,6 +19,7 @@ from app.services.tokens import (
     TokenStore,
     bearer_token,
 )
+from tests.support.workers import wait_for
 
 SECRET = "a-test-secret-that-is-at-least-32-bytes"
 
@@ -121,3 +122,21 @@ def test_only_a_bearer_authorization_carries_a_token(value: str) -> None:
     with pytest.raises(Unauthenticated, match="Bearer"):
         bearer_token(value)
     assert bearer_token("bearer abc ") == "abc"
+
+
+def test_a_token_verified_before_still_expires_and_keeps_its_type(
+    tokens: TokenService, org: Registration
+) -> None:
+    token = tokens.encode(str(org.user.id), token_type=ACCESS, expires_in=timedelta(seconds=1))
+    assert tokens.decode(token, expected=ACCESS)["sub"] == str(org.user.id)
+    with pytest.raises(Unauthenticated, match="Not a refresh token"):
+        tokens.decode(token, expected=REFRESH)
+
+    def refused() -> bool:
+        try:
+            tokens.decode(token, expected=ACCESS)
+        except Unauthenticated as exc:
+            return "expired" in exc.message
+        return False
+
+    wait_for(refused, timeout=30, message="a verified token outlived its expiry")
