@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 # The harness in a fresh interpreter (it sets its environment process-wide), with wrk
 # hidden from PATH lookups.
@@ -15,7 +15,8 @@ import shutil, sys
 found = shutil.which
 shutil.which = lambda name, *args, **kwargs: None if name == "wrk" else found(name, *args, **kwargs)
 from benchmarks.run import main
-sys.exit(main(["--only", "rest", "--no-install", "--quiet-wait", "0", "--output", sys.argv[1]]))
+argv = ["--only", "rest", "--no-postgres", "--no-install", "--quiet-wait", "0"]
+sys.exit(main([*argv, "--output", sys.argv[1]]))
 """
 
 
@@ -34,4 +35,7 @@ def test_the_rest_rows_name_the_missing_tool_and_the_run_fails(tmp_path: Path) -
     assert last_line.startswith("REST rows not measured: wrk not found on PATH")
     assert "apt-get install wrk" in last_line
     table = report.read_text()
-    assert "| REST submit throughput, SQLite | - | - | - | ≥ 0.50x | skipped: wrk not" in table
+    assert (
+        "| REST submit throughput, SQLite | - | - | - | ≥ 0.50x (goal ≥ 0.70x) | skipped: wrk not"
+        in table
+    )
