@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, exists, insert, or_, select, update
+from sqlalchemy import JSON, Table, bindparam, exists, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db import get_engine, rowcount, session_scope
@@ -80,27 +80,49 @@ _jobs = cast(Table, Job.__table__)
 _attempts = cast(Table, JobAttempt.__table__)
 _queues = cast(Table, Queue.__table__)
 
-_CLAIM = (
-    update(_jobs)
-    .where(
-        _jobs.c.id == bindparam("p_id"),
-        _jobs.c.attempt_count == bindparam("p_attempt"),
-        _jobs.c.status.in_(CLAIMABLE),
-        or_(_jobs.c.available_at.is_(None), _jobs.c.available_at <= bindparam("p_now")),
-        exists().where(_queues.c.id == _jobs.c.queue_id, _queues.c.is_active.is_(True)),
+
+def _claim_statement(*, unlimited: bool) -> Any:
+    """The claim's compare-and-set; ``unlimited`` also requires a queue without a policy.
+
+    It returns the queue's settings with the job (a scalar subquery), so a claim is
+    one UPDATE and one INSERT in one transaction.
+    """
+    queue_ready = [_queues.c.id == _jobs.c.queue_id, _queues.c.is_active.is_(True)]
+    if unlimited:
+        # A policy removed through the API is stored as JSON null.
+        queue_ready.append(or_(_queues.c.policy.is_(None), _queues.c.policy == JSON.NULL))
+    queue_settings = (
+        select(_queues.c.settings).where(_queues.c.id == _jobs.c.queue_id).scalar_subquery()
     )
-    .values(
-        status=JobStatus.PROCESSING,
-        attempt_count=bindparam("p_next"),
-        started_at=bindparam("p_now"),
-        worker_name=bindparam("p_worker"),
-        lease_expires_at=bindparam("p_lease"),
-        updated_at=bindparam("p_now"),
+    return (
+        update(_jobs)
+        .where(
+            _jobs.c.id == bindparam("p_id"),
+            _jobs.c.attempt_count == bindparam("p_attempt"),
+            _jobs.c.status.in_(CLAIMABLE),
+            or_(_jobs.c.available_at.is_(None), _jobs.c.available_at <= bindparam("p_now")),
+            exists().where(*queue_ready),
+        )
+        .values(
+            status=JobStatus.PROCESSING,
+            attempt_count=bindparam("p_next"),
+            started_at=bindparam("p_now"),
+            worker_name=bindparam("p_worker"),
+            lease_expires_at=bindparam("p_lease"),
+            updated_at=bindparam("p_now"),
+        )
+        .returning(
+            _jobs.c.job_type,
+            _jobs.c.payload,
+            _jobs.c.max_attempts,
+            queue_settings.label("queue_settings"),
+        )
     )
-    .returning(_jobs.c.job_type, _jobs.c.payload, _jobs.c.max_attempts, _jobs.c.queue_id)
-)
+
+
+_CLAIM = _claim_statement(unlimited=False)
+_CLAIM_UNLIMITED = _claim_statement(unlimited=True)
 _INSERT_ATTEMPT = insert(_attempts)
-_QUEUE_SETTINGS = select(_queues.c.settings).where(_queues.c.id == bindparam("p_queue"))
 _SUCCEED = (
     update(_jobs)
     .where(
@@ -129,13 +151,26 @@ _ATTEMPT_SUCCEEDED = (
 
 
 def claim(
-    database_url: str, job_id: uuid.UUID, attempt: int, worker: str, *, lease_seconds: float
+    database_url: str,
+    job_id: uuid.UUID,
+    attempt: int,
+    worker: str,
+    *,
+    lease_seconds: float,
+    unlimited: bool = False,
 ) -> Claimed | None:
-    """Move the job to ``processing`` for attempt ``attempt + 1``, or return None."""
+    """Move the job to ``processing`` for attempt ``attempt + 1``, or return None.
+
+    ``unlimited`` claims only a job whose queue has no policy, and returns None,
+    touching nothing else, when it has one or the job is not claimable: the
+    worker's first try, before it asks the policy (``policies.hold_back``) and
+    claims again.  Most queues have no policy, so most jobs cost one claim and
+    no policy read.
+    """
     now = utcnow()
     with get_engine(database_url).begin() as connection:
         row = connection.execute(
-            _CLAIM,
+            _CLAIM_UNLIMITED if unlimited else _CLAIM,
             {
                 "p_id": job_id,
                 "p_attempt": attempt,
@@ -157,17 +192,17 @@ def claim(
                     "started_at": now,
                 },
             )
-            settings = connection.execute(_QUEUE_SETTINGS, {"p_queue": row.queue_id}).scalar_one()
     if row is None:
-        with session_scope(database_url) as session:
-            reschedule_unclaimable(session, job_id, attempt, now)
+        if not unlimited:
+            with session_scope(database_url) as session:
+                reschedule_unclaimable(session, job_id, attempt, now)
         return None
     return Claimed(
         job_type=row.job_type,
         payload=row.payload,
         attempt=attempt + 1,
         max_attempts=row.max_attempts,
-        queue_settings=QueueSettings.from_stored(settings),
+        queue_settings=QueueSettings.from_stored(row.queue_settings),
     )
 
 
