@@ -24,7 +24,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import JSON, Table, bindparam, exists, insert, or_, select, update
+from sqlalchemy import (
+    JSON,
+    Table,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from app.db import get_engine, rowcount, session_scope
@@ -150,6 +161,39 @@ _ATTEMPT_SUCCEEDED = (
 )
 
 
+def _with_attempt(claim: Any) -> Any:
+    """The claim and its running attempt row in one statement (PostgreSQL's data-modifying CTE)."""
+    claimed = claim.cte("claimed")
+    attempt = (
+        insert(_attempts)
+        .from_select(
+            ["id", "job_id", "number", "status", "worker_name", "started_at"],
+            select(
+                bindparam("p_attempt_id", type_=_attempts.c.id.type),
+                bindparam("p_id", type_=_attempts.c.job_id.type),
+                bindparam("p_next", type_=_attempts.c.number.type),
+                literal(AttemptStatus.RUNNING, _attempts.c.status.type),
+                bindparam("p_worker", type_=_attempts.c.worker_name.type),
+                bindparam("p_now", type_=_attempts.c.started_at.type),
+            ).select_from(claimed),
+        )
+        .cte("attempt")
+    )
+    return select(claimed).add_cte(attempt)
+
+
+# On PostgreSQL every statement is a round trip, so the claim and the success are
+# one statement each (the attempt row written in the same statement); SQLite runs
+# in-process and has no data-modifying CTEs, so it runs the two statements.
+_CLAIM_ONE_TRIP = {False: _with_attempt(_CLAIM), True: _with_attempt(_CLAIM_UNLIMITED)}
+_succeeded = _SUCCEED.returning(_jobs.c.id).cte("succeeded")
+_SUCCEED_ONE_TRIP = (
+    select(func.count())
+    .select_from(_succeeded)
+    .add_cte(_ATTEMPT_SUCCEEDED.where(exists(select(_succeeded.c.id))).cte("attempt_done"))
+)
+
+
 def claim(
     database_url: str,
     job_id: uuid.UUID,
@@ -168,30 +212,35 @@ def claim(
     no policy read.
     """
     now = utcnow()
+    params = {
+        "p_id": job_id,
+        "p_attempt": attempt,
+        "p_next": attempt + 1,
+        "p_now": now,
+        "p_worker": worker,
+        "p_lease": now + timedelta(seconds=lease_seconds),
+    }
     with get_engine(database_url).begin() as connection:
-        row = connection.execute(
-            _CLAIM_UNLIMITED if unlimited else _CLAIM,
-            {
-                "p_id": job_id,
-                "p_attempt": attempt,
-                "p_next": attempt + 1,
-                "p_now": now,
-                "p_worker": worker,
-                "p_lease": now + timedelta(seconds=lease_seconds),
-            },
-        ).one_or_none()
-        if row is not None:
-            connection.execute(
-                _INSERT_ATTEMPT,
-                {
-                    "id": uuid.uuid4(),
-                    "job_id": job_id,
-                    "number": attempt + 1,
-                    "status": AttemptStatus.RUNNING,
-                    "worker_name": worker,
-                    "started_at": now,
-                },
-            )
+        if connection.dialect.name == "postgresql":
+            row = connection.execute(
+                _CLAIM_ONE_TRIP[unlimited], {**params, "p_attempt_id": uuid.uuid4()}
+            ).one_or_none()
+        else:
+            row = connection.execute(
+                _CLAIM_UNLIMITED if unlimited else _CLAIM, params
+            ).one_or_none()
+            if row is not None:
+                connection.execute(
+                    _INSERT_ATTEMPT,
+                    {
+                        "id": uuid.uuid4(),
+                        "job_id": job_id,
+                        "number": attempt + 1,
+                        "status": AttemptStatus.RUNNING,
+                        "worker_name": worker,
+                        "started_at": now,
+                    },
+                )
     if row is None:
         if not unlimited:
             with session_scope(database_url) as session:
@@ -302,6 +351,8 @@ def record_success(database_url: str, job_id: uuid.UUID, claimed: Claimed, resul
     """Mark the attempt and the job succeeded; False when the job moved on meanwhile."""
     params = {"p_id": job_id, "p_attempt": claimed.attempt, "p_now": utcnow(), "p_result": result}
     with get_engine(database_url).begin() as connection:
+        if connection.dialect.name == "postgresql":
+            return bool(connection.execute(_SUCCEED_ONE_TRIP, params).scalar_one())
         changed = connection.execute(_SUCCEED, params).rowcount
         if changed:
             connection.execute(_ATTEMPT_SUCCEEDED, params)
