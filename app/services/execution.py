@@ -20,6 +20,8 @@ import json
 import logging
 import random
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -36,6 +38,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from app.db import get_engine, rowcount, session_scope
@@ -194,6 +197,24 @@ _SUCCEED_ONE_TRIP = (
 )
 
 
+@contextmanager
+def _write(database_url: str) -> Iterator[Connection]:
+    """A connection for one write of the hot path, committed when the block ends.
+
+    On PostgreSQL the claim and the success are one statement each, atomic on its
+    own, so the connection autocommits: no BEGIN and COMMIT round trips.  SQLite
+    runs its two statements in one transaction.
+    """
+    engine = get_engine(database_url)
+    if engine.dialect.name != "postgresql":
+        with engine.begin() as connection:
+            yield connection
+        return
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
+
+
 def claim(
     database_url: str,
     job_id: uuid.UUID,
@@ -220,7 +241,7 @@ def claim(
         "p_worker": worker,
         "p_lease": now + timedelta(seconds=lease_seconds),
     }
-    with get_engine(database_url).begin() as connection:
+    with _write(database_url) as connection:
         if connection.dialect.name == "postgresql":
             row = connection.execute(
                 _CLAIM_ONE_TRIP[unlimited], {**params, "p_attempt_id": uuid.uuid4()}
@@ -350,7 +371,7 @@ def processing(job_id: uuid.UUID, attempt: int) -> Any:
 def record_success(database_url: str, job_id: uuid.UUID, claimed: Claimed, result: Any) -> bool:
     """Mark the attempt and the job succeeded; False when the job moved on meanwhile."""
     params = {"p_id": job_id, "p_attempt": claimed.attempt, "p_now": utcnow(), "p_result": result}
-    with get_engine(database_url).begin() as connection:
+    with _write(database_url) as connection:
         if connection.dialect.name == "postgresql":
             return bool(connection.execute(_SUCCEED_ONE_TRIP, params).scalar_one())
         changed = connection.execute(_SUCCEED, params).rowcount

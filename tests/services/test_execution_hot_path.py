@@ -33,16 +33,21 @@ def store(redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
 @pytest.fixture
 def statements(database_url: str) -> Iterator[list[str]]:
-    """Every SQL statement run on the test database during the test, in order."""
+    """Every SQL statement and COMMIT run on the test database during the test, in order."""
     seen: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         seen.append(" ".join(statement.split()[:3]).upper())
 
+    def commit(_conn: Any) -> None:
+        seen.append("COMMIT")
+
     engine = get_engine(database_url)
     event.listen(engine, "before_cursor_execute", record)
+    event.listen(engine, "commit", commit)
     yield seen
     event.remove(engine, "before_cursor_execute", record)
+    event.remove(engine, "commit", commit)
 
 
 def _outcome(session: Session, job: Job) -> tuple[JobStatus, list[AttemptStatus]]:
@@ -65,16 +70,19 @@ def test_a_job_of_a_queue_without_a_policy_costs_one_claim_and_one_finish(
     statements.clear()
     assert execute(str(job.id), 0, "w@h", database_url) == Outcome.SUCCEEDED
     # No policy read, no separate read of the queue's settings: the claim's UPDATE
-    # returns them, and its attempt row goes in the same transaction; on PostgreSQL
-    # in the same statement, and the success's two UPDATEs too.
+    # returns them, and its attempt row goes in the same transaction.  On PostgreSQL
+    # the claim and the success are one statement each, and each commits itself
+    # (autocommit: no BEGIN and COMMIT round trips).
     if get_engine(database_url).dialect.name == "postgresql":
         assert statements == ["WITH CLAIMED AS", "WITH SUCCEEDED AS"]
     else:
         assert statements == [
             "UPDATE JOBS SET",
             "INSERT INTO JOB_ATTEMPTS",
+            "COMMIT",
             "UPDATE JOBS SET",
             "UPDATE JOB_ATTEMPTS SET",
+            "COMMIT",
         ]
     assert _outcome(session, job) == (JobStatus.SUCCEEDED, [AttemptStatus.SUCCEEDED])
 
