@@ -99,6 +99,8 @@ task_default_queue = INTERNAL_QUEUE
 worker_direct = True
 task_default_priority = 0
 worker_send_task_events = True
+# Celery's consumer, sending task events a batch per 0.1 s instead of one PUBLISH each.
+worker_consumer = "tasks.consumer:Consumer"
 task_send_sent_event = False
 # Lets an organization admin restart a worker's pool (POST /monitor/workers/<host>/pool).
 worker_pool_restarts = True

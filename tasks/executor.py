@@ -162,9 +162,14 @@ def execute(
         if routed is Outcome.FAILED:
             return Ran(routed, JobFailed(routing.unrunnable_error(job_type)))
         return Ran(routed)
-    if policies.hold_back(database_url, jid, attempt):
-        return Ran(Outcome.HELD_BACK)
-    claimed = execution.claim(database_url, jid, attempt, worker, lease_seconds=lease_seconds)
+    # A queue without a policy needs no policy read: one claim does it all.
+    claimed = execution.claim(
+        database_url, jid, attempt, worker, lease_seconds=lease_seconds, unlimited=True
+    )
+    if claimed is None:
+        if policies.hold_back(database_url, jid, attempt):
+            return Ran(Outcome.HELD_BACK)
+        claimed = execution.claim(database_url, jid, attempt, worker, lease_seconds=lease_seconds)
     if claimed is None:
         logger.info("job %s attempt %s is not claimable; message dropped", job_id, attempt + 1)
         return Ran(Outcome.DROPPED)

@@ -20,11 +20,25 @@ import json
 import logging
 import random
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, exists, insert, or_, select, update
+from sqlalchemy import (
+    JSON,
+    Table,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from app.db import get_engine, rowcount, session_scope
@@ -99,27 +113,49 @@ _jobs = cast(Table, Job.__table__)
 _attempts = cast(Table, JobAttempt.__table__)
 _queues = cast(Table, Queue.__table__)
 
-_CLAIM = (
-    update(_jobs)
-    .where(
-        _jobs.c.id == bindparam("p_id"),
-        _jobs.c.attempt_count == bindparam("p_attempt"),
-        _jobs.c.status.in_(CLAIMABLE),
-        or_(_jobs.c.available_at.is_(None), _jobs.c.available_at <= bindparam("p_now")),
-        exists().where(_queues.c.id == _jobs.c.queue_id, _queues.c.is_active.is_(True)),
+
+def _claim_statement(*, unlimited: bool) -> Any:
+    """The claim's compare-and-set; ``unlimited`` also requires a queue without a policy.
+
+    It returns the queue's settings with the job (a scalar subquery), so a claim is
+    one UPDATE and one INSERT in one transaction.
+    """
+    queue_ready = [_queues.c.id == _jobs.c.queue_id, _queues.c.is_active.is_(True)]
+    if unlimited:
+        # A policy removed through the API is stored as JSON null.
+        queue_ready.append(or_(_queues.c.policy.is_(None), _queues.c.policy == JSON.NULL))
+    queue_settings = (
+        select(_queues.c.settings).where(_queues.c.id == _jobs.c.queue_id).scalar_subquery()
     )
-    .values(
-        status=JobStatus.PROCESSING,
-        attempt_count=bindparam("p_next"),
-        started_at=bindparam("p_now"),
-        worker_name=bindparam("p_worker"),
-        lease_expires_at=bindparam("p_lease"),
-        updated_at=bindparam("p_now"),
+    return (
+        update(_jobs)
+        .where(
+            _jobs.c.id == bindparam("p_id"),
+            _jobs.c.attempt_count == bindparam("p_attempt"),
+            _jobs.c.status.in_(CLAIMABLE),
+            or_(_jobs.c.available_at.is_(None), _jobs.c.available_at <= bindparam("p_now")),
+            exists().where(*queue_ready),
+        )
+        .values(
+            status=JobStatus.PROCESSING,
+            attempt_count=bindparam("p_next"),
+            started_at=bindparam("p_now"),
+            worker_name=bindparam("p_worker"),
+            lease_expires_at=bindparam("p_lease"),
+            updated_at=bindparam("p_now"),
+        )
+        .returning(
+            _jobs.c.job_type,
+            _jobs.c.payload,
+            _jobs.c.max_attempts,
+            queue_settings.label("queue_settings"),
+        )
     )
-    .returning(_jobs.c.job_type, _jobs.c.payload, _jobs.c.max_attempts, _jobs.c.queue_id)
-)
+
+
+_CLAIM = _claim_statement(unlimited=False)
+_CLAIM_UNLIMITED = _claim_statement(unlimited=True)
 _INSERT_ATTEMPT = insert(_attempts)
-_QUEUE_SETTINGS = select(_queues.c.settings).where(_queues.c.id == bindparam("p_queue"))
 _SUCCEED = (
     update(_jobs)
     .where(
@@ -147,46 +183,115 @@ _ATTEMPT_SUCCEEDED = (
 )
 
 
+def _with_attempt(claim: Any) -> Any:
+    """The claim and its running attempt row in one statement (PostgreSQL's data-modifying CTE)."""
+    claimed = claim.cte("claimed")
+    attempt = (
+        insert(_attempts)
+        .from_select(
+            ["id", "job_id", "number", "status", "worker_name", "started_at"],
+            select(
+                bindparam("p_attempt_id", type_=_attempts.c.id.type),
+                bindparam("p_id", type_=_attempts.c.job_id.type),
+                bindparam("p_next", type_=_attempts.c.number.type),
+                literal(AttemptStatus.RUNNING, _attempts.c.status.type),
+                bindparam("p_worker", type_=_attempts.c.worker_name.type),
+                bindparam("p_now", type_=_attempts.c.started_at.type),
+            ).select_from(claimed),
+        )
+        .cte("attempt")
+    )
+    return select(claimed).add_cte(attempt)
+
+
+# On PostgreSQL every statement is a round trip, so the claim and the success are
+# one statement each (the attempt row written in the same statement); SQLite runs
+# in-process and has no data-modifying CTEs, so it runs the two statements.
+_CLAIM_ONE_TRIP = {False: _with_attempt(_CLAIM), True: _with_attempt(_CLAIM_UNLIMITED)}
+_succeeded = _SUCCEED.returning(_jobs.c.id).cte("succeeded")
+_SUCCEED_ONE_TRIP = (
+    select(func.count())
+    .select_from(_succeeded)
+    .add_cte(_ATTEMPT_SUCCEEDED.where(exists(select(_succeeded.c.id))).cte("attempt_done"))
+)
+
+
+@contextmanager
+def _write(database_url: str) -> Iterator[Connection]:
+    """A connection for one write of the hot path, committed when the block ends.
+
+    On PostgreSQL the claim and the success are one statement each, atomic on its
+    own, so the connection autocommits: no BEGIN and COMMIT round trips.  SQLite
+    runs its two statements in one transaction.
+    """
+    engine = get_engine(database_url)
+    if engine.dialect.name != "postgresql":
+        with engine.begin() as connection:
+            yield connection
+        return
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
+
+
 def claim(
-    database_url: str, job_id: uuid.UUID, attempt: int, worker: str, *, lease_seconds: float
+    database_url: str,
+    job_id: uuid.UUID,
+    attempt: int,
+    worker: str,
+    *,
+    lease_seconds: float,
+    unlimited: bool = False,
 ) -> Claimed | None:
-    """Move the job to ``processing`` for attempt ``attempt + 1``, or return None."""
+    """Move the job to ``processing`` for attempt ``attempt + 1``, or return None.
+
+    ``unlimited`` claims only a job whose queue has no policy, and returns None,
+    touching nothing else, when it has one or the job is not claimable: the
+    worker's first try, before it asks the policy (``policies.hold_back``) and
+    claims again.  Most queues have no policy, so most jobs cost one claim and
+    no policy read.
+    """
     now = utcnow()
-    with get_engine(database_url).begin() as connection:
-        row = connection.execute(
-            _CLAIM,
-            {
-                "p_id": job_id,
-                "p_attempt": attempt,
-                "p_next": attempt + 1,
-                "p_now": now,
-                "p_worker": worker,
-                "p_lease": now + timedelta(seconds=lease_seconds),
-            },
-        ).one_or_none()
-        if row is not None:
-            connection.execute(
-                _INSERT_ATTEMPT,
-                {
-                    "id": uuid.uuid4(),
-                    "job_id": job_id,
-                    "number": attempt + 1,
-                    "status": AttemptStatus.RUNNING,
-                    "worker_name": worker,
-                    "started_at": now,
-                },
-            )
-            settings = connection.execute(_QUEUE_SETTINGS, {"p_queue": row.queue_id}).scalar_one()
+    params = {
+        "p_id": job_id,
+        "p_attempt": attempt,
+        "p_next": attempt + 1,
+        "p_now": now,
+        "p_worker": worker,
+        "p_lease": now + timedelta(seconds=lease_seconds),
+    }
+    with _write(database_url) as connection:
+        if connection.dialect.name == "postgresql":
+            row = connection.execute(
+                _CLAIM_ONE_TRIP[unlimited], {**params, "p_attempt_id": uuid.uuid4()}
+            ).one_or_none()
+        else:
+            row = connection.execute(
+                _CLAIM_UNLIMITED if unlimited else _CLAIM, params
+            ).one_or_none()
+            if row is not None:
+                connection.execute(
+                    _INSERT_ATTEMPT,
+                    {
+                        "id": uuid.uuid4(),
+                        "job_id": job_id,
+                        "number": attempt + 1,
+                        "status": AttemptStatus.RUNNING,
+                        "worker_name": worker,
+                        "started_at": now,
+                    },
+                )
     if row is None:
-        with session_scope(database_url) as session:
-            reschedule_unclaimable(session, job_id, attempt, now)
+        if not unlimited:
+            with session_scope(database_url) as session:
+                reschedule_unclaimable(session, job_id, attempt, now)
         return None
     return Claimed(
         job_type=row.job_type,
         payload=row.payload,
         attempt=attempt + 1,
         max_attempts=row.max_attempts,
-        queue_settings=QueueSettings.from_stored(settings),
+        queue_settings=QueueSettings.from_stored(row.queue_settings),
     )
 
 
@@ -285,7 +390,9 @@ def processing(job_id: uuid.UUID, attempt: int) -> Any:
 def record_success(database_url: str, job_id: uuid.UUID, claimed: Claimed, result: Any) -> bool:
     """Mark the attempt and the job succeeded; False when the job moved on meanwhile."""
     params = {"p_id": job_id, "p_attempt": claimed.attempt, "p_now": utcnow(), "p_result": result}
-    with get_engine(database_url).begin() as connection:
+    with _write(database_url) as connection:
+        if connection.dialect.name == "postgresql":
+            return bool(connection.execute(_SUCCEED_ONE_TRIP, params).scalar_one())
         changed = connection.execute(_SUCCEED, params).rowcount
         if changed:
             connection.execute(_ATTEMPT_SUCCEEDED, params)

@@ -1,0 +1,135 @@
+"""What one job costs the worker in SQL, and that queue policies still apply on that path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
+
+import tests.support.handlers  # noqa: F401 - registers the test handlers
+from app.db import get_engine
+from app.models import AttemptStatus, Job, JobAttempt, JobStatus
+from app.redis_server import RedisProcess
+from app.services import execution, policies
+from app.services.actors import Actor
+from app.services.execution import Outcome
+from app.services.outbox import Dispatch
+from tests.support import factories
+from tests.support.execution import LEASE_SECONDS, execute
+from tests.support.factories import RecordingPublisher
+
+
+@pytest.fixture
+def store(redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A policy store on the test's Redis, installed as a worker's runtime does."""
+    installed = policies.PolicyStore.from_url(redis_server.url)
+    monkeypatch.setattr(policies, "_store", installed)
+    yield installed
+    installed.client.close()
+
+
+@pytest.fixture
+def statements(database_url: str) -> Iterator[list[str]]:
+    """Every SQL statement and COMMIT run on the test database during the test, in order."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(" ".join(statement.split()[:3]).upper())
+
+    def commit(_conn: Any) -> None:
+        seen.append("COMMIT")
+
+    engine = get_engine(database_url)
+    event.listen(engine, "before_cursor_execute", record)
+    event.listen(engine, "commit", commit)
+    yield seen
+    event.remove(engine, "before_cursor_execute", record)
+    event.remove(engine, "commit", commit)
+
+
+def _outcome(session: Session, job: Job) -> tuple[JobStatus, list[AttemptStatus]]:
+    session.expire_all()
+    attempts = session.scalars(select(JobAttempt.status).where(JobAttempt.job_id == job.id)).all()
+    return session.get_one(Job, job.id).status, list(attempts)
+
+
+def test_a_job_of_a_queue_without_a_policy_costs_one_claim_and_one_finish(
+    session: Session,
+    actor: Actor,
+    database_url: str,
+    store: Any,
+    published: RecordingPublisher,
+    statements: list[str],
+) -> None:
+    queue = factories.queue(session, actor)
+    job = factories.job(session, actor, queue)
+    session.commit()
+    statements.clear()
+    assert execute(str(job.id), 0, "w@h", database_url) == Outcome.SUCCEEDED
+    # No policy read, no separate read of the queue's settings: the claim's UPDATE
+    # returns them, and its attempt row goes in the same transaction.  On PostgreSQL
+    # the claim and the success are one statement each, and each commits itself
+    # (autocommit: no BEGIN and COMMIT round trips).
+    if get_engine(database_url).dialect.name == "postgresql":
+        assert statements == ["WITH CLAIMED AS", "WITH SUCCEEDED AS"]
+    else:
+        assert statements == [
+            "UPDATE JOBS SET",
+            "INSERT INTO JOB_ATTEMPTS",
+            "COMMIT",
+            "UPDATE JOBS SET",
+            "UPDATE JOB_ATTEMPTS SET",
+            "COMMIT",
+        ]
+    assert _outcome(session, job) == (JobStatus.SUCCEEDED, [AttemptStatus.SUCCEEDED])
+
+
+def test_a_queue_whose_policy_was_removed_takes_the_short_path(
+    session: Session,
+    actor: Actor,
+    database_url: str,
+    store: Any,
+    published: RecordingPublisher,
+    statements: list[str],
+) -> None:
+    queue = factories.queue(session, actor)
+    policies.set_policy(session, actor=actor, queue_id=queue.id, policy={"max_concurrent_jobs": 1})
+    policies.set_policy(session, actor=actor, queue_id=queue.id, policy={})
+    job = factories.job(session, actor, queue)
+    session.commit()
+    statements.clear()
+    assert execute(str(job.id), 0, "w@h", database_url) == Outcome.SUCCEEDED
+    assert not [s for s in statements if s.startswith("SELECT")], statements
+
+
+def test_a_queue_with_a_policy_still_holds_jobs_back_before_the_claim(
+    session: Session, actor: Actor, database_url: str, store: Any, published: RecordingPublisher
+) -> None:
+    queue = factories.queue(session, actor)
+    policy = {"max_dispatches_per_second": 0.001, "burst": 1}
+    policies.set_policy(session, actor=actor, queue_id=queue.id, policy=policy)
+    first, second = factories.job(session, actor, queue), factories.job(session, actor, queue)
+    session.commit()
+    assert execute(str(first.id), 0, "w@h", database_url) == Outcome.SUCCEEDED
+    assert execute(str(second.id), 0, "w@h", database_url) == Outcome.HELD_BACK
+    assert _outcome(session, second) == (JobStatus.PENDING, [])
+    assert [d.job_id for d in published.of_type(Dispatch) if d.eta is not None] == [second.id]
+
+
+def test_the_short_claim_leaves_a_job_it_cannot_take_untouched(
+    session: Session, actor: Actor, database_url: str, store: Any, published: RecordingPublisher
+) -> None:
+    queue = factories.queue(session, actor)
+    policies.set_policy(session, actor=actor, queue_id=queue.id, policy={"max_concurrent_jobs": 1})
+    job = factories.job(session, actor, queue)
+    session.commit()
+    before = len(published.staged)
+    claimed = execution.claim(
+        database_url, job.id, 0, "w@h", lease_seconds=LEASE_SECONDS, unlimited=True
+    )
+    assert claimed is None
+    assert _outcome(session, job) == (JobStatus.PENDING, [])
+    assert len(published.staged) == before, "nothing was rescheduled"
