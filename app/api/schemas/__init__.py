@@ -336,10 +336,14 @@ class JobListArgsSchema(PageArgsSchema):
     status = fields.Enum(JobStatus, by_value=True)
     queue_id = fields.UUID()
     after = fields.String(
+        # base64url without padding, as app.services.jobs writes it (CURSOR_MAX long at most).
+        validate=validate.Regexp(
+            r"^[A-Za-z0-9_-]{1,200}$", error="Not a cursor a job list returned."
+        ),
         metadata={
             "description": "Start after the last job of a page: its `pagination.next_after` "
             "(costs what page 1 does at any depth; leave `page` out)."
-        }
+        },
     )
 
 
