@@ -90,6 +90,8 @@ def test_celery_inspect_and_status_see_the_worker_and_its_queues(
         30,
         "inspect active never showed the running job's task",
     )
+    # Cancelling a running job terminates it, so the worker stops at once, not after 30 s.
+    assert client.post(f"/api/v1/jobs/{job['id']}/cancel", headers=owner.headers).status_code == 204
 
 
 def test_flower_with_only_a_broker_sees_the_worker(
