@@ -18,6 +18,7 @@ from app.errors import ValidationFailed
 from app.models import AuditEvent, Job, JobStatus, Queue, Worker, WorkerStatus, WorkerType
 from app.services.audit import AuditAction
 from app.services.explain import Explanation
+from app.services.job_counts import count_fields
 from app.services.pagination import DEFAULT_PAGE_SIZE, Page
 from app.services.queue_control import DeadLetter, JobFilter, Redrive
 from app.services.queues import QueueStats
@@ -179,24 +180,14 @@ def worker_to_proto(worker: Worker) -> pb.Worker:
 
 def job_counts_to_proto(counts: dict[JobStatus, int]) -> pb.GetJobCountsResponse:
     """Render an organization's job counts per status."""
-    return pb.GetJobCountsResponse(
-        total_count=sum(counts.values()),
-        **{f"{status.value}_count": n for status, n in counts.items()},
-    )
+    return pb.GetJobCountsResponse(**count_fields(counts))
 
 
 def queue_stats_to_proto(stats: QueueStats) -> pb.GetQueueStatsResponse:
     """Render a queue's statistics."""
-    counts = stats.counts
     return pb.GetQueueStatsResponse(
         queue_id=str(stats.queue_id),
-        pending_count=counts[JobStatus.PENDING],
-        processing_count=counts[JobStatus.PROCESSING],
-        succeeded_count=counts[JobStatus.SUCCEEDED],
-        failed_count=counts[JobStatus.FAILED],
-        scheduled_count=counts[JobStatus.SCHEDULED],
-        cancelled_count=counts[JobStatus.CANCELLED],
-        total_count=sum(counts.values()),
+        **count_fields(stats.counts),
         is_active=stats.is_active,
         last_activity=to_timestamp(stats.last_activity),
         broker_depth=stats.broker_depth,

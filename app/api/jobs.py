@@ -16,6 +16,7 @@ from app.api.pagination import page_body
 from app.errors import ValidationFailed
 from app.models import Job
 from app.services import jobs as job_service
+from app.services.job_counts import count_fields
 
 BATCH_ERROR = re.compile(r"^jobs\[(?P<index>\d+)\]\.(?P<field>.+)$")
 
@@ -95,9 +96,7 @@ class JobCounts(MethodView):
     @blp.response(200, schemas.JobCountsSchema)
     def get(self) -> dict[str, int]:
         """Count the organization's jobs per status (exact; one call for every status)."""
-        counts = job_service.job_counts(db(), actor=current_actor())
-        body = {f"{status.value}_count": n for status, n in counts.items()}
-        return {**body, "total_count": sum(counts.values())}
+        return count_fields(job_service.job_counts(db(), actor=current_actor()))
 
 
 @blp.route("/<id:job_id>")

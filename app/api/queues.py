@@ -12,6 +12,7 @@ from app.api.extensions import Blueprint
 from app.api.pagination import page_body
 from app.models import Queue
 from app.services import queues as queue_service
+from app.services.job_counts import count_fields
 
 blp = Blueprint("queues", __name__, url_prefix="/api/v1/queues", description="Queues")
 
@@ -83,10 +84,9 @@ class QueueStats(MethodView):
             queue_id=queue_id,
             broker_depth=runtime().broker.depth,
         )
-        body: dict[str, Any] = {f"{status.value}_count": n for status, n in stats.counts.items()}
+        body: dict[str, Any] = dict(count_fields(stats.counts))
         body.update(
             queue_id=stats.queue_id,
-            total_count=sum(stats.counts.values()),
             broker_depth=stats.broker_depth,
             is_active=stats.is_active,
             last_activity=stats.last_activity,

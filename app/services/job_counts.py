@@ -51,6 +51,12 @@ def count_jobs(
     return counts
 
 
+def count_fields(counts: dict[JobStatus, int]) -> dict[str, int]:
+    """The counts as both edges answer them: ``<status>_count`` each, and ``total_count``."""
+    fields = {f"{status.value}_count": n for status, n in counts.items()}
+    return {**fields, "total_count": sum(counts.values())}
+
+
 def fold(session: Session) -> int:
     """Move the pending deltas into ``job_counts`` and drop empty counters; return those changed.
 

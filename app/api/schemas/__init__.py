@@ -248,8 +248,7 @@ class QueueListSchema(Schema):
     pagination = fields.Nested(PaginationSchema)
 
 
-class QueueStatsSchema(Schema):
-    queue_id = fields.UUID()
+class JobCountsSchema(Schema):
     pending_count = fields.Integer()
     scheduled_count = fields.Integer()
     processing_count = fields.Integer()
@@ -257,6 +256,10 @@ class QueueStatsSchema(Schema):
     failed_count = fields.Integer()
     cancelled_count = fields.Integer()
     total_count = fields.Integer()
+
+
+class QueueStatsSchema(JobCountsSchema):
+    queue_id = fields.UUID()
     broker_depth = fields.Integer(allow_none=True)
     is_active = fields.Boolean()
     last_activity = fields.DateTime(allow_none=True)
@@ -357,16 +360,6 @@ class JobPaginationSchema(PaginationSchema):
 class JobListSchema(Schema):
     jobs = fields.List(fields.Nested(JobSchema))
     pagination = fields.Nested(JobPaginationSchema)
-
-
-class JobCountsSchema(Schema):
-    pending_count = fields.Integer()
-    scheduled_count = fields.Integer()
-    processing_count = fields.Integer()
-    succeeded_count = fields.Integer()
-    failed_count = fields.Integer()
-    cancelled_count = fields.Integer()
-    total_count = fields.Integer()
 
 
 class AttemptSchema(Schema):
