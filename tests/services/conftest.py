@@ -6,6 +6,7 @@
 - ``org``: a registered organization (its owner and default project).
 - ``actor``: the owner's ``Actor``; ``actor_as(role)``: a member's.
 - ``published``: the outbox's publisher for the test, recording what would be sent.
+- ``store``: a queue-policy store on the test's Redis, installed as a worker's runtime does.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from sqlalchemy.orm import Session
 
 from app.db import session_factory
 from app.models import Role
-from app.services import outbox
+from app.redis_server import RedisProcess
+from app.services import outbox, policies
 from app.services.actors import Actor
 from app.services.auth import Registration
+from app.services.policies import PolicyStore
 from tests.support import factories
 from tests.support.factories import RecordingPublisher
 
@@ -39,6 +42,15 @@ def published(monkeypatch: pytest.MonkeyPatch) -> RecordingPublisher:
     publisher = RecordingPublisher()
     monkeypatch.setattr(outbox, "_publisher", publisher)
     return publisher
+
+
+@pytest.fixture
+def store(redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[PolicyStore]:
+    """A policy store on the test's Redis, installed as a worker's runtime does."""
+    installed = policies.PolicyStore.from_url(redis_server.url)
+    monkeypatch.setattr(policies, "_store", installed)
+    yield installed
+    installed.client.close()
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 import tests.support.handlers  # noqa: F401 - registers the test handlers
 from app.db import get_engine
 from app.models import AttemptStatus, Job, JobAttempt, JobStatus
-from app.redis_server import RedisProcess
 from app.services import execution, policies
 from app.services.actors import Actor
 from app.services.execution import Outcome
@@ -20,15 +19,6 @@ from app.services.outbox import Dispatch
 from tests.support import factories
 from tests.support.execution import LEASE_SECONDS, execute
 from tests.support.factories import RecordingPublisher
-
-
-@pytest.fixture
-def store(redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A policy store on the test's Redis, installed as a worker's runtime does."""
-    installed = policies.PolicyStore.from_url(redis_server.url)
-    monkeypatch.setattr(policies, "_store", installed)
-    yield installed
-    installed.client.close()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +17,7 @@ from app.services import jobs as job_service
 from app.services.auth import actor_for_user_id
 from tests.conftest import Account
 from tests.support.api import create_queue, submit_job
-from tests.support.execution import execute
+from tests.support.execution import execute, stored_job
 
 CALLERS = 4
 
@@ -59,14 +58,6 @@ def _race(
     return sorted(outcomes)
 
 
-def _job(settings: Settings, job_id: str) -> Job:
-    with session_scope(settings.database_url) as session:
-        job = session.get(Job, uuid.UUID(job_id))
-        assert job is not None
-        session.expunge(job)
-        return job
-
-
 def test_exactly_one_of_concurrent_retries_wins(
     client: FlaskClient, owner: Account, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -83,7 +74,7 @@ def test_exactly_one_of_concurrent_retries_wins(
             ),
         )
         assert outcomes == ["conflict"] * (CALLERS - 1) + ["ok"]
-        retried = _job(settings, job["id"])
+        retried = stored_job(settings.database_url, job["id"])
         assert (retried.status, retried.attempt_count, retried.max_attempts) == (
             JobStatus.PENDING,
             1,
@@ -108,5 +99,5 @@ def test_a_retry_never_resets_a_job_another_retry_already_restarted(
         assert execute(job["id"], 1, "w", settings.database_url) == "succeeded"
         with pytest.raises(Conflict):
             job_service.retry_job(stale, actor=actor, job_id=job["id"])
-    done = _job(settings, job["id"])
+    done = stored_job(settings.database_url, job["id"])
     assert (done.status, done.result) == (JobStatus.SUCCEEDED, {"succeeded_on_attempt": 2})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -12,22 +12,12 @@ from sqlalchemy.orm import Session
 
 from app.errors import NotFound, PermissionDenied, ValidationFailed
 from app.models import AuditEvent, Job, Queue, Role, utcnow
-from app.redis_server import RedisProcess
 from app.services import explain, policies
 from app.services.actors import Actor
 from app.services.outbox import Dispatch
 from tests.support import factories
 from tests.support.execution import claim
 from tests.support.factories import RecordingPublisher
-
-
-@pytest.fixture
-def store(redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A policy store on the test's Redis, installed for this test."""
-    installed = policies.PolicyStore.from_url(redis_server.url)
-    monkeypatch.setattr(policies, "_store", installed)
-    yield installed
-    installed.client.close()
 
 
 def _queue(session: Session, actor: Actor, policy: dict[str, Any]) -> Queue:

@@ -27,7 +27,7 @@ from tasks.publisher import HARD_LIMIT_GRACE_SECONDS, flush_stamps
 from tests.conftest import Account
 from tests.support import celery_tasks as module
 from tests.support.api import create_queue, job_attempts, submit_job
-from tests.support.execution import execute
+from tests.support.execution import execute, run_job_task, stored_job
 
 MODULE = "tests.support.celery_tasks"
 # A queue backoff no test waits for: a delay of the task's own is the only short one.
@@ -55,14 +55,6 @@ def _submit(client: FlaskClient, owner: Account, task: Any, *args: Any, **body: 
     return str(job["id"])
 
 
-def _job(settings: Settings, job_id: str) -> Job:
-    with session_scope(settings.database_url) as session:
-        job = session.get(Job, uuid.UUID(job_id))
-        assert job is not None
-        session.expunge(job)
-        return job
-
-
 def _make_due(settings: Settings, job_id: str) -> None:
     with session_scope(settings.database_url) as session:
         due = utcnow() - timedelta(seconds=1)
@@ -81,7 +73,7 @@ def _run(settings: Settings, job_id: str, attempts: int) -> list[str]:
 
 def _retry_delay(settings: Settings, job_id: str) -> float:
     """Seconds between the last failed attempt's end and the job's next due time."""
-    job = _job(settings, job_id)
+    job = stored_job(settings.database_url, job_id)
     last = job_attempts(settings, job_id)[-1]
     assert job.status is JobStatus.PENDING and job.available_at and last.finished_at
     return (job.available_at - last.finished_at).total_seconds()
@@ -97,7 +89,7 @@ def test_an_explicit_retry_waits_its_countdown_and_ends_after_max_retries(
     assert _run(settings, job_id, 1) == ["retrying"]
     assert 55 <= _retry_delay(settings, job_id) <= 60, "the task's countdown, not the queue's"
     assert _run(settings, job_id, 3)[1:] == ["retrying", "failed"]
-    done = _job(settings, job_id)
+    done = stored_job(settings.database_url, job_id)
     # max_retries=2: Celery gives up after the third try though the job allows five.
     assert (done.status, done.attempt_count, done.error) == (JobStatus.FAILED, 3, "try 3")
     attempts = job_attempts(settings, job_id)
@@ -109,7 +101,7 @@ def test_max_retries_exceeded_is_final(
 ) -> None:
     job_id = _submit(client, owner, module.retry_later, 5, kwargs={"exc": False}, max_attempts=5)
     assert _run(settings, job_id, 3) == ["retrying", "retrying", "failed"]
-    done = _job(settings, job_id)
+    done = stored_job(settings.database_url, job_id)
     assert done.status is JobStatus.FAILED and "Can't retry" in (done.error or "")
 
 
@@ -123,7 +115,7 @@ def test_autoretry_waits_the_tasks_backoff_until_max_retries(
     assert _run(settings, job_id, 2)[1:] == ["retrying"]
     assert _retry_delay(settings, job_id) == pytest.approx(3, abs=0.01)
     assert _run(settings, job_id, 3)[2:] == ["failed"]
-    done = _job(settings, job_id)
+    done = stored_job(settings.database_url, job_id)
     assert (done.status, done.attempt_count, done.error) == (JobStatus.FAILED, 3, "try 3")
 
 
@@ -136,7 +128,7 @@ def test_an_exception_autoretry_does_not_cover_is_final(
 ) -> None:
     job_id = _submit(client, owner, module.backing_off, error, max_attempts=5)
     assert _run(settings, job_id, 1) == ["failed"]
-    done = _job(settings, job_id)
+    done = stored_job(settings.database_url, job_id)
     assert (done.status, done.attempt_count, done.error) == (JobStatus.FAILED, 1, message)
 
 
@@ -159,17 +151,6 @@ def test_a_tasks_own_time_limit_tightens_the_queues_only() -> None:
     assert celery_tasks.time_limit(None, 60) == 60
 
 
-def _run_job(job_id: str) -> str:
-    """Run ``taskforge.run_job`` for the first attempt here, as a worker would."""
-    executor.run_job.push_request(
-        id=f"{job_id}:0", args=[job_id, 0], retries=0, called_directly=False
-    )
-    try:
-        return executor.run_job.run(job_id, 0)
-    finally:
-        executor.run_job.pop_request()
-
-
 def test_the_celery_state_follows_the_tasks_rule(
     runtime: Runtime,
     monkeypatch: pytest.MonkeyPatch,
@@ -180,12 +161,12 @@ def test_the_celery_state_follows_the_tasks_rule(
     monkeypatch.setattr(worker, "_runtime", runtime)
     retried = _submit(client, owner, module.retry_later, 60, max_attempts=5)
     with pytest.raises(Retry) as retry:
-        _run_job(retried)
+        run_job_task(retried, 0)
     assert isinstance(retry.value.exc, module.Transient), "RETRY with the task's own exception"
     final = _submit(client, owner, module.backing_off, "other", max_attempts=5)
     with pytest.raises(ValueError, match="not listed"):
-        _run_job(final)
-    assert _job(settings, final).status is JobStatus.FAILED
+        run_job_task(final, 0)
+    assert stored_job(settings.database_url, final).status is JobStatus.FAILED
 
 
 def _request(job_type: str, soft: int) -> celery_tasks.JobRequest:

@@ -42,7 +42,7 @@ from tasks.publisher import flush_stamps, send
 from tests.conftest import Account
 from tests.support import factories
 from tests.support.api import create_queue, job_attempts, submit_job
-from tests.support.execution import claim, execute
+from tests.support.execution import claim, execute, run_job_task, stored_job
 from tests.support.races import run_together
 
 
@@ -56,14 +56,6 @@ def _submit(client: FlaskClient, owner: Account, queue: dict, **body: Any) -> di
     # steps below start from the state the job has once it is.
     flush_stamps()
     return job
-
-
-def _job(settings: Settings, job_id: str) -> Job:
-    with session_scope(settings.database_url) as session:
-        job = session.get(Job, uuid.UUID(job_id))
-        assert job is not None
-        session.expunge(job)
-        return job
 
 
 def _attempts(settings: Settings, job_id: str) -> list[JobAttempt]:
@@ -81,7 +73,7 @@ def test_a_duplicate_message_is_dropped(
     job = _submit(client, owner, _queue(client, owner), payload=[1])
     assert execute(job["id"], 0, "w", settings.database_url) == "succeeded"
     assert execute(job["id"], 0, "w", settings.database_url) == "dropped"
-    assert _job(settings, job["id"]).attempt_count == 1
+    assert stored_job(settings.database_url, job["id"]).attempt_count == 1
     assert len(_attempts(settings, job["id"])) == 1
 
 
@@ -91,7 +83,7 @@ def test_a_message_for_another_attempt_is_dropped(
     job = _submit(client, owner, _queue(client, owner))
     assert execute(job["id"], 3, "w", settings.database_url) == "dropped"
     assert execute("not-a-uuid", 0, "w", settings.database_url) == "dropped"
-    assert _job(settings, job["id"]).status is JobStatus.PENDING
+    assert stored_job(settings.database_url, job["id"]).status is JobStatus.PENDING
 
 
 def test_a_message_without_its_job_type_still_fails_an_unknown_type_clearly(
@@ -99,7 +91,7 @@ def test_a_message_without_its_job_type_still_fails_an_unknown_type_clearly(
 ) -> None:
     job = _submit(client, owner, _queue(client, owner), job_type="no.such.type", max_attempts=1)
     assert execute(job["id"], 0, "w", settings.database_url) == "failed"
-    failed = _job(settings, job["id"])
+    failed = stored_job(settings.database_url, job["id"])
     assert failed.error == "No handler is registered for job type 'no.such.type'"
 
 
@@ -123,7 +115,7 @@ def test_a_job_no_live_worker_can_run_fails_at_once_without_spending_attempts(
     _runner(settings, "drained@h", queue, ["no.such.type"], drain_mode=True)
     outcome = execute(job["id"], 0, "w@h", settings.database_url, job_type="no.such.type")
     assert outcome == "failed"
-    failed = _job(settings, job["id"])
+    failed = stored_job(settings.database_url, job["id"])
     assert (failed.status, failed.attempt_count) == (JobStatus.FAILED, 0)
     assert failed.error == unrunnable_error("no.such.type")
     assert _attempts(settings, job["id"]) == []
@@ -140,7 +132,7 @@ def test_a_job_is_handed_to_a_live_worker_that_has_its_handler_without_an_attemp
     outcome = execute(job["id"], 0, "w@h", settings.database_url, job_type="no.such.type")
     assert outcome == "handed_on"
     assert depth("able@h.dq2") == 1, "the message waits in the able worker's own queue"
-    handed = _job(settings, job["id"])
+    handed = stored_job(settings.database_url, job["id"])
     assert (handed.status, handed.attempt_count) == (JobStatus.PENDING, 0)
     assert handed.held_since is not None, "the sweeper re-queues it if that worker dies"
     assert _attempts(settings, job["id"]) == []
@@ -149,7 +141,7 @@ def test_a_job_is_handed_to_a_live_worker_that_has_its_handler_without_an_attemp
         job["id"], 0, "w@h", settings.database_url, job_type="no.such.type", hops=MAX_HAND_OFFS
     )
     assert outcome == "failed"
-    assert "handed on 3 times" in (_job(settings, job["id"]).error or "")
+    assert "handed on 3 times" in (stored_job(settings.database_url, job["id"]).error or "")
 
 
 def test_a_paused_queue_holds_a_job_of_a_type_this_worker_lacks(
@@ -160,7 +152,7 @@ def test_a_paused_queue_holds_a_job_of_a_type_this_worker_lacks(
     client.post(f"/api/v1/queues/{queue['id']}/pause", headers=owner.headers)
     outcome = execute(job["id"], 0, "w@h", settings.database_url, job_type="no.such.type")
     assert outcome == "dropped"
-    paused = _job(settings, job["id"])
+    paused = stored_job(settings.database_url, job["id"])
     assert (paused.status, paused.published_at) == (JobStatus.PENDING, None)
 
 
@@ -169,7 +161,7 @@ def test_a_result_that_is_not_json_fails_the_attempt(
 ) -> None:
     job = _submit(client, owner, _queue(client, owner), job_type="test.not_json", max_attempts=1)
     assert execute(job["id"], 0, "w", settings.database_url) == "failed"
-    assert "not JSON" in (_job(settings, job["id"]).error or "")
+    assert "not JSON" in (stored_job(settings.database_url, job["id"]).error or "")
 
 
 def test_retries_until_max_attempts_then_fails(
@@ -182,7 +174,7 @@ def test_retries_until_max_attempts_then_fails(
         "failed",
     ]
     assert [a.status for a in _attempts(settings, job["id"])] == [AttemptStatus.FAILED] * 3
-    done = _job(settings, job["id"])
+    done = stored_job(settings.database_url, job["id"])
     assert (done.status, done.attempt_count) == (JobStatus.FAILED, 3)
 
 
@@ -204,7 +196,7 @@ def test_a_retry_waits_for_its_backoff(
     queue = _queue(client, owner, retry_backoff_seconds=3600, retry_backoff_max_seconds=3600)
     job = _submit(client, owner, queue, job_type="flaky", payload={"failures": 1})
     assert execute(job["id"], 0, "w", settings.database_url) == "retrying"
-    waiting = _job(settings, job["id"])
+    waiting = stored_job(settings.database_url, job["id"])
     assert waiting.status is JobStatus.PENDING
     assert waiting.available_at is not None and waiting.available_at > waiting.updated_at
     if waiting.available_at > utcnow() + timedelta(seconds=1):
@@ -216,14 +208,14 @@ def test_paused_queue_drops_the_message_and_resume_publishes_again(
 ) -> None:
     queue = _queue(client, owner)
     job = _submit(client, owner, queue)
-    assert _job(settings, job["id"]).published_at is not None
+    assert stored_job(settings.database_url, job["id"]).published_at is not None
     client.post(f"/api/v1/queues/{queue['id']}/pause", headers=owner.headers)
     assert execute(job["id"], 0, "w", settings.database_url) == "dropped"
-    assert _job(settings, job["id"]).published_at is None
+    assert stored_job(settings.database_url, job["id"]).published_at is None
     assert relay_unpublished(settings.database_url, grace=timedelta(0)) == 0
     depth = _depth(app, queue)
     client.post(f"/api/v1/queues/{queue['id']}/resume", headers=owner.headers)
-    assert _job(settings, job["id"]).published_at is not None
+    assert stored_job(settings.database_url, job["id"]).published_at is not None
     assert _depth(app, queue) == depth + 1
     assert execute(job["id"], 0, "w", settings.database_url) == "succeeded"
 
@@ -247,9 +239,11 @@ def test_a_late_publish_stamp_cannot_hide_a_job_its_paused_worker_marked_unpubli
     sent = send([item])  # 1. the API hands the message to Redis,
     client.post(f"/api/v1/queues/{queue['id']}/pause", headers=owner.headers)  # 2. a pause,
     assert execute(job["id"], 0, "w", settings.database_url) == "dropped"  # 3. a refused claim
-    assert _job(settings, job["id"]).published_at is None
+    assert stored_job(settings.database_url, job["id"]).published_at is None
     mark_published(settings.database_url, sent)  # 4. and only now the API's stamp lands.
-    assert _job(settings, job["id"]).published_at is None, "the stale stamp overwrote the reset"
+    assert stored_job(settings.database_url, job["id"]).published_at is None, (
+        "the stale stamp overwrote the reset"
+    )
     depth = _depth(app, queue)
     client.post(f"/api/v1/queues/{queue['id']}/resume", headers=owner.headers)
     assert _depth(app, queue) == depth + 1
@@ -288,7 +282,10 @@ def test_jobs_submitted_while_paused_wait_unpublished(
     queue = _queue(client, owner)
     client.post(f"/api/v1/queues/{queue['id']}/pause", headers=owner.headers)
     job = _submit(client, owner, queue)
-    assert (job["status"], _job(settings, job["id"]).published_at) == ("pending", None)
+    assert (job["status"], stored_job(settings.database_url, job["id"]).published_at) == (
+        "pending",
+        None,
+    )
     assert _depth(app, queue) == 0
     client.post(f"/api/v1/queues/{queue['id']}/resume", headers=owner.headers)
     assert _depth(app, queue) == 1
@@ -303,7 +300,7 @@ def test_an_early_message_is_sent_again_for_its_time(
     assert job["status"] == "scheduled"
     depth = _depth(app, queue)
     assert execute(job["id"], 0, "w", settings.database_url) == "dropped"
-    assert _job(settings, job["id"]).status is JobStatus.SCHEDULED
+    assert stored_job(settings.database_url, job["id"]).status is JobStatus.SCHEDULED
     assert _depth(app, queue) == depth + 1
 
 
@@ -341,7 +338,9 @@ def test_a_due_job_whose_eta_message_died_with_its_worker_is_published_again_onc
     _make_due(settings, job["id"], LEASE + timedelta(seconds=1))
     assert republish_held_messages(settings.database_url, after=LEASE) == 1
     assert _depth(app, queue) == 1
-    assert _job(settings, job["id"]).held_since is None, "now waiting in the shared queue"
+    assert stored_job(settings.database_url, job["id"]).held_since is None, (
+        "now waiting in the shared queue"
+    )
     assert republish_held_messages(settings.database_url, after=LEASE) == 0, "only once"
     assert execute(job["id"], 0, "w", settings.database_url) == "succeeded"
 
@@ -367,7 +366,7 @@ def test_a_message_waiting_in_the_shared_queue_is_not_held(
     client: FlaskClient, owner: Account, settings: Settings
 ) -> None:
     job = _submit(client, owner, _queue(client, owner))
-    assert _job(settings, job["id"]).held_since is None
+    assert stored_job(settings.database_url, job["id"]).held_since is None
     assert republish_held_messages(settings.database_url, after=timedelta(0)) == 0
 
 
@@ -400,12 +399,12 @@ def test_relay_publishes_a_job_committed_without_a_publish(
     monkeypatch.setattr(outbox, "_publisher", None)  # the API died right after its commit
     job = _submit(client, owner, queue)
     monkeypatch.setattr(outbox, "_publisher", publisher)  # the relay runs in another process
-    assert _job(settings, job["id"]).published_at is None
+    assert stored_job(settings.database_url, job["id"]).published_at is None
     assert _depth(app, queue) == 0
     assert relay_unpublished(settings.database_url) == 0, "inside the grace period"
     assert relay_unpublished(settings.database_url, grace=timedelta(0)) == 1
     assert _depth(app, queue) == 1
-    assert _job(settings, job["id"]).published_at is not None
+    assert stored_job(settings.database_url, job["id"]).published_at is not None
     assert execute(job["id"], 0, "w", settings.database_url) == "succeeded"
 
 
@@ -426,7 +425,7 @@ def test_sweeper_takes_over_the_job_of_a_dead_worker(
     assert sweep_expired_leases(settings.database_url) == 0, "the lease is still alive"
     _expire_lease(settings, job["id"])
     assert sweep_expired_leases(settings.database_url) == 1
-    requeued = _job(settings, job["id"])
+    requeued = stored_job(settings.database_url, job["id"])
     assert (requeued.status, requeued.attempt_count) == (JobStatus.PENDING, 1)
     assert requeued.published_at is not None
     [lost] = _attempts(settings, job["id"])
@@ -445,7 +444,7 @@ def test_sweeper_fails_a_job_whose_attempts_are_spent(
     claim(settings.database_url, uuid.UUID(job["id"]), 0, "doomed")
     _expire_lease(settings, job["id"])
     assert sweep_expired_leases(settings.database_url) == 1
-    failed = _job(settings, job["id"])
+    failed = stored_job(settings.database_url, job["id"])
     assert failed.status is JobStatus.FAILED
     assert "stopped responding" in (failed.error or "")
 
@@ -461,7 +460,7 @@ def test_a_late_result_of_a_swept_attempt_is_ignored(
     sweep_expired_leases(settings.database_url)
     assert record_success(settings.database_url, uuid.UUID(job["id"]), claimed, "late") is False
     assert _attempts(settings, job["id"])[0].status is AttemptStatus.LOST
-    assert _job(settings, job["id"]).status is JobStatus.PENDING
+    assert stored_job(settings.database_url, job["id"]).status is JobStatus.PENDING
 
 
 def test_cancel_races_a_claim_and_exactly_one_wins(
@@ -558,7 +557,9 @@ def test_a_message_overtaken_by_a_later_one_is_published_again_while_the_queue_i
     assert broker.head(name, 0) == Head(uuid.UUID(second["id"]))
     assert _depth(app, queue) == 2, "the queue is busy: the empty-queue rule cannot see it"
     assert republish() == 1
-    assert _job(settings, first["id"]).published_at > utcnow() - timedelta(seconds=10)
+    assert stored_job(settings.database_url, first["id"]).published_at > utcnow() - timedelta(
+        seconds=10
+    )
     assert _depth(app, queue) == 3
     assert republish() == 0, "published again just now"
     # What was published again runs once; the surviving messages run their own jobs.
@@ -604,17 +605,6 @@ def test_the_broker_probe_reads_the_oldest_message_of_a_priority(
     assert BrokerProbe.from_url("redis://127.0.0.1:1/0").head(name, 0) is None
 
 
-def _run_job(job_id: str, attempt: int) -> str:
-    """Run ``taskforge.run_job`` here as a worker would; return its result or raise."""
-    executor.run_job.push_request(
-        id=f"{job_id}:{attempt}", args=[job_id, attempt], retries=0, called_directly=False
-    )
-    try:
-        return executor.run_job.run(job_id, attempt)
-    finally:
-        executor.run_job.pop_request()
-
-
 def test_a_failed_attempt_ends_the_celery_task_in_retry_then_failure(
     runtime: Runtime,
     monkeypatch: pytest.MonkeyPatch,
@@ -628,15 +618,15 @@ def test_a_failed_attempt_ends_the_celery_task_in_retry_then_failure(
         client, owner, queue, job_type="fail", payload={"message": "boom"}, max_attempts=2
     )
     with pytest.raises(Retry) as retried:
-        _run_job(job["id"], 0)
+        run_job_task(job["id"], 0)
     assert isinstance(retried.value.exc, JobFailed) and str(retried.value.exc) == "boom"
     with pytest.raises(JobFailed, match=r"^boom$") as failed:
-        _run_job(job["id"], 1)
+        run_job_task(job["id"], 1)
     assert any(frame.name == "fail" for frame in traceback.extract_tb(failed.value.__traceback__))
-    assert _job(settings, job["id"]).status is JobStatus.FAILED
+    assert stored_job(settings.database_url, job["id"]).status is JobStatus.FAILED
     echo = _submit(client, owner, queue)
-    assert _run_job(echo["id"], 0) == "succeeded"
-    assert _run_job(echo["id"], 0) == "dropped"
+    assert run_job_task(echo["id"], 0) == "succeeded"
+    assert run_job_task(echo["id"], 0) == "dropped"
 
 
 def test_a_revoked_task_cancels_its_waiting_job_and_nothing_else(
@@ -651,14 +641,14 @@ def test_a_revoked_task_cancels_its_waiting_job_and_nothing_else(
 
     assert not revoke(waiting, 1), "a revoke of another attempt changes nothing"
     assert revoke(waiting, 0) and not revoke(waiting, 0)
-    assert _job(settings, waiting["id"]).status is JobStatus.CANCELLED
+    assert stored_job(settings.database_url, waiting["id"]).status is JobStatus.CANCELLED
     assert execute(done["id"], 0, "w", url) == "succeeded"
     assert not revoke(done, 0, terminated=True)
-    assert _job(settings, done["id"]).status is JobStatus.SUCCEEDED
+    assert stored_job(settings.database_url, done["id"]).status is JobStatus.SUCCEEDED
     assert claim(url, uuid.UUID(running["id"]), 0, "w") is not None
     assert not revoke(running, 0), "a plain revoke lets a running task finish"
     assert revoke(running, 0, terminated=True)
-    assert _job(settings, running["id"]).status is JobStatus.CANCELLED
+    assert stored_job(settings.database_url, running["id"]).status is JobStatus.CANCELLED
     assert [a.status for a in _attempts(settings, running["id"])] == [AttemptStatus.CANCELLED]
 
 
@@ -680,10 +670,10 @@ def test_cancel_of_a_running_job_is_a_compare_and_set(
         )
     )
     assert sorted(statuses) == [204, 409, 409, 409, 409]
-    assert _job(settings, job["id"]).status is JobStatus.CANCELLED
+    assert stored_job(settings.database_url, job["id"]).status is JobStatus.CANCELLED
     attempts = _attempts(settings, job["id"])
     assert [(a.status, a.error) for a in attempts] == [
         (AttemptStatus.CANCELLED, execution.CANCELLED_ERROR)
     ]
     assert not record_success(settings.database_url, uuid.UUID(job["id"]), claimed, "late")
-    assert _job(settings, job["id"]).status is JobStatus.CANCELLED
+    assert stored_job(settings.database_url, job["id"]).status is JobStatus.CANCELLED
