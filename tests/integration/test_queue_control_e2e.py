@@ -44,7 +44,7 @@ def _wait_status(
 
 
 def _explain(client: FlaskClient, owner: Account, job: dict) -> dict:
-    flush_stamps()  # publication is stamped off the request path, within 50 ms
+    flush_stamps()  # publication is stamped off the request path, within a second
     response = client.get(f"/api/v1/jobs/{job['id']}/explain", headers=owner.headers)
     assert response.status_code == 200, response.json
     return response.json  # type: ignore[no-any-return]
