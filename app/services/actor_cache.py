@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -123,7 +123,8 @@ class ActorCache:
         entry = self.peek(key)
         if entry is not None and entry.epoch == epoch:
             return entry.actor
-        actor, expires_at = load()
+        loaded, expires_at = load()
+        actor = replace(loaded, epoch=epoch)
         with self._lock:
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()

@@ -1,9 +1,10 @@
 """The actor epoch: one value in Redis that every change of an actor replaces.
 
 ``app.services.actor_cache`` keeps resolved actors per process under the epoch they
-were read in.  Whatever a session changes in what a credential stands for (a
-user, an API key, an organization: an ORM flush or an ``UPDATE``/``DELETE``
-statement run through a session, by any service or by hand) calls
+were read in, and ``app.services.queue_cache`` the queues that submits name.
+Whatever a session changes in what a credential stands for or in where it submits
+(a user, an API key, an organization, a queue: an ORM flush or an
+``UPDATE``/``DELETE`` statement run through a session, by any service or by hand) calls
 :func:`actors_changed`: the epoch is replaced at once (a Redis outage refuses the
 change with 503) and again once the session commits, so no cache in any process
 serves the old actor to the next request.  Hooking the session rather than each
@@ -23,14 +24,17 @@ from sqlalchemy import event, inspect
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from app.errors import Unavailable
-from app.models import ApiKey, Organization, User
+from app.models import ApiKey, Organization, Queue, User
 
 logger = logging.getLogger(__name__)
 
 EPOCH_KEY = "taskforge:actor-epoch"
 UNAVAILABLE = "The credential store is unavailable; try again shortly"
 _CHANGED_KEY = "taskforge.actors-changed"
-_ACTOR_MODELS = (User, ApiKey, Organization)
+# A queue is here for the queue cache: a submit resolves its queue under the epoch
+# of its actor.  Creating one changes nothing cached; a project with queues cannot
+# be deleted, and an organization's deletion replaces the epoch itself.
+_ACTOR_MODELS = (User, ApiKey, Organization, Queue)
 _ACTOR_TABLES = frozenset(model.__tablename__ for model in _ACTOR_MODELS)
 # Written while authenticating (at most once a minute); changes no actor.
 _BOOKKEEPING = frozenset({"last_used_at", "updated_at"})

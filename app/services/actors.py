@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.errors import PermissionDenied
 from app.models import Role
@@ -49,6 +49,10 @@ class Actor:
     # A platform operator (a user flagged from the CLI, never an API key): sees every
     # organization in the monitor and controls the shared workers.
     operator: bool = False
+    # The actor epoch (app.services.actor_epoch) this actor was resolved under, read
+    # at the start of the call; None when it was not cached.  What else the call
+    # caches per process (its queue, app.services.queue_cache) is valid under it too.
+    epoch: bytes | str | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def for_user(

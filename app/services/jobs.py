@@ -26,6 +26,7 @@ from app.services.actors import Actor, Permission
 from app.services.job_counts import count_jobs
 from app.services.outbox import Dispatch, Revoke, Submitted, stage
 from app.services.pagination import Page, check_page_args, paginate
+from app.services.queue_cache import QUEUES
 from app.services.queue_settings import QueueSettings
 from app.services.validation import (
     check_datetime,
@@ -144,7 +145,8 @@ def _resolve_queue(
     session: Session, actor: Actor, queue_id: str | uuid.UUID | None, queue_name: str | None
 ) -> Queue:
     if queue_id is not None:
-        queue = session.get(Queue, parse_uuid_field(queue_id, "queue_id"))
+        # Read-only from here on: a cached queue's JSON columns are shared.
+        queue = QUEUES.get(session, parse_uuid_field(queue_id, "queue_id"), actor.epoch)
         if queue is None or queue.organization_id != actor.organization_id:
             raise NotFound("Queue not found")
         return queue

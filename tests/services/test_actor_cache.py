@@ -51,8 +51,10 @@ def test_nothing_is_cached_without_an_epoch(client: redis.Redis, actor: Actor) -
 
 def test_an_entry_serves_its_epoch_only(client: redis.Redis, actor: Actor) -> None:
     cache, calls = ActorCache(client), list[int]()
-    assert cache.resolve("k", b"one", _loader(actor, calls)) is actor
-    assert cache.resolve("k", b"one", _loader(actor, calls)) is actor
+    first = cache.resolve("k", b"one", _loader(actor, calls))
+    assert first == actor
+    assert first.epoch == b"one"  # what else the call caches is valid under it
+    assert cache.resolve("k", b"one", _loader(actor, calls)) is first
     assert calls == [1]
     cache.resolve("k", b"two", _loader(actor, calls))
     assert calls == [1, 1]
