@@ -7,8 +7,11 @@ Add ``--baseline`` to profile the matching baseline instead.
 
 It prints the share of busy samples spent inside each cost centre (they nest, so
 they do not add up to 100%) and the top frames, and keeps the raw collapsed
-stacks (``--output``) for flame-graph tools.  Needs ``py-spy`` (``pip install py-spy``)
-and root or ptrace rights.
+stacks (``--output``) for flame-graph tools.  A sample is busy when py-spy saw its
+thread on the CPU (it runs without ``--idle``: a thread asleep in C, such as
+``time.sleep`` or a socket read, shows only its Python frames, which no pattern can
+tell from work) and its leaf matches no ``IDLE`` pattern.  Needs ``py-spy``
+(``pip install py-spy``) and root or ptrace rights.
 """
 
 from __future__ import annotations
@@ -70,7 +73,6 @@ def _record(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes]:
         "--pid",
         str(pid),
         "--subprocesses",
-        "--idle",
         "--nonblocking",
         "--rate",
         "200",
