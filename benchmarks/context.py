@@ -17,6 +17,10 @@ from benchmarks.tenant import Tenant
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+# The WSGI app ``make run`` serves, and a limit high enough that the shipped
+# configuration's rate limiting runs in full without refusing the load.
+SHIPPED_APP = "wsgi:app"
+SHIPPED_RATE_LIMIT = "100000000 per minute"
 
 # The worker command of the brief and of perf-anchors §1c, for TaskForge and baseline alike.
 WORKER_FLAGS = (
@@ -116,25 +120,38 @@ class Context:
         return depth
 
     def start_gunicorn(
-        self, name: str, app_spec: str, health_path: str, database_url: str
+        self,
+        name: str,
+        app_spec: str,
+        health_path: str,
+        database_url: str,
+        *,
+        shipped: bool = False,
     ) -> tuple[Proc, int]:
-        """Start gunicorn (sync workers) serving ``app_spec``; return it and its port."""
+        """Start gunicorn serving ``app_spec``; return it and its port.
+
+        By default with 2 sync workers and TaskForge's rate limits off (the
+        benchmark's own settings).  ``shipped``: with the command line and
+        environment ``make run`` gives the API (``app.roles``: gthread workers and
+        threads, access log, Prometheus multiprocess files, rate limits on, with a
+        limit no load here reaches); a baseline app gets the same gunicorn flags
+        without TaskForge's own hooks.
+        """
         port = free_port()
-        argv = [
-            PYTHON,
-            "-m",
-            "gunicorn",
-            "-w",
-            str(self.config.gunicorn_workers),
-            "-k",
-            "sync",
-            "-b",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-            app_spec,
-        ]
-        proc = self.procs.start(name, argv, {"DATABASE_URL": database_url})
+        argv, env = [*self._gunicorn_argv(port, app_spec, shipped)], {"DATABASE_URL": database_url}
+        if shipped:
+            from app.roles import role_env
+
+            env = role_env(
+                "api",
+                {
+                    **env,
+                    "TASKFORGE_RATE_LIMIT_ENABLED": "true",
+                    "TASKFORGE_RATE_LIMIT": SHIPPED_RATE_LIMIT,
+                },
+                var_dir=self.tmp,
+            )
+        proc = self.procs.start(name, argv, env)
         wait_until(
             lambda: http_ok(f"http://127.0.0.1:{port}{health_path}"),
             timeout=60,
@@ -142,6 +159,22 @@ class Context:
             proc=proc,
         )
         return proc, port
+
+    def _gunicorn_argv(self, port: int, app_spec: str, shipped: bool) -> list[str]:
+        bind = f"127.0.0.1:{port}"
+        if not shipped:
+            workers = str(self.config.gunicorn_workers)
+            return [PYTHON, "-m", "gunicorn", "-w", workers, "-k", "sync", "-b", bind,
+                    "--log-level", "warning", app_spec]  # fmt: skip
+        from app.config import load_settings
+        from app.roles import role_argv
+
+        argv = list(role_argv("api", load_settings(http_bind_address=bind), python=PYTHON))
+        if app_spec != SHIPPED_APP:
+            hooks = argv.index("--config")
+            del argv[hooks : hooks + 2]
+            argv[argv.index(SHIPPED_APP)] = app_spec
+        return argv
 
     def start_worker(self, name: str, app_module: str, database_url: str, *extra: str) -> Proc:
         """Start one Celery worker with the benchmark's flags."""
