@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flask.testing import FlaskClient
@@ -9,7 +10,7 @@ from sqlalchemy import event, func, select
 
 from app.config import Settings
 from app.db import get_engine, session_scope
-from app.models import Job
+from app.models import Job, utcnow
 from app.services.auth import actor_for_user_id
 from app.services.jobs import submit_jobs
 from tasks.publisher import flush_stamps
@@ -51,3 +52,35 @@ def test_a_batch_loads_its_queue_once(
             select(func.count()).select_from(Job).where(Job.published_at.is_(None))
         )
     assert unpublished == 0
+
+
+def test_a_batch_stores_every_column_of_the_jobs_it_returns(
+    client: FlaskClient, owner: Account, queue: dict, settings: Settings
+) -> None:
+    later = utcnow() + timedelta(hours=1)
+    specs: list[dict[str, Any]] = [
+        {"queue_id": queue["id"], "job_type": "echo", "payload": None},
+        {
+            "queue_id": queue["id"],
+            "job_type": "echo",
+            "payload": {"b": [1, 'x"y,{}'], "a": 2},
+            "priority": 7,
+            "max_attempts": 5,
+            "idempotency_key": "key-1",
+        },
+        {"queue_id": queue["id"], "job_type": "echo", "payload": "text", "scheduled_for": later},
+    ]
+    table = Job.__table__
+    with session_scope(settings.database_url) as session:
+        actor = actor_for_user_id(session, owner.user_id)
+        jobs = submit_jobs(session, actor=actor, jobs=specs)
+        returned = [
+            {column.key: getattr(job, column.key) for column in table.columns} for job in jobs
+        ]
+        # Read in the same transaction: the publish after commit stamps the rows.
+        stored = {
+            row["id"]: dict(row) for row in session.connection().execute(select(table)).mappings()
+        }
+    assert [stored[row["id"]] for row in returned] == returned
+    assert [row["status"] for row in returned] == ["pending", "pending", "scheduled"]
+    assert returned[2]["available_at"] == later

@@ -92,6 +92,9 @@ def test_an_eta_message_marks_its_job_held_until_the_message_is_due(
     scheduled_for = utcnow() + timedelta(seconds=30)
     scheduled = factories.job(session, actor, queue, scheduled_for=scheduled_for)
     held_back = factories.job(session, actor, queue)
+    # Its earlier message was held; this one goes to the shared queue.
+    queued = factories.job(session, actor, queue)
+    session.execute(update(Job).where(Job.id == queued.id).values(held_since=utcnow()))
     session.commit()
     due = utcnow() + timedelta(seconds=7)  # a policy sends the job again for later
     outbox.mark_published(
@@ -99,10 +102,13 @@ def test_an_eta_message_marks_its_job_held_until_the_message_is_due(
         [
             Dispatch.for_job(scheduled, QueueSettings()),
             replace(Dispatch.for_job(held_back, QueueSettings()), eta=due),
+            Dispatch.for_job(queued, QueueSettings()),
         ],
     )
-    session.refresh(scheduled)
-    session.refresh(held_back)
+    for job in (scheduled, held_back, queued):
+        session.refresh(job)
+        assert job.published_at is not None
     assert scheduled.held_since == scheduled.available_at
     assert held_back.available_at is None
     assert held_back.held_since == due, "the sweep takes it over if its worker dies"
+    assert queued.held_since is None, "a message in the shared queue is held by no worker"
