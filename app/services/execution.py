@@ -132,7 +132,8 @@ def _claim_statement(*, unlimited: bool) -> Any:
         .where(
             _jobs.c.id == bindparam("p_id"),
             _jobs.c.attempt_count == bindparam("p_attempt"),
-            _jobs.c.status.in_(CLAIMABLE),
+            # Not ``in_``: an expanding IN is rendered again at every execution.
+            or_(*(_jobs.c.status == status for status in CLAIMABLE)),
             or_(_jobs.c.available_at.is_(None), _jobs.c.available_at <= bindparam("p_now")),
             exists().where(*queue_ready),
         )

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 import tests.support.handlers  # noqa: F401 - registers the test handlers
@@ -148,3 +149,17 @@ def test_on_sqlite_the_claim_and_the_success_wait_their_turn_on_the_writer_lock(
     runner.join(30)
     assert outcomes == [Outcome.SUCCEEDED]
     assert _outcome(session, job) == (JobStatus.SUCCEEDED, [AttemptStatus.SUCCEEDED])
+
+
+@pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.dialect()])
+def test_the_hot_paths_statements_are_rendered_once_not_at_every_execution(dialect: Any) -> None:
+    statements = [
+        execution._CLAIM,
+        execution._CLAIM_UNLIMITED,
+        *execution._CLAIM_ONE_TRIP.values(),
+        execution._SUCCEED,
+        execution._ATTEMPT_SUCCEEDED,
+        execution._SUCCEED_ONE_TRIP,
+    ]
+    # A post-compile parameter (an expanding IN) renders the SQL string anew on every call.
+    assert [s for s in statements if s.compile(dialect=dialect).post_compile_params] == []
