@@ -41,7 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from app.db import get_engine, rowcount, session_scope
+from app.db import get_engine, rowcount, session_scope, sqlite_writer
 from app.models import AttemptStatus, Job, JobAttempt, JobStatus, Queue, utcnow
 from app.services.outbox import Dispatch, stage
 from app.services.queue_settings import QueueSettings
@@ -132,7 +132,8 @@ def _claim_statement(*, unlimited: bool) -> Any:
         .where(
             _jobs.c.id == bindparam("p_id"),
             _jobs.c.attempt_count == bindparam("p_attempt"),
-            _jobs.c.status.in_(CLAIMABLE),
+            # Not ``in_``: an expanding IN is rendered again at every execution.
+            or_(*(_jobs.c.status == status for status in CLAIMABLE)),
             or_(_jobs.c.available_at.is_(None), _jobs.c.available_at <= bindparam("p_now")),
             exists().where(*queue_ready),
         )
@@ -222,11 +223,12 @@ def _write(database_url: str) -> Iterator[Connection]:
 
     On PostgreSQL the claim and the success are one statement each, atomic on its
     own, so the connection autocommits: no BEGIN and COMMIT round trips.  SQLite
-    runs its two statements in one transaction.
+    runs its two statements in one transaction, its writers taking turns on the
+    host's writer lock instead of sleep-polling SQLite's (``app.db.sqlite_writer``).
     """
     engine = get_engine(database_url)
     if engine.dialect.name != "postgresql":
-        with engine.begin() as connection:
+        with sqlite_writer(engine), engine.begin() as connection:
             yield connection
         return
     with engine.connect() as connection:

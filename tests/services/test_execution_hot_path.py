@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import event, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 import tests.support.handlers  # noqa: F401 - registers the test handlers
-from app.db import get_engine
+from app.db import get_engine, sqlite_writer
 from app.models import AttemptStatus, Job, JobAttempt, JobStatus
 from app.services import execution, policies
 from app.services.actors import Actor
@@ -123,3 +125,41 @@ def test_the_short_claim_leaves_a_job_it_cannot_take_untouched(
     assert claimed is None
     assert _outcome(session, job) == (JobStatus.PENDING, [])
     assert len(published.staged) == before, "nothing was rescheduled"
+
+
+def test_on_sqlite_the_claim_and_the_success_wait_their_turn_on_the_writer_lock(
+    session: Session, actor: Actor, database_url: str, store: Any, published: RecordingPublisher
+) -> None:
+    engine = get_engine(database_url)
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's writers do not queue on one lock")
+    queue = factories.queue(session, actor)
+    job = factories.job(session, actor, queue)
+    session.commit()
+    outcomes: list[Outcome] = []
+    runner = threading.Thread(
+        target=lambda: outcomes.append(execute(str(job.id), 0, "w@h", database_url))
+    )
+    with sqlite_writer(engine):
+        runner.start()
+        runner.join(0.5)
+        # Another writer holds the lock: the claim has not written anything yet.
+        assert runner.is_alive()
+        assert _outcome(session, job) == (JobStatus.PENDING, [])
+    runner.join(30)
+    assert outcomes == [Outcome.SUCCEEDED]
+    assert _outcome(session, job) == (JobStatus.SUCCEEDED, [AttemptStatus.SUCCEEDED])
+
+
+@pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.dialect()])
+def test_the_hot_paths_statements_are_rendered_once_not_at_every_execution(dialect: Any) -> None:
+    statements = [
+        execution._CLAIM,
+        execution._CLAIM_UNLIMITED,
+        *execution._CLAIM_ONE_TRIP.values(),
+        execution._SUCCEED,
+        execution._ATTEMPT_SUCCEEDED,
+        execution._SUCCEED_ONE_TRIP,
+    ]
+    # A post-compile parameter (an expanding IN) renders the SQL string anew on every call.
+    assert [s for s in statements if s.compile(dialect=dialect).post_compile_params] == []
