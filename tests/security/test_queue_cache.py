@@ -9,6 +9,7 @@ which is what another process sees too.  Each test runs with rate limits on and 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,7 +17,9 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import event
 
-from app.db import get_engine
+from app.db import get_engine, session_scope
+from app.models import Job
+from tasks.publisher import flush_stamps
 from tests.conftest import Account, Auth
 
 
@@ -125,3 +128,18 @@ def test_another_organizations_cached_queue_stays_not_found(
     stranger = auth.register("Other")
     response = _submit(client, stranger, queue["id"])
     assert response.status_code == 404, response.json
+
+
+def test_a_paused_queue_holds_the_next_submit(
+    client: FlaskClient, other: FlaskClient, owner: Account, database_url: str
+) -> None:
+    queue = _new_queue(client, owner)
+    _warm(client, owner, queue["id"])
+    paused = other.post(f"/api/v1/queues/{queue['id']}/pause", headers=owner.headers)
+    assert paused.status_code == 204, paused.get_data(as_text=True)
+    job = _submit(client, owner, queue["id"]).json
+    flush_stamps()  # a published job would now carry its stamp
+    with session_scope(database_url) as session:
+        stored = session.get(Job, uuid.UUID(job["id"]))
+        assert stored is not None
+        assert stored.published_at is None
