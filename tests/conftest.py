@@ -36,7 +36,7 @@ from app.redis_server import RedisProcess, free_port, start_redis
 from app.runtime import Runtime
 from app.services import actor_epoch
 from tests.support import xdist_groups
-from tests.support.workers import WorkerProcess
+from tests.support.workers import WorkerProcess, stop_all
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
 PASSWORD = "correct horse battery"
@@ -79,6 +79,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     covered on both backends by tests/api, tests/tasks and tests/grpc.  Running them
     twice would double the suite's slowest part for no new coverage.  The ``serial``
     mark follows tests/support/xdist_groups.py, so ``-m serial`` selects that group.
+    Under pytest-xdist the ``slow`` tests are collected first.
     """
     skip = pytest.mark.skip(reason="real-worker tests run on the SQLite backend only")
     for item in items:
@@ -88,6 +89,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(skip)
         if xdist_groups.group_of(item.nodeid) == "serial":
             item.add_marker(pytest.mark.serial)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # The scheduler hands tests out in this order: slow ones first, so that no
+        # worker is left running a long one alone at the end.
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -307,5 +312,4 @@ def start_worker(settings: Settings, output_dir: Path) -> Iterator[Callable[...,
         return worker
 
     yield start
-    for worker in started:
-        worker.stop()
+    stop_all(started)
