@@ -6,6 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# pytest-xdist worker processes for `make test` (tests/conftest.py groups what must not
+# overlap); PYTEST_WORKERS=0 runs the suite in this process, one test at a time.
+PYTEST_WORKERS ?= 2
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -28,8 +31,8 @@ $(STAMP): setup.cfg pyproject.toml | $(BIN)/python
 run: venv ## Run Redis, the API, gRPC, a Celery worker and beat on this machine
 	$(BIN)/taskforge run
 
-test: venv ## Run the tests (pass options with PYTEST_ARGS='-k name -x')
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: venv ## Run the tests on 2 processes (PYTEST_ARGS='-k name -x', PYTEST_WORKERS=0)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: venv ## Check style with ruff (lint and formatting) and the layering with import-linter
 	$(BIN)/ruff check .

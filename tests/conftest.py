@@ -4,7 +4,8 @@
 - ``database_url``: parametrized over SQLite (a file under the session's tmp
   dir) and PostgreSQL (``TEST_POSTGRES_URL``, skipped when unset; ``.ci/run``
   sets it).  Both are migrated once with Alembic; every table is emptied after
-  each test.
+  each test.  Under pytest-xdist each worker has a database of its own on that
+  server (``<database>_gw0``, ...), created on first use.
 - ``settings`` / ``app`` / ``client``: a TaskForge app on those services;
   ``runtime``: the app's shared collaborators (token service, broker probe, …).
 - ``auth``: registers organizations and users and hands back their headers.
@@ -23,7 +24,7 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import text
+from sqlalchemy import create_engine, make_url, text
 
 from app.api import context
 from app.api.app import create_app
@@ -34,12 +35,14 @@ from app.models import Base
 from app.redis_server import RedisProcess, free_port, start_redis
 from app.runtime import Runtime
 from app.services import actor_epoch
-from tests.support.workers import WorkerProcess
+from tests.support import xdist_groups
+from tests.support.workers import WorkerProcess, stop_all
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
 PASSWORD = "correct horse battery"
 METRICS_TOKEN = "test-metrics-token"
 METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+TESTS_DIR = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="session")
@@ -70,11 +73,13 @@ def _forget_actor_epoch_store() -> Iterator[None]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run real-worker tests once, on SQLite.
+    """Run real-worker tests once, on SQLite; mark the ``serial`` tests.
 
-    They exercise processes, brokers and timing; the SQL they run is covered on
-    both backends by tests/api, tests/tasks and tests/grpc.  Running them twice
-    would double the suite's slowest part for no new coverage.
+    Real-worker tests exercise processes, brokers and timing; the SQL they run is
+    covered on both backends by tests/api, tests/tasks and tests/grpc.  Running them
+    twice would double the suite's slowest part for no new coverage.  The ``serial``
+    mark follows tests/support/xdist_groups.py, so ``-m serial`` selects that group.
+    Under pytest-xdist the ``slow`` tests are collected first.
     """
     skip = pytest.mark.skip(reason="real-worker tests run on the SQLite backend only")
     for item in items:
@@ -82,6 +87,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         backend = callspec.params.get("database_url") if callspec else None
         if backend == "postgres" and item.get_closest_marker("real_workers"):
             item.add_marker(skip)
+        if xdist_groups.group_of(item.nodeid) == "serial":
+            item.add_marker(pytest.mark.serial)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # The scheduler hands tests out in this order: slow ones first, so that no
+        # worker is left running a long one alone at the end.
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """With ``--dist loadgroup``, group tests as tests/support/xdist_groups.py says."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    return xdist_groups.scheduler(config, log)
 
 
 def _backends() -> list[Any]:
@@ -108,13 +127,37 @@ def _migrated(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], str]:
                 url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'taskforge.db'}"
             else:
                 assert POSTGRES_URL
-                url = POSTGRES_URL
+                url = _worker_database(POSTGRES_URL)
                 _reset_postgres(url)
             upgrade(url)
             done[backend] = url
         return done[backend]
 
     return migrated
+
+
+def _worker_database(url: str) -> str:
+    """The URL of this xdist worker's own database on ``url``'s server, made if missing.
+
+    Every worker drops and recreates its schema at start and empties the tables after
+    each test, so workers sharing one database would wipe each other's rows.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            exists = connection.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            )
+            if not exists:
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
 
 
 def _reset_postgres(url: str) -> None:
@@ -246,8 +289,13 @@ def queue(client: FlaskClient, owner: Account) -> dict[str, Any]:
 
 @pytest.fixture
 def output_dir(request: pytest.FixtureRequest) -> Path:
-    """A folder for a test's artefacts (screenshots, logs) under ``test-output/``."""
-    path = Path(__file__).resolve().parent.parent / "test-output" / request.node.name
+    """A folder for a test's artefacts (screenshots, logs) under ``test-output/``.
+
+    The folder follows the test's module (``test-output/integration/test_engine/<test>``):
+    tests of one name in two modules may run at the same time under pytest-xdist.
+    """
+    module = Path(request.node.path).relative_to(TESTS_DIR).with_suffix("")
+    path = TESTS_DIR.parent / "test-output" / module / request.node.name
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -264,5 +312,4 @@ def start_worker(settings: Settings, output_dir: Path) -> Iterator[Callable[...,
         return worker
 
     yield start
-    for worker in started:
-        worker.stop()
+    stop_all(started)

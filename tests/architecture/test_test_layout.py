@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from app.config import PROJECT_ROOT
+from tests.support import xdist_groups
 
 
 def test_test_modules_outside_packages_have_names_of_their_own() -> None:
@@ -16,3 +17,9 @@ def test_test_modules_outside_packages_have_names_of_their_own() -> None:
         if not (path.parent / "__init__.py").exists():
             by_name[path.name].append(str(path.relative_to(tests)))
     assert {name: paths for name, paths in by_name.items() if len(paths) > 1} == {}
+
+
+def test_the_xdist_groups_name_modules_that_exist() -> None:
+    # A renamed module would silently leave its group and run beside the others.
+    named = xdist_groups.SERIAL_MODULES | xdist_groups.STACK_MODULES
+    assert {module for module in named if not (PROJECT_ROOT / module).is_file()} == set()

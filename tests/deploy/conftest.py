@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from app.config import PROJECT_ROOT, Settings
-from tests.support.workers import ServiceProcess
+from tests.support.workers import ServiceProcess, stop_all
 
 
 class RoleProcess(ServiceProcess):
@@ -72,5 +72,4 @@ def start_role(
         return process
 
     yield start
-    for process in started:
-        process.stop()
+    stop_all(started)

@@ -22,6 +22,9 @@ from app.services.auth import API_KEY_PREFIX, hash_api_key_secret
 
 SEED_PROTO = Path(__file__).resolve().parent / "seed" / "job_queue.proto"
 WELL_KNOWN_PROTOS = Path(protoc.__file__).resolve().parent / "_proto"
+# A well-formed id that no row has.  Fixed, not random: it is part of parametrized test
+# ids, and every pytest-xdist worker must collect the same ones.
+UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 Metadata = tuple[tuple[str, str], ...]
 
 

@@ -11,7 +11,15 @@ from typing import Any
 
 import grpc
 import pytest
-from grpcsupport import Contract, Metadata, assert_status, message, rpc_error, set_job_status
+from grpcsupport import (
+    UNKNOWN_ID,
+    Contract,
+    Metadata,
+    assert_status,
+    message,
+    rpc_error,
+    set_job_status,
+)
 
 from app.config import Settings
 from app.db import session_scope
@@ -97,7 +105,7 @@ def test_get_job(
 
 @pytest.mark.parametrize(
     ("job_id", "code"),
-    [("nope", INVALID), ("", INVALID), (str(uuid.uuid4()), grpc.StatusCode.NOT_FOUND)],
+    [("nope", INVALID), ("", INVALID), (UNKNOWN_ID, grpc.StatusCode.NOT_FOUND)],
 )
 def test_get_job_errors(
     grpc_stub: SimpleNamespace,
@@ -269,7 +277,7 @@ def test_concurrent_retries_one_succeeds_the_others_fail_the_precondition(
 
 @pytest.mark.parametrize("rpc", ["CancelJob", "RetryJob"])
 @pytest.mark.parametrize(
-    ("job_id", "code"), [("bad", INVALID), (str(uuid.uuid4()), grpc.StatusCode.NOT_FOUND)]
+    ("job_id", "code"), [("bad", INVALID), (UNKNOWN_ID, grpc.StatusCode.NOT_FOUND)]
 )
 def test_cancel_and_retry_errors(
     grpc_stub: SimpleNamespace,

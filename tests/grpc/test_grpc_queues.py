@@ -10,7 +10,15 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
-from grpcsupport import Contract, Metadata, assert_status, message, rpc_error, set_job_status
+from grpcsupport import (
+    UNKNOWN_ID,
+    Contract,
+    Metadata,
+    assert_status,
+    message,
+    rpc_error,
+    set_job_status,
+)
 
 from app.config import Settings
 from app.models import JobStatus
@@ -85,7 +93,7 @@ def test_get_queue(
 
 @pytest.mark.parametrize("rpc", ["GetQueue", "UpdateQueue", "DeleteQueue", "GetQueueStats"])
 @pytest.mark.parametrize(
-    ("queue_id", "code"), [("bad", INVALID), (str(uuid.uuid4()), grpc.StatusCode.NOT_FOUND)]
+    ("queue_id", "code"), [("bad", INVALID), (UNKNOWN_ID, grpc.StatusCode.NOT_FOUND)]
 )
 def test_queue_id_errors(
     grpc_stub: SimpleNamespace,
@@ -249,7 +257,7 @@ def test_pause_and_resume_queue(
 
 @pytest.mark.parametrize("rpc", ["PauseQueue", "ResumeQueue"])
 @pytest.mark.parametrize(
-    ("queue_id", "code"), [("bad", INVALID), (str(uuid.uuid4()), grpc.StatusCode.NOT_FOUND)]
+    ("queue_id", "code"), [("bad", INVALID), (UNKNOWN_ID, grpc.StatusCode.NOT_FOUND)]
 )
 def test_pause_and_resume_errors(
     project_stub: pb_grpc.JobQueueServiceStub,

@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 import pytest
-from grpcsupport import Contract, Metadata, assert_status, message, rpc_error
+from grpcsupport import UNKNOWN_ID, Contract, Metadata, assert_status, message, rpc_error
 
 from app.config import Settings
 from app.db import session_scope
@@ -108,7 +108,7 @@ def test_heartbeat_with_oversized_metadata_is_invalid(
 
 @pytest.mark.parametrize("rpc", ["Heartbeat", "GetWorker"])
 @pytest.mark.parametrize(
-    ("worker_id", "code"), [("bad", INVALID), (str(uuid.uuid4()), grpc.StatusCode.NOT_FOUND)]
+    ("worker_id", "code"), [("bad", INVALID), (UNKNOWN_ID, grpc.StatusCode.NOT_FOUND)]
 )
 def test_worker_id_errors(
     grpc_stub: SimpleNamespace,

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from app.config import PROJECT_ROOT, Settings
@@ -33,6 +33,7 @@ class ServiceProcess:
         }
         self.log_path = log_path
         self._log = log_path.open("wb")
+        self._stopping = False
         self.process = subprocess.Popen(
             [sys.executable, "-m", *argv],
             cwd=PROJECT_ROOT,
@@ -53,11 +54,17 @@ class ServiceProcess:
             f"{type(self).__name__} not ready:\n{self.log()[-3000:]}",
         )
 
+    def begin_stop(self) -> None:
+        """Send SIGTERM (a warm shutdown) once, without waiting."""
+        if self.process.poll() is None and not self._stopping:
+            self.process.send_signal(signal.SIGTERM)
+            self._stopping = True
+
     def stop(self, timeout: float | None = None) -> None:
         """SIGTERM (a warm shutdown), then kill if it does not stop in time."""
         timeout = timeout or self.stop_timeout
+        self.begin_stop()
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -84,6 +91,14 @@ class WorkerProcess(ServiceProcess):
             *extra,
         ]
         super().__init__(settings, log_path, argv)
+
+
+def stop_all(processes: Sequence[ServiceProcess]) -> None:
+    """Stop processes side by side: SIGTERM to each, then wait for each (kill if late)."""
+    for process in processes:
+        process.begin_stop()
+    for process in processes:
+        process.stop()
 
 
 def wait_for(
