@@ -309,8 +309,14 @@ _PER_JOB = (
     "idempotency_key",
 )
 _PER_BATCH = tuple(name for name in _INSERTED_COLUMNS if name not in _PER_JOB)
+# dimensions=1: a payload that is a JSON array is one element, not a second dimension.
 _NEW_ROWS = (
-    func.unnest(*(bindparam(name, type_=postgresql.ARRAY(_JOBS.c[name].type)) for name in _PER_JOB))
+    func.unnest(
+        *(
+            bindparam(name, type_=postgresql.ARRAY(_JOBS.c[name].type, dimensions=1))
+            for name in _PER_JOB
+        )
+    )
     .table_valued(*_PER_JOB)
     .render_derived(name="new_jobs")
 )

@@ -84,3 +84,31 @@ def test_a_batch_stores_every_column_of_the_jobs_it_returns(
     assert [stored[row["id"]] for row in returned] == returned
     assert [row["status"] for row in returned] == ["pending", "pending", "scheduled"]
     assert returned[2]["available_at"] == later
+
+
+LIST_PAYLOADS: list[Any] = [[1, 2], [], [[1], [2, 3]], [{"n": [0]}, {"n": [1]}], [None], 0]
+
+
+def test_list_payloads_are_stored_as_sent(
+    client: FlaskClient, owner: Account, queue: dict, settings: Settings
+) -> None:
+    """A JSON array is one payload, never an array dimension of the batch's INSERT."""
+    with session_scope(settings.database_url) as session:
+        actor = actor_for_user_id(session, owner.user_id)
+        batch = submit_jobs(
+            session,
+            actor=actor,
+            jobs=[
+                {"queue_id": queue["id"], "job_type": "echo", "payload": payload}
+                for payload in LIST_PAYLOADS
+            ],
+        )
+        single = submit_jobs(
+            session,
+            actor=actor,
+            jobs=[{"queue_id": queue["id"], "job_type": "echo", "payload": [[1, 2]]}],
+        )
+        ids = [job.id for job in [*batch, *single]]
+    with session_scope(settings.database_url) as session:
+        stored = {job.id: job.payload for job in session.scalars(select(Job))}
+    assert [stored[job_id] for job_id in ids] == [*LIST_PAYLOADS, [[1, 2]]]
