@@ -336,6 +336,13 @@ _INSERT_POSTGRESQL = (
     .on_conflict_do_nothing(index_elements=_UNIQUE_KEY)
     .returning(_JOBS.c.id)
 )
+# One job (a single submit): plain VALUES, 25 parameters, which psycopg prepares once
+# per connection; arrays to unnest cost it 0.1-0.2 ms more per submit (measured).
+_INSERT_POSTGRESQL_ONE = (
+    postgresql.insert(_JOBS)
+    .on_conflict_do_nothing(index_elements=_UNIQUE_KEY)
+    .returning(_JOBS.c.id)
+)
 _INSERT_SQLITE = (
     sqlite.insert(_JOBS).on_conflict_do_nothing(index_elements=_UNIQUE_KEY).returning(_JOBS.c.id)
 )
@@ -353,7 +360,8 @@ def _store(session: Session, actor: Actor, jobs: Sequence[tuple[Job, Queue]]) ->
     # Every column's value is in the job's __dict__ (``_unsaved_job``).
     rows = [vars(job) for job, _ in jobs]
     connection = session.connection()
-    if connection.dialect.name == "postgresql":
+    postgres = connection.dialect.name == "postgresql"
+    if postgres and len(rows) > 1:
         shared = {name: rows[0][name] for name in _PER_BATCH}
         if any(row[name] != value for row in rows for name, value in shared.items()):
             raise ValueError("The jobs of one INSERT must share every column but _PER_JOB's")
@@ -363,7 +371,8 @@ def _store(session: Session, actor: Actor, jobs: Sequence[tuple[Job, Queue]]) ->
         # A Core executemany: SQLAlchemy's "insertmanyvalues" sends the rows as one
         # multi-row INSERT (per 1,000 rows), and the statement compiles once per process.
         values = [{name: row[name] for name in _INSERTED_COLUMNS} for row in rows]
-        inserted = set(connection.execute(_INSERT_SQLITE, values).scalars())
+        statement = _INSERT_POSTGRESQL_ONE if postgres else _INSERT_SQLITE
+        inserted = set(connection.execute(statement, values).scalars())
     lost = [job.idempotency_key for job, _ in jobs if job.id not in inserted]
     winners = _existing_for_keys(session, actor, [key for key in lost if key is not None])
     stored: list[Job] = []
