@@ -55,11 +55,6 @@ class QueueCache:
             self._put(queue, epoch)
         return queue
 
-    def clear(self) -> None:
-        """Forget every entry."""
-        with self._lock:
-            self._entries.clear()
-
     def _put(self, queue: Queue, epoch: bytes | str) -> None:
         columns = inspect(Queue).column_attrs
         # A deep copy: the JSON columns are dicts that the session's instance may change.
