@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -66,19 +67,28 @@ def redis_commands() -> Iterator[list[bytes]]:
     AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
 
 
-@pytest.fixture
-def user_selects(database_url: str) -> Iterator[list[str]]:
-    """SQL statements that read the users table, as they run."""
+@contextmanager
+def _statements_reading(database_url: str, table: str) -> Iterator[list[str]]:
+    """Collect the SQL statements that read ``table``, as they run."""
     seen: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if "FROM users" in statement:
+        if f"FROM {table}" in statement:
             seen.append(statement)
 
     engine = get_engine(database_url)
     event.listen(engine, "before_cursor_execute", record)
-    yield seen
-    event.remove(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+@pytest.fixture
+def user_selects(database_url: str) -> Iterator[list[str]]:
+    """SQL statements that read the users table, as they run."""
+    with _statements_reading(database_url, "users") as seen:
+        yield seen
 
 
 def _warm(client: FlaskClient, headers: dict[str, str]) -> None:
@@ -204,16 +214,8 @@ def test_without_redis_an_api_key_still_verifies_and_a_token_fails_closed(
 @pytest.fixture
 def queue_selects(database_url: str) -> Iterator[list[str]]:
     """SQL statements that read the queues table, as they run."""
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if "FROM queues" in statement:
-            seen.append(statement)
-
-    engine = get_engine(database_url)
-    event.listen(engine, "before_cursor_execute", record)
-    yield seen
-    event.remove(engine, "before_cursor_execute", record)
+    with _statements_reading(database_url, "queues") as seen:
+        yield seen
 
 
 def _submit(client: FlaskClient, account: Account, queue_id: str) -> Any:
