@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from app.errors import Unauthenticated, Unavailable
 from app.models import utcnow
 from app.services.actor_epoch import EPOCH_KEY, UNAVAILABLE
-from app.services.actors import Actor
+from app.services.actors import Actor, Epoch
 from app.services.auth import (
     LAST_USED_RESOLUTION,
     TOKEN_GENERATION_CLAIM,
@@ -48,8 +48,6 @@ logger = logging.getLogger(__name__)
 
 MAX_ENTRIES = 10_000
 TTL_SECONDS = LAST_USED_RESOLUTION.total_seconds()
-
-Epoch = bytes | str | None
 
 
 @dataclass(frozen=True)

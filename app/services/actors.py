@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from app.errors import PermissionDenied
 from app.models import Role
 
+# A value of the actor epoch as Redis returns it (None: no epoch is set).
+Epoch = bytes | str | None
+
 
 class Permission(enum.StrEnum):
     """A permission an actor may hold; API key scopes use the same strings."""
@@ -52,7 +55,7 @@ class Actor:
     # The actor epoch (app.services.actor_epoch) this actor was resolved under, read
     # at the start of the call; None when it was not cached.  What else the call
     # caches per process (its queue, app.services.queue_cache) is valid under it too.
-    epoch: bytes | str | None = field(default=None, compare=False, repr=False)
+    epoch: Epoch = field(default=None, compare=False, repr=False)
 
     @classmethod
     def for_user(

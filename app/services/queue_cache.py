@@ -25,7 +25,8 @@ from sqlalchemy import inspect
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from app.models import Queue
-from app.services.actor_cache import MAX_ENTRIES, TTL_SECONDS, Epoch
+from app.services.actor_cache import MAX_ENTRIES, TTL_SECONDS
+from app.services.actors import Epoch
 
 
 @dataclass(frozen=True)

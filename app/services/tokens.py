@@ -35,9 +35,9 @@ from sqlalchemy.orm import Session
 from app.errors import Unauthenticated, Unavailable
 from app.models import User
 from app.redis_client import connect
-from app.services.actor_cache import ActorCache, Epoch, token_key
+from app.services.actor_cache import ActorCache, token_key
 from app.services.actor_epoch import EPOCH_KEY
-from app.services.actors import Actor
+from app.services.actors import Actor, Epoch
 from app.services.auth import actor_for_token, token_claims, user_for_token
 
 ALGORITHM = "HS256"
