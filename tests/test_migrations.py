@@ -29,9 +29,11 @@ def test_engine_indexes_exist(database_url: str) -> None:
         "ix_jobs_org_created_id",
         "ix_jobs_queue_status_created_id",
         "ix_jobs_queue_created_id",
-        "ix_jobs_status_published",
-        "ix_jobs_status_lease",
-        "ix_jobs_status_held",
+        "ix_jobs_unpublished",
+        "ix_jobs_pending_published",
+        "ix_jobs_lease",
+        "ix_jobs_held",
+        "ix_jobs_redrive",
     } <= indexes
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -42,6 +43,11 @@ ACTIVE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.P
 
 def _enum(cls: type[enum.Enum]) -> Enum:
     return Enum(cls, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+
+
+def _partial(name: str, *columns: str, where: str) -> Index:
+    """An index of only the rows that match ``where``, on SQLite and PostgreSQL alike."""
+    return Index(name, *columns, sqlite_where=text(where), postgresql_where=text(where))
 
 
 class Queue(UUIDPrimaryKey, Timestamps, Base):
@@ -82,10 +88,14 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
         Index("ix_jobs_queue_status_created_id", "queue_id", "status", "created_at", "id"),
         Index("ix_jobs_queue_created_id", "queue_id", "created_at", "id"),
         Index("ix_jobs_queue_updated", "queue_id", "updated_at"),
-        Index("ix_jobs_status_published", "status", "published_at"),
-        Index("ix_jobs_status_lease", "status", "lease_expires_at"),
-        Index("ix_jobs_status_held", "status", "held_since"),
-        Index("ix_jobs_redrive", "redrive_id", "status"),
+        # The maintenance tasks' indexes are partial: each holds only the few jobs
+        # its task looks for, so a claim or a success (which change ``status``,
+        # ``updated_at`` and the lease) rewrites none or one of them, not four.
+        _partial("ix_jobs_unpublished", "updated_at", where="published_at IS NULL"),
+        _partial("ix_jobs_pending_published", "published_at", where="status = 'pending'"),
+        _partial("ix_jobs_lease", "lease_expires_at", where="lease_expires_at IS NOT NULL"),
+        _partial("ix_jobs_held", "held_since", where="held_since IS NOT NULL"),
+        _partial("ix_jobs_redrive", "redrive_id", "status", where="redrive_id IS NOT NULL"),
         UniqueConstraint("organization_id", "idempotency_key"),
     )
 
@@ -181,9 +191,10 @@ class JobAttempt(UUIDPrimaryKey, Base):
     """One execution of a job by a worker; kept across retries."""
 
     __tablename__ = "job_attempts"
+    # Also the index of a job's attempts (and of the cascade from ``jobs``).
     __table_args__ = (UniqueConstraint("job_id", "number"),)
 
-    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     number: Mapped[int]
     status: Mapped[AttemptStatus] = mapped_column(
         _enum(AttemptStatus), default=AttemptStatus.RUNNING

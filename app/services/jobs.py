@@ -585,7 +585,7 @@ class JobStats:
 
 
 def job_stats(session: Session, *, actor: Actor, job_id: str | uuid.UUID) -> JobStats:
-    """Return a job's attempts in order (served by ``ix_job_attempts_job_id``)."""
+    """Return a job's attempts in order (served by the unique ``(job_id, number)`` index)."""
     job = get_job(session, actor=actor, job_id=job_id)
     attempts = session.scalars(
         select(JobAttempt).where(JobAttempt.job_id == job.id).order_by(JobAttempt.number)

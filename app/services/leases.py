@@ -49,7 +49,9 @@ def _end_lost_attempts(database_url: str, condition: ColumnElement[bool], error:
     running = (
         select(Job, Queue.settings)
         .join(Queue, Queue.id == Job.queue_id)
-        .where(Job.status == JobStatus.PROCESSING, condition)
+        # Every processing job holds a lease; saying so lets the partial
+        # ``ix_jobs_lease`` serve a condition on another column too.
+        .where(Job.status == JobStatus.PROCESSING, Job.lease_expires_at.is_not(None), condition)
         .limit(BATCH)
     )
     ended = 0
@@ -73,7 +75,7 @@ def _end_lost_attempts(database_url: str, condition: ColumnElement[bool], error:
 def sweep_expired_leases(database_url: str) -> int:
     """Record attempts of dead workers as lost; retry their jobs or fail them.
 
-    Served by ``ix_jobs_status_lease``.
+    Served by ``ix_jobs_lease`` (partial: leased jobs only).
     """
     swept = _end_lost_attempts(database_url, Job.lease_expires_at < utcnow(), LOST_ERROR)
     if swept:

@@ -29,6 +29,7 @@ from sqlalchemy import (
     case,
     event,
     func,
+    literal,
     or_,
     select,
     tuple_,
@@ -329,7 +330,7 @@ def _waiting(
 def relay_unpublished(database_url: str, *, grace: timedelta = RELAY_GRACE) -> int:
     """Publish jobs whose message never left (crash, broker outage, far-future time).
 
-    Served by ``ix_jobs_status_published``.
+    Served by ``ix_jobs_unpublished`` (partial: unpublished jobs only).
     """
     now = utcnow()
     items = _waiting(
@@ -351,7 +352,7 @@ def republish_held_messages(database_url: str, *, after: timedelta) -> int:
     dies, Redis gives it back only after the visibility timeout (an hour).  A
     job still waiting ``after`` (one lease) past ``held_since`` gets a plain
     message in its shared queue, once: the stamp clears ``held_since``, and the
-    claim drops whichever copy comes second.  Served by ``ix_jobs_status_held``.
+    claim drops whichever copy comes second.  Served by ``ix_jobs_held`` (held jobs only).
     """
     items = _waiting(
         database_url,
@@ -391,13 +392,15 @@ def republish_lost_messages(
       message at all (Redis restarted without persistence, a FLUSHALL).
 
     A duplicate of a message that still exists somewhere is dropped by the claim.
-    Oldest publication first, served by ``ix_jobs_status_published``.
+    Oldest publication first, served by ``ix_jobs_pending_published`` (partial:
+    pending jobs only; the status is written into the statement, so that SQLite
+    sees the index's condition in the query).
     """
     now = utcnow()
     first = now - (min(older_than, overtaken_after) if head else older_than)
     candidates = _waiting_jobs(
         database_url,
-        Job.status == JobStatus.PENDING,
+        Job.status == literal(JobStatus.PENDING, Job.status.type, literal_execute=True),
         Job.published_at < first,
         or_(Job.available_at.is_(None), Job.available_at <= first),
         order_by=(Job.published_at,),

@@ -15,40 +15,21 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from app.models import JobStatus
 from app.services import jobs
 from app.services.actors import Actor
 from tests.support import factories
+from tests.support.plans import explain, selects_from
 
 
 def _statements(session: Session, call: Any) -> list[tuple[str, Any]]:
-    seen: list[tuple[str, Any]] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "FROM job" in statement:
-            seen.append((statement, parameters))
-
-    engine = session.get_bind()
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        call()
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-    return seen
+    return selects_from(session.get_bind(), "job", call)
 
 
 def _plan(session: Session, statement: str, parameters: Any) -> str:
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
-            connection.exec_driver_sql(f"SET LOCAL {setting} = off")
-        rows = connection.exec_driver_sql(f"EXPLAIN {statement}", parameters).all()
-        return "\n".join(row[0] for row in rows)
-    rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()
-    return "\n".join(row[-1] for row in rows)
+    return explain(session.connection(), statement, parameters)
 
 
 @pytest.mark.parametrize(
