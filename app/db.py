@@ -208,8 +208,11 @@ class _Turn:
             self._queue.release()
 
 
-# This process's turn of each SQLite file, by pid and path.
+# This process's turn of each SQLite file, by pid and path as given, and by pid and
+# real path: two spellings of one file (relative, absolute, a symlink) must share one
+# turn, since a second descriptor's flock would wait for this process's own first one.
 _WRITER_LOCKS: dict[tuple[int, str], _Turn] = {}
+_TURNS_BY_FILE: dict[tuple[int, str], _Turn] = {}
 
 
 def _turn(path: str) -> _Turn:
@@ -219,7 +222,11 @@ def _turn(path: str) -> _Turn:
         with _LOCK:
             turn = _WRITER_LOCKS.get(key)
             if turn is None:
-                turn = _WRITER_LOCKS[key] = _Turn(path)
+                real = (os.getpid(), os.path.realpath(path))
+                turn = _TURNS_BY_FILE.get(real)
+                if turn is None:
+                    turn = _TURNS_BY_FILE[real] = _Turn(path)
+                _WRITER_LOCKS[key] = turn
     return turn
 
 
@@ -263,8 +270,11 @@ def sqlite_writer(engine: Engine) -> Iterator[None]:
 def _close_inherited_writer_locks() -> None:
     # A forked child's copy of its parent's descriptor would keep the parent's
     # lock alive after the parent died; the child opens its own on first use.
-    for key in [key for key in _WRITER_LOCKS if key[0] != os.getpid()]:
-        os.close(_WRITER_LOCKS.pop(key).descriptor)
+    pid = os.getpid()
+    for key in [key for key in _WRITER_LOCKS if key[0] != pid]:
+        del _WRITER_LOCKS[key]
+    for key in [key for key in _TURNS_BY_FILE if key[0] != pid]:
+        os.close(_TURNS_BY_FILE.pop(key).descriptor)
 
 
 os.register_at_fork(after_in_child=_close_inherited_writer_locks)

@@ -433,3 +433,19 @@ def test_postgresql_and_in_memory_engines_take_no_turns(url: str) -> None:
 def test_a_file_engine_takes_turns(engine: Engine) -> None:
     with engine.connect() as connection:
         assert isinstance(connection.connection.dbapi_connection, _WriterConnection)
+
+
+def test_two_spellings_of_one_file_share_one_turn(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = Path(str(engine.url.database))
+    # Relative to the parent of the test's own folder: no other test spells it so.
+    monkeypatch.chdir(path.parent.parent)
+    relative = get_engine(f"sqlite:///{path.parent.name}/{path.name}")
+
+    def nested() -> None:
+        with sqlite_writer(engine), sqlite_writer(relative):
+            pass
+
+    assert _runs_to_the_end(nested), "a second descriptor of the file waited on the first"
+    assert taken_elsewhere(relative).wait(WAIT_SECONDS)
