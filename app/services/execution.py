@@ -41,7 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from app.db import get_engine, rowcount, session_scope, sqlite_writer
+from app.db import get_engine, rowcount, session_scope
 from app.models import AttemptStatus, Job, JobAttempt, JobStatus, Queue, utcnow
 from app.services.outbox import Dispatch, stage
 from app.services.queue_settings import QueueSettings
@@ -223,12 +223,12 @@ def _write(database_url: str) -> Iterator[Connection]:
 
     On PostgreSQL the claim and the success are one statement each, atomic on its
     own, so the connection autocommits: no BEGIN and COMMIT round trips.  SQLite
-    runs its two statements in one transaction, its writers taking turns on the
-    host's writer lock instead of sleep-polling SQLite's (``app.db.sqlite_writer``).
+    runs its two statements in one transaction, which takes the host's writer turn
+    at its first write like every SQLite write transaction (``app.db.sqlite_writer``).
     """
     engine = get_engine(database_url)
     if engine.dialect.name != "postgresql":
-        with sqlite_writer(engine), engine.begin() as connection:
+        with engine.begin() as connection:
             yield connection
         return
     with engine.connect() as connection:
