@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 from redis.connection import AbstractConnection
-from sqlalchemy import event
 
 from app.db import get_engine, session_scope
 from app.models import Job
@@ -31,6 +29,7 @@ from app.redis_server import free_port
 from tasks.publisher import flush_stamps
 from tests.conftest import PASSWORD, Account, Auth
 from tests.security.support import create_key, key_headers
+from tests.support.plans import statements_on
 
 
 @pytest.fixture(params=[True, False], ids=["limits-on", "limits-off"])
@@ -67,27 +66,10 @@ def redis_commands() -> Iterator[list[bytes]]:
     AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
 
 
-@contextmanager
-def _statements_reading(database_url: str, table: str) -> Iterator[list[str]]:
-    """Collect the SQL statements that read ``table``, as they run."""
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if f"FROM {table}" in statement:
-            seen.append(statement)
-
-    engine = get_engine(database_url)
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-
-
 @pytest.fixture
-def user_selects(database_url: str) -> Iterator[list[str]]:
+def user_selects(database_url: str) -> Iterator[list[tuple[str, Any]]]:
     """SQL statements that read the users table, as they run."""
-    with _statements_reading(database_url, "users") as seen:
+    with statements_on(get_engine(database_url), "users") as seen:
         yield seen
 
 
@@ -98,7 +80,7 @@ def _warm(client: FlaskClient, headers: dict[str, str]) -> None:
 
 
 def test_a_cached_actor_costs_no_query(
-    client: FlaskClient, owner: Account, user_selects: list[str]
+    client: FlaskClient, owner: Account, user_selects: list[tuple[str, Any]]
 ) -> None:
     _warm(client, owner.headers)
     user_selects.clear()
@@ -212,9 +194,9 @@ def test_without_redis_an_api_key_still_verifies_and_a_token_fails_closed(
 
 
 @pytest.fixture
-def queue_selects(database_url: str) -> Iterator[list[str]]:
+def queue_selects(database_url: str) -> Iterator[list[tuple[str, Any]]]:
     """SQL statements that read the queues table, as they run."""
-    with _statements_reading(database_url, "queues") as seen:
+    with statements_on(get_engine(database_url), "queues") as seen:
         yield seen
 
 
@@ -245,7 +227,7 @@ def _new_queue(client: FlaskClient, owner: Account, **fields: Any) -> dict[str, 
 
 
 def test_a_cached_queue_costs_no_query(
-    client: FlaskClient, owner: Account, queue_selects: list[str]
+    client: FlaskClient, owner: Account, queue_selects: list[tuple[str, Any]]
 ) -> None:
     queue = _new_queue(client, owner)
     _cache_queue(client, owner, queue["id"])

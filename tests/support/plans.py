@@ -2,26 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event
 
 
-def selects_from(engine: Engine, table: str, call: Callable[[], Any]) -> list[tuple[str, Any]]:
-    """The ``SELECT`` statements (with their parameters) that ``call`` runs on ``table``."""
+@contextmanager
+def statements_on(engine: Engine, table: str) -> Iterator[list[tuple[str, Any]]]:
+    """Collect the statements (with their parameters) that read ``table``, as they run."""
     seen: list[tuple[str, Any]] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and f"FROM {table}" in statement:
+        if f"FROM {table}" in statement:
             seen.append((statement, parameters))
 
     event.listen(engine, "before_cursor_execute", record)
     try:
-        call()
+        yield seen
     finally:
         event.remove(engine, "before_cursor_execute", record)
-    return seen
+
+
+def selects_from(engine: Engine, table: str, call: Callable[[], Any]) -> list[tuple[str, Any]]:
+    """The ``SELECT`` statements (with their parameters) that ``call`` runs on ``table``."""
+    with statements_on(engine, table) as seen:
+        call()
+    return [(statement, parameters) for statement, parameters in seen if _is_select(statement)]
+
+
+def _is_select(statement: str) -> bool:
+    return statement.lstrip().upper().startswith("SELECT")
 
 
 def explain(connection: Connection, statement: str, parameters: Any) -> str:
