@@ -267,6 +267,16 @@ def sqlite_writer(engine: Engine) -> Iterator[None]:
         turn.give_back()
 
 
+def hold_writer_turn(dbapi_connection: Any, engine: Engine) -> None:
+    """Make a DBAPI connection of ``engine`` hold the writer turn until its transaction ends.
+
+    For statements sent on the DBAPI connection itself (``app.prepared``), which
+    SQLAlchemy's execution events do not see; a no-op but for SQLite files.
+    """
+    if isinstance(dbapi_connection, _WriterConnection):
+        dbapi_connection.take_turn(str(engine.url.database))
+
+
 def _close_inherited_writer_locks() -> None:
     # A forked child's copy of its parent's descriptor would keep the parent's
     # lock alive after the parent died; the child opens its own on first use.

@@ -20,8 +20,6 @@ import json
 import logging
 import random
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -38,11 +36,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from app.db import get_engine, rowcount, session_scope
+from app.db import rowcount, session_scope
 from app.models import AttemptStatus, Job, JobAttempt, JobStatus, Queue, utcnow
+from app.prepared import Prepared, write
 from app.services.outbox import Dispatch, stage
 from app.services.queue_settings import QueueSettings
 
@@ -156,7 +154,14 @@ def _claim_statement(*, unlimited: bool) -> Any:
 
 _CLAIM = _claim_statement(unlimited=False)
 _CLAIM_UNLIMITED = _claim_statement(unlimited=True)
-_INSERT_ATTEMPT = insert(_attempts)
+_INSERT_ATTEMPT = insert(_attempts).values(
+    id=bindparam("p_attempt_id"),
+    job_id=bindparam("p_id"),
+    number=bindparam("p_next"),
+    status=AttemptStatus.RUNNING,
+    worker_name=bindparam("p_worker"),
+    started_at=bindparam("p_now"),
+)
 _SUCCEED = (
     update(_jobs)
     .where(
@@ -207,33 +212,23 @@ def _with_attempt(claim: Any) -> Any:
 
 # On PostgreSQL every statement is a round trip, so the claim and the success are
 # one statement each (the attempt row written in the same statement); SQLite runs
-# in-process and has no data-modifying CTEs, so it runs the two statements.
-_CLAIM_ONE_TRIP = {False: _with_attempt(_CLAIM), True: _with_attempt(_CLAIM_UNLIMITED)}
+# in-process and has no data-modifying CTEs, so it runs the two statements.  All
+# run on the DBAPI connection (``app.prepared``): SQLAlchemy's execution of
+# these few fixed statements cost the worker more than the SQL itself.
+_CLAIM_ONE_TRIP = {
+    False: Prepared(_with_attempt(_CLAIM)),
+    True: Prepared(_with_attempt(_CLAIM_UNLIMITED)),
+}
+_CLAIM_ONLY = {False: Prepared(_CLAIM), True: Prepared(_CLAIM_UNLIMITED)}
+_ADD_ATTEMPT = Prepared(_INSERT_ATTEMPT)
 _succeeded = _SUCCEED.returning(_jobs.c.id).cte("succeeded")
-_SUCCEED_ONE_TRIP = (
+_SUCCEED_ONE_TRIP = Prepared(
     select(func.count())
     .select_from(_succeeded)
     .add_cte(_ATTEMPT_SUCCEEDED.where(exists(select(_succeeded.c.id))).cte("attempt_done"))
 )
-
-
-@contextmanager
-def _write(database_url: str) -> Iterator[Connection]:
-    """A connection for one write of the hot path, committed when the block ends.
-
-    On PostgreSQL the claim and the success are one statement each, atomic on its
-    own, so the connection autocommits: no BEGIN and COMMIT round trips.  SQLite
-    runs its two statements in one transaction, which takes the host's writer turn
-    at its first write like every SQLite write transaction (``app.db.sqlite_writer``).
-    """
-    engine = get_engine(database_url)
-    if engine.dialect.name != "postgresql":
-        with engine.begin() as connection:
-            yield connection
-        return
-    with engine.connect() as connection:
-        connection.execution_options(isolation_level="AUTOCOMMIT")
-        yield connection
+_SUCCEED_JOB = Prepared(_SUCCEED)
+_SUCCEED_ATTEMPT = Prepared(_ATTEMPT_SUCCEEDED)
 
 
 def claim(
@@ -261,28 +256,15 @@ def claim(
         "p_now": now,
         "p_worker": worker,
         "p_lease": now + timedelta(seconds=lease_seconds),
+        "p_attempt_id": uuid.uuid4(),
     }
-    with _write(database_url) as connection:
-        if connection.dialect.name == "postgresql":
-            row = connection.execute(
-                _CLAIM_ONE_TRIP[unlimited], {**params, "p_attempt_id": uuid.uuid4()}
-            ).one_or_none()
+    with write(database_url) as writer:
+        if writer.dialect.name == "postgresql":
+            row = writer.one_or_none(_CLAIM_ONE_TRIP[unlimited], params)
         else:
-            row = connection.execute(
-                _CLAIM_UNLIMITED if unlimited else _CLAIM, params
-            ).one_or_none()
+            row = writer.one_or_none(_CLAIM_ONLY[unlimited], params)
             if row is not None:
-                connection.execute(
-                    _INSERT_ATTEMPT,
-                    {
-                        "id": uuid.uuid4(),
-                        "job_id": job_id,
-                        "number": attempt + 1,
-                        "status": AttemptStatus.RUNNING,
-                        "worker_name": worker,
-                        "started_at": now,
-                    },
-                )
+                writer.execute(_ADD_ATTEMPT, params)
     if row is None:
         if not unlimited:
             with session_scope(database_url) as session:
@@ -392,12 +374,12 @@ def processing(job_id: uuid.UUID, attempt: int) -> Any:
 def record_success(database_url: str, job_id: uuid.UUID, claimed: Claimed, result: Any) -> bool:
     """Mark the attempt and the job succeeded; False when the job moved on meanwhile."""
     params = {"p_id": job_id, "p_attempt": claimed.attempt, "p_now": utcnow(), "p_result": result}
-    with _write(database_url) as connection:
-        if connection.dialect.name == "postgresql":
-            return bool(connection.execute(_SUCCEED_ONE_TRIP, params).scalar_one())
-        changed = connection.execute(_SUCCEED, params).rowcount
+    with write(database_url) as writer:
+        if writer.dialect.name == "postgresql":
+            return bool(writer.one_or_none(_SUCCEED_ONE_TRIP, params)[0])
+        changed = writer.execute(_SUCCEED_JOB, params)
         if changed:
-            connection.execute(_ATTEMPT_SUCCEEDED, params)
+            writer.execute(_SUCCEED_ATTEMPT, params)
     return bool(changed)
 
 

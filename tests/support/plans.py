@@ -1,12 +1,16 @@
-"""The statements a call runs on a table, and the query plans the engine makes of them."""
+"""The statements a call runs, and the query plans the engine makes of them."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, Engine, event
+
+from app.db import _WriterConnection
 
 
 @contextmanager
@@ -23,6 +27,58 @@ def statements_on(engine: Engine, table: str) -> Iterator[list[tuple[str, Any]]]
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+@contextmanager
+def statements_received(engine: Engine) -> Iterator[list[str]]:
+    """The first three words of each statement ``engine``'s DBAPI connections send, and COMMITs.
+
+    Seen on the DBAPI connection, so statements sent past SQLAlchemy's execution
+    (``app.prepared``) count too: on SQLite every cursor's statements and every
+    ``commit()`` (sqlite3's implicit ``BEGIN`` is not shown); on PostgreSQL each
+    statement of the connections checked out inside the block, with
+    `` (autocommit)`` after those sent outside a transaction.
+    """
+    seen: list[str] = []
+    watched: list[Any] = []
+
+    def words(statement: Any) -> str:
+        return " ".join(str(statement).split()[:3]).upper()
+
+    class SQLiteCursor(sqlite3.Cursor):
+        def execute(self, statement: str, *args: Any) -> Any:
+            seen.append(words(statement))
+            return super().execute(statement, *args)
+
+    class PostgresCursor(psycopg.Cursor[Any]):
+        def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+            seen.append(words(query) + (" (autocommit)" if self.connection.autocommit else ""))
+            return super().execute(query, *args, **kwargs)
+
+    writer = _WriterConnection
+    cursor, commit = writer.cursor, writer.commit
+
+    def sqlite_cursor(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return cursor(self, SQLiteCursor)
+
+    def sqlite_commit(self: Any) -> None:
+        seen.append("COMMIT")
+        commit(self)
+
+    def watch(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if isinstance(dbapi_connection, psycopg.Connection):
+            dbapi_connection.cursor_factory = PostgresCursor
+            watched.append(dbapi_connection)
+
+    writer.cursor, writer.commit = sqlite_cursor, sqlite_commit  # type: ignore[method-assign]
+    event.listen(engine, "checkout", watch)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "checkout", watch)
+        writer.cursor, writer.commit = cursor, commit  # type: ignore[method-assign]
+        for dbapi_connection in watched:
+            dbapi_connection.cursor_factory = psycopg.Cursor
 
 
 def selects_from(engine: Engine, table: str, call: Callable[[], Any]) -> list[tuple[str, Any]]:
