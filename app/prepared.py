@@ -84,13 +84,15 @@ class Prepared:
 
     def __init__(self, statement: Any) -> None:
         self.statement = statement
-        self._by_dialect: dict[type[Dialect], _Compiled] = {}
+        # By dialect object, one per engine: what it learnt of its server at the
+        # first connection (its version, the features it has) shapes the SQL.
+        self._by_dialect: dict[Dialect, _Compiled] = {}
 
     def compiled(self, dialect: Dialect) -> _Compiled:
         """The statement as ``dialect`` runs it (compiled on first use)."""
-        compiled = self._by_dialect.get(type(dialect))
+        compiled = self._by_dialect.get(dialect)
         if compiled is None:
-            compiled = self._by_dialect[type(dialect)] = self._compile(dialect)
+            compiled = self._by_dialect[dialect] = self._compile(dialect)
         return compiled
 
     def _compile(self, dialect: Dialect) -> _Compiled:
