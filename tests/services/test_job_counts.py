@@ -340,9 +340,14 @@ def test_concurrent_submits_and_transitions_keep_exact_counters_without_deadlock
                     else:
                         execution.record_failure(database_url, job_id, claimed, "boom", None)
                 with session_scope(database_url) as session:
-                    # Cancel a few jobs of the queues, other threads' included.
+                    # Cancel a few jobs of the queues, other threads' included, in id
+                    # order: two transactions taking the same rows in opposite orders
+                    # deadlock on the jobs themselves, whatever the counters do.
                     waiting = session.scalars(
-                        select(Job.id).where(Job.status == JobStatus.PENDING).limit(2)
+                        select(Job.id)
+                        .where(Job.status == JobStatus.PENDING)
+                        .order_by(Job.id)
+                        .limit(2)
                     ).all()
                     for job_id in waiting:
                         try:
