@@ -154,14 +154,16 @@ def _claim_statement(*, unlimited: bool) -> Any:
 
 _CLAIM = _claim_statement(unlimited=False)
 _CLAIM_UNLIMITED = _claim_statement(unlimited=True)
-_INSERT_ATTEMPT = insert(_attempts).values(
-    id=bindparam("p_attempt_id"),
-    job_id=bindparam("p_id"),
-    number=bindparam("p_next"),
-    status=AttemptStatus.RUNNING,
-    worker_name=bindparam("p_worker"),
-    started_at=bindparam("p_now"),
-)
+# The running attempt row a claim writes, from the claim's own parameters.
+_RUNNING_ATTEMPT = {
+    "id": bindparam("p_attempt_id", type_=_attempts.c.id.type),
+    "job_id": bindparam("p_id", type_=_attempts.c.job_id.type),
+    "number": bindparam("p_next", type_=_attempts.c.number.type),
+    "status": literal(AttemptStatus.RUNNING, _attempts.c.status.type),
+    "worker_name": bindparam("p_worker", type_=_attempts.c.worker_name.type),
+    "started_at": bindparam("p_now", type_=_attempts.c.started_at.type),
+}
+_INSERT_ATTEMPT = insert(_attempts).values(_RUNNING_ATTEMPT)
 _SUCCEED = (
     update(_jobs)
     .where(
@@ -195,15 +197,7 @@ def _with_attempt(claim: Any) -> Any:
     attempt = (
         insert(_attempts)
         .from_select(
-            ["id", "job_id", "number", "status", "worker_name", "started_at"],
-            select(
-                bindparam("p_attempt_id", type_=_attempts.c.id.type),
-                bindparam("p_id", type_=_attempts.c.job_id.type),
-                bindparam("p_next", type_=_attempts.c.number.type),
-                literal(AttemptStatus.RUNNING, _attempts.c.status.type),
-                bindparam("p_worker", type_=_attempts.c.worker_name.type),
-                bindparam("p_now", type_=_attempts.c.started_at.type),
-            ).select_from(claimed),
+            list(_RUNNING_ATTEMPT), select(*_RUNNING_ATTEMPT.values()).select_from(claimed)
         )
         .cte("attempt")
     )
