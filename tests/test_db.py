@@ -9,7 +9,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from app.db import get_engine
-from tests.support.workers import wait_for
+from tests.support.postgres import terminate_backend
 
 MARKER = "SELECT pg_backend_pid() AS the_last_statement_sent"
 
@@ -53,8 +53,6 @@ def test_a_connection_the_server_closed_is_replaced_at_checkout(
 ) -> None:
     with engine.connect() as connection:
         pid = connection.execute(text(MARKER)).scalar_one()
-    with observer.connect() as connection:
-        assert connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
-    wait_for(lambda: _last_statement(observer, pid) is None, 10, "the backend did not exit")
+    terminate_backend(observer, pid)
     with engine.connect() as connection:
         assert connection.execute(text(MARKER)).scalar_one() != pid

@@ -7,7 +7,7 @@ import uuid
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Table, bindparam, create_engine, func, insert, select, text, update
+from sqlalchemy import Table, bindparam, create_engine, func, insert, select, update
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, InvalidRequestError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
@@ -18,7 +18,7 @@ from app.prepared import Prepared, write
 from app.services.actors import Actor
 from tests.support import factories
 from tests.support.factories import RecordingPublisher
-from tests.support.workers import wait_for
+from tests.support.postgres import terminate_backend
 
 _jobs = cast(Table, Job.__table__)
 _attempts = cast(Table, JobAttempt.__table__)
@@ -153,9 +153,7 @@ def test_a_connection_that_lost_its_server_is_unavailable_then_replaced(
     try:
         with pytest.raises(DBAPIError) as lost, write(database_url) as writer:
             pid = writer.one_or_none(backend_pid, {})[0]
-            with observer.connect() as connection:
-                connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-            wait_for(lambda: not _alive(observer, pid), 10, "the backend did not exit")
+            terminate_backend(observer, pid)
             writer.execute(_START, _values(job))
     finally:
         observer.dispose()
@@ -164,12 +162,3 @@ def test_a_connection_that_lost_its_server_is_unavailable_then_replaced(
     with write(database_url) as writer:
         assert writer.one_or_none(backend_pid, {})[0] != pid
         assert writer.execute(_START, _values(job)) == 1
-
-
-def _alive(observer: Any, pid: int) -> bool:
-    with observer.connect() as connection:
-        return bool(
-            connection.execute(
-                text("SELECT 1 FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
-            ).scalar()
-        )
