@@ -99,9 +99,21 @@ def test_a_real_run_fills_records_facts_flower_api_and_metrics(
     assert facts["pool"]["processes"] == 2 and facts["pool"]["max_concurrency"] == 2
     assert facts["prefetch_count"] >= 2 and "utime" in facts["rusage"]
     assert facts["job_types"] is None, "a tenant sees no registered types of a shared worker"
-    [full] = [
-        w for w in api(client, operator, "/monitor/workers")["workers"] if w["hostname"] == HOST
-    ]
+
+    def operators_view() -> dict[str, Any]:
+        [full] = [
+            w for w in api(client, operator, "/monitor/workers")["workers"] if w["hostname"] == HOST
+        ]
+        return full
+
+    # The monitor re-reads the workers' SQL rows every two seconds
+    # (app/monitor/refresh.py): a run this short can finish before its first read.
+    wait_for(
+        lambda: operators_view()["job_types"] is not None,
+        10,
+        f"the monitor never read the worker's SQL row:\n{logs()}",
+    )
+    full = operators_view()
     assert {"echo", "fail"} <= set(full["job_types"])
     assert "taskforge.run_job" in full["registered_tasks"] and facts["registered_tasks"] is None
 
