@@ -3,11 +3,16 @@
 ``python -m benchmarks.profile rest``    py-spy on gunicorn (both workers) under wrk
 ``python -m benchmarks.profile worker``  py-spy on a Celery worker draining echo jobs
 ``python -m benchmarks.profile grpc``    py-spy on one gRPC server process under load
-Add ``--baseline`` to profile the matching baseline instead.
+Add ``--baseline`` to profile the matching baseline instead, ``--postgres`` to run
+TaskForge on a throwaway PostgreSQL cluster (as ``make bench`` does) instead of SQLite.
 
 It prints the share of busy samples spent inside each cost centre (they nest, so
 they do not add up to 100%) and the top frames, and keeps the raw collapsed
-stacks (``--output``) for flame-graph tools.  A sample is busy when py-spy saw its
+stacks (``--output``) for flame-graph tools.  ``--wall`` samples idle threads too
+and splits the samples by process (a Celery worker's main loop, its pool
+processes), so it tells where each one's *time* goes: a pool process waiting
+for its next job, the main loop blocked on a Redis round trip or idle in epoll
+(:func:`summarize_wall`).  Without it, a sample is busy when py-spy saw its
 thread on the CPU (it runs without ``--idle``: a thread asleep in C, such as
 ``time.sleep`` or a socket read, shows only its Python frames, which no pattern can
 tell from work) and its leaf matches no ``IDLE`` pattern.  Needs ``py-spy``
@@ -23,10 +28,11 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.config import RESULTS_DIR, BenchConfig
-from benchmarks.context import PYTHON, Context
+from benchmarks.context import PYTHON, Context, Target
 
 # Cost centres: a busy sample counts for a centre when any frame of its stack matches.
 CENTRES: dict[str, str] = {
@@ -66,7 +72,7 @@ def _py_spy() -> str:
     return found
 
 
-def _record(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes]:
+def _record(pid: int, seconds: float, output: Path, *, wall: bool) -> subprocess.Popen[bytes]:
     argv = [
         _py_spy(),
         "record",
@@ -82,8 +88,28 @@ def _record(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes]:
         "raw",
         "--output",
         str(output),
+        *(["--idle"] if wall else []),
     ]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@dataclass(frozen=True)
+class Run:
+    """What to profile and how."""
+
+    baseline: bool
+    seconds: float
+    output: Path
+    wall: bool = False
+    postgres: bool = False
+
+    def target(self, ctx: Context) -> Target:
+        """The database the profiled side writes to: PostgreSQL with ``--postgres``."""
+        return ctx.targets[-1] if self.postgres else ctx.sqlite
+
+    def record(self, pid: int) -> subprocess.Popen[bytes]:
+        """Start py-spy on ``pid`` and its children for the run's seconds."""
+        return _record(pid, self.seconds, self.output, wall=self.wall)
 
 
 def summarize(raw: Path, top: int = 25) -> str:
@@ -116,16 +142,54 @@ def summarize(raw: Path, top: int = 25) -> str:
     return "\n".join(lines)
 
 
-def _profile_rest(ctx: Context, baseline: bool, seconds: float, output: Path) -> None:
+# --wall: the threads whose time is summed, by the frame that runs them.
+WORKER_ROLES: dict[str, str] = {
+    "worker main loop (consumer, one per worker)": r"asynloop \(",
+    "pool processes' main threads (waiting for a job or running it)": r"Worker\.workloop \(",
+}
+ALL_THREADS: dict[str, str] = {"every thread of the process tree": ""}
+
+
+def summarize_wall(raw: Path, roles: dict[str, str], top: int = 30) -> str:
+    """Where each role's wall time goes, from a py-spy raw file recorded with ``--idle``.
+
+    A sample belongs to the first role whose pattern one of its frames matches;
+    each role's frames are shares of that role's samples, inclusive.  Frames in
+    at least 98% of a role's samples (the thread's trunk) are left out.
+    """
+    samples: Counter[str] = Counter()
+    frames: dict[str, Counter[str]] = {role: Counter() for role in roles}
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        role = next((r for r, pattern in roles.items() if re.search(pattern, stack)), None)
+        if role is None:
+            continue
+        count = int(count_text)
+        samples[role] += count
+        for frame in {re.sub(r":\d+\)$", ")", f) for f in stack.split(";")}:
+            if not frame.startswith("process "):
+                frames[role][frame] += count
+    lines: list[str] = []
+    for role in roles:
+        total = samples[role]
+        lines += ["", f"{role}: {total} samples"]
+        shown = [(n, f) for f, n in frames[role].most_common() if n < 0.98 * total][:top]
+        lines += [f"  {n / total:6.1%}  {frame}" for n, frame in shown]
+    return "\n".join(lines).strip() if any(samples.values()) else "no samples in any role"
+
+
+def _profile_rest(ctx: Context, run: Run) -> None:
     from benchmarks import wrk
     from benchmarks.tenant import reset_jobs
 
-    target = ctx.sqlite
+    target = run.target(ctx)
     reset_jobs(target.database_url)
     wrk_bin, why = wrk.ensure_wrk(ctx.config.install_wrk)
     if wrk_bin is None:
         raise SystemExit(why)
-    if baseline:
+    if run.baseline:
         spec, health, path, body = "benchmarks.baseline_app:app", "/health", "/submit", {}
         headers: dict[str, str] = {}
     else:
@@ -138,22 +202,22 @@ def _profile_rest(ctx: Context, baseline: bool, seconds: float, output: Path) ->
     proc, port = ctx.start_gunicorn("gunicorn-profile", spec, health, target.database_url)
     url = f"http://127.0.0.1:{port}{path}"
     wrk.run(wrk_bin, url, script, seconds=1, connections=8, threads=1)
-    spy = _record(proc.pid, seconds, output)
-    result = wrk.run(wrk_bin, url, script, seconds=seconds + 2, connections=8, threads=1)
-    spy.wait(seconds + 60)
+    spy = run.record(proc.pid)
+    result = wrk.run(wrk_bin, url, script, seconds=run.seconds + 2, connections=8, threads=1)
+    spy.wait(run.seconds + 60)
     ctx.procs.stop(proc)
     print(f"under py-spy: {result.requests_per_s:.0f} req/s, p99 {result.p99_ms:.1f} ms")
 
 
-def _profile_worker(ctx: Context, baseline: bool, seconds: float, output: Path) -> None:
+def _profile_worker(ctx: Context, run: Run) -> None:
     from benchmarks import e2e
     from benchmarks.tenant import reset_jobs
 
-    target = ctx.sqlite
+    target = run.target(ctx)
     reset_jobs(target.database_url)
     ctx.clear_broker()
     n = ctx.config.e2e_jobs
-    if baseline:
+    if run.baseline:
         e2e.base_enqueue(ctx, n)
         worker = ctx.start_worker(
             "base-profile", "benchmarks.baseline_celery", target.database_url, "-Q", e2e.BASE_QUEUE
@@ -162,31 +226,31 @@ def _profile_worker(ctx: Context, baseline: bool, seconds: float, output: Path) 
         e2e.tf_enqueue(ctx, target, n)
         worker = ctx.start_worker("tf-profile", "tasks.celery_app", target.database_url)
     time.sleep(2.0)  # past worker start-up
-    spy = _record(worker.pid, seconds, output)
-    spy.wait(seconds + 60)
+    spy = run.record(worker.pid)
+    spy.wait(run.seconds + 60)
     ctx.procs.stop(worker)
 
 
-def _profile_grpc(ctx: Context, baseline: bool, seconds: float, output: Path) -> None:
+def _profile_grpc(ctx: Context, run: Run) -> None:
     from benchmarks.procs import free_port, port_open, wait_until
     from benchmarks.tenant import reset_jobs
 
-    target = ctx.sqlite
+    target = run.target(ctx)
     reset_jobs(target.database_url)
     port = free_port()
-    side = "baseline" if baseline else "taskforge"
+    side = "baseline" if run.baseline else "taskforge"
     argv = [PYTHON, "-m", "benchmarks.grpc_servers", side, "--port", str(port)]
     argv += ["--threads", str(ctx.config.grpc_threads)]
     server = ctx.procs.start("grpc-profile", argv, {"DATABASE_URL": target.database_url})
     wait_until(lambda: port_open(port), timeout=60, what="gRPC server", proc=server)
     client_argv = [PYTHON, "-m", "benchmarks.grpc_client", "--targets", f"127.0.0.1:{port}"]
     client_argv += ["--queue-id", target.tenant.queue_id, "--token", target.tenant.token]
-    client_argv += ["--seconds", str(seconds + 2)]
+    client_argv += ["--seconds", str(run.seconds + 2)]
     client = subprocess.Popen(client_argv, cwd=ctx.procs.cwd, env=ctx.procs.base_env)
     time.sleep(1.5)
-    spy = _record(server.pid, seconds, output)
-    spy.wait(seconds + 60)
-    client.wait(seconds + 120)
+    spy = run.record(server.pid)
+    spy.wait(run.seconds + 60)
+    client.wait(run.seconds + 120)
     ctx.procs.stop(server)
 
 
@@ -198,17 +262,31 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--jobs", type=int, default=5000, help="jobs for the worker profile")
     parser.add_argument("--output", type=Path, help="raw collapsed stacks (default results/)")
+    parser.add_argument(
+        "--wall", action="store_true", help="sample idle threads too; split by process role"
+    )
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="TaskForge on a throwaway PostgreSQL cluster (BENCH_POSTGRES_URL if set)",
+    )
     args = parser.parse_args()
     from benchmarks.session import open_session
 
-    config = BenchConfig(reps=1, e2e_jobs=args.jobs)
+    config = BenchConfig(reps=1, e2e_jobs=args.jobs, postgres=args.postgres)
     side = "baseline" if args.baseline else "taskforge"
     output = args.output or RESULTS_DIR / f"profile-{args.target}-{side}.txt"
     output.parent.mkdir(parents=True, exist_ok=True)
-    run = {"rest": _profile_rest, "worker": _profile_worker, "grpc": _profile_grpc}[args.target]
-    with open_session(config) as ctx:
-        run(ctx, args.baseline, args.seconds, output)
-    print(summarize(output))
+    run = Run(args.baseline, args.seconds, output, wall=args.wall, postgres=args.postgres)
+    profile = {"rest": _profile_rest, "worker": _profile_worker, "grpc": _profile_grpc}
+    with open_session(config, with_postgres=args.postgres) as ctx:
+        if args.postgres and len(ctx.targets) < 2:
+            raise SystemExit("--postgres: no PostgreSQL (install it, or set BENCH_POSTGRES_URL)")
+        profile[args.target](ctx, run)
+    if args.wall:
+        print(summarize_wall(output, WORKER_ROLES if args.target == "worker" else ALL_THREADS))
+    else:
+        print(summarize(output))
     print(f"\nraw stacks: {output}")
 
 
