@@ -11,6 +11,7 @@ root, so as root the cluster runs as the ``postgres`` account.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -56,22 +57,19 @@ def throwaway_cluster() -> Iterator[str | None]:
         f"-p {port} -c listen_addresses=127.0.0.1 -k {root} -c fsync=off "
         "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
     )
-    run = {"check": True, "capture_output": True, "cwd": root, "timeout": 120}
+    run = functools.partial(subprocess.run, check=True, capture_output=True, cwd=root, timeout=120)
     try:
-        subprocess.run(
+        run(
             _as_owner([str(pg_bin / "initdb"), "-D", str(data), "-U", "postgres",
                        "--no-locale", "--encoding=UTF8", "--auth=trust"]),
-            **run,
         )  # fmt: skip
-        subprocess.run(
+        run(
             _as_owner([pg_ctl, "-D", str(data), "-l", str(root / "postgres.log"), "-w",
                        "-t", "60", "start", "-o", options]),
-            **run,
         )  # fmt: skip
-        subprocess.run(
+        run(
             [str(pg_bin / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
              "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-qc", f"CREATE DATABASE {DATABASE}"],
-            **run,
         )  # fmt: skip
         print(f"throwaway PostgreSQL {pg_bin.parent.name} on 127.0.0.1:{port}", flush=True)
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/{DATABASE}"

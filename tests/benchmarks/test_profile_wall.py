@@ -6,7 +6,7 @@ from pathlib import Path
 
 from benchmarks.profile import ALL_THREADS, WORKER_ROLES, summarize_wall
 
-MAIN = 'process 10:"celery worker";main (celery/bin/worker.py:1);asynloop (celery/worker/loops.py:9)'
+MAIN = 'process 10:"celery worker";main (celery/bin/worker.py:1);asynloop (celery/loops.py:9)'
 POOL = 'process 10:"celery worker";process 11:"celery worker";Worker.workloop (billiard/pool.py:3)'
 
 
