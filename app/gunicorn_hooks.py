@@ -8,6 +8,9 @@
 - In Prometheus multiprocess mode each worker writes its metrics to files under
   ``PROMETHEUS_MULTIPROC_DIR``; a worker that exits must be marked dead so its
   live-gauge files stop counting.
+- A worker that has loaded the app freezes its start-up objects out of the
+  collector's full passes (``app.heap``), which would otherwise stall a request
+  for tens of milliseconds every few thousand requests.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from urllib.parse import unquote_plus
 
 from gunicorn.glogging import Logger
 from prometheus_client import multiprocess
+
+from app.heap import freeze_startup_objects
 
 REDACTED = "[REDACTED]"
 # A parameter or header whose name says it carries a credential.
@@ -130,6 +135,11 @@ class RedactingLogger(Logger):
 
 
 logger_class = RedactingLogger
+
+
+def post_worker_init(worker: Any) -> None:
+    """Freeze the objects of a worker that has just loaded the app (``app.heap``)."""
+    freeze_startup_objects(worker.log.error_log)
 
 
 def child_exit(_server: Any, worker: Any) -> None:

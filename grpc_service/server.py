@@ -21,6 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from app.config import ConfigError, Settings, load_settings
+from app.heap import freeze_startup_objects
 from app.runtime import Runtime
 from grpc_service.auth import Authenticator
 from grpc_service.gen import job_queue_pb2_grpc as pb_grpc
@@ -112,6 +113,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     server.start()
+    freeze_startup_objects()
     tls = " with TLS" if settings.grpc_tls_cert else ""
     logger.info("gRPC JobQueueService listening on %s%s", settings.grpc_bind, tls)
     stop.wait()

@@ -15,6 +15,7 @@ import redis
 from celery import Celery
 
 from app.config import load_settings
+from app.heap import freeze_startup_objects
 from app.monitor.events import EventHandler
 from app.monitor.health import HealthServer
 from app.monitor.lookups import Lookups
@@ -124,6 +125,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    freeze_startup_objects()
     try:
         monitor.run()
     finally:

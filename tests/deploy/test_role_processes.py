@@ -29,6 +29,8 @@ from tests.support.workers import wait_for
 pytestmark = [pytest.mark.slow, pytest.mark.real_workers]
 
 Start = Callable[..., RoleProcess]
+# What a process logs once it froze its start-up objects (app.heap).
+FROZEN = "start-up objects frozen; full collections skip them"
 
 
 def _bind() -> str:
@@ -44,6 +46,7 @@ def test_api_answers_its_health_checks_and_stops_on_sigterm(start_role: Start) -
     )
     wait_for(api.healthy, 60, f"the api never became ready:\n{api.log()[-3000:]}", interval=0.5)
     assert "answered 200" in api.health("--live").stdout
+    assert FROZEN in api.log(), api.log()[-3000:]
     assert api.terminate(timeout=5 + 10) == 0, api.log()[-3000:]
     failed = api.health()
     assert failed.returncode == 1
@@ -54,6 +57,7 @@ def test_grpc_answers_health_and_stops_on_sigterm(start_role: Start) -> None:
     grpc = start_role("grpc", TASKFORGE_GRPC_BIND=_bind())
     wait_for(grpc.healthy, 60, f"grpc never served:\n{grpc.log()[-3000:]}", interval=0.5)
     assert "SERVING" in grpc.health().stdout
+    assert FROZEN in grpc.log(), grpc.log()[-3000:]
     assert grpc.terminate(timeout=GRACE_SECONDS + 10) == 0, grpc.log()[-3000:]
     assert "gRPC server stopped" in grpc.log()
     assert grpc.health("--timeout", "1").returncode == 1
@@ -63,6 +67,7 @@ def test_monitor_answers_health_and_stops_on_sigterm(start_role: Start) -> None:
     monitor = start_role("monitor", TASKFORGE_MONITOR_BIND=_bind())
     wait_for(monitor.healthy, 60, f"monitor never ready:\n{monitor.log()[-3000:]}", interval=0.5)
     assert "answered 200" in monitor.health("--live").stdout
+    assert FROZEN in monitor.log(), monitor.log()[-3000:]
     assert monitor.terminate(timeout=15) == 0, monitor.log()[-3000:]
     assert "monitor: stopped" in monitor.log()
     assert monitor.health().returncode == 1
