@@ -72,11 +72,13 @@ class BaselineServicer(pb_grpc.JobQueueServiceServicer):
 def _taskforge_server(port: int, threads: int) -> grpc.Server:
     import grpc_service.server as tf_server
     from app.config import load_settings
+    from app.heap import freeze_startup_objects
 
     # The benchmark compares equal topologies: TaskForge's pool size is set per run
     # (its module default is 16 threads per process).
     tf_server.MAX_WORKERS = threads
     server, _ = tf_server.create_server(load_settings(), f"127.0.0.1:{port}")
+    freeze_startup_objects()  # as `taskforge grpc` does once it serves (app.heap)
     return server
 
 
