@@ -5,9 +5,9 @@ Connected to Celery's signals, so ``taskforge worker`` and a plain
 
 - ``worker_init`` (main process, before the pool forks): read the settings, build
   the runtime (``app.runtime``) and import ``TASKFORGE_HANDLER_MODULES`` and the
-  Celery task modules of ``TASKFORGE_TASK_MODULES`` (``tasks.celery_tasks``), then
-  freeze what start-up made out of the collector's full passes (``app.heap``): the
-  pool processes forked next inherit the frozen objects;
+  Celery task modules of ``TASKFORGE_TASK_MODULES`` (``tasks.celery_tasks``).
+  Unlike the other processes it does not freeze its start-up objects: measured,
+  the frozen worker drained jobs slower (``app.heap``);
 - every fork of a pool process (start, grow, restart, autoscale, max tasks per
   child) waits for the heartbeat's SQL to finish and gives the child fresh SQL
   pools (``app.forksafe``, imported here);
@@ -24,7 +24,6 @@ from celery import signals
 from app import forksafe  # noqa: F401 - installs the fork hooks of worker processes
 from app.config import load_settings
 from app.db import session_scope
-from app.heap import freeze_startup_objects
 from app.runtime import Runtime
 from app.services.workers import queues_in_scope
 from tasks.celery_tasks import load_task_modules
@@ -47,7 +46,6 @@ def runtime() -> Runtime:
 @signals.worker_init.connect
 def _start(**_: Any) -> None:
     runtime()
-    freeze_startup_objects()
 
 
 @signals.celeryd_after_setup.connect

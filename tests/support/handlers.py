@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import time
@@ -33,9 +32,3 @@ def greet(payload: Any) -> dict[str, Any]:
 def hold(payload: Any) -> None:
     """Keep the worker busy for ``payload["seconds"]`` seconds."""
     time.sleep(float(payload["seconds"]))
-
-
-@job("test.gc_frozen")
-def gc_frozen(_payload: Any) -> dict[str, int]:
-    """Say how many objects the process running the job has frozen out of full collections."""
-    return {"frozen": gc.get_freeze_count()}
