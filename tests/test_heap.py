@@ -6,11 +6,7 @@ its later cyclic garbage for ever.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
-from app.config import PROJECT_ROOT
+from tests.support.fresh import last_json_line
 
 # Build the REST app as a gunicorn worker does, then freeze; report what the
 # collector's oldest generation and its permanent generation hold before and after.
@@ -33,15 +29,7 @@ print(json.dumps({
 
 
 def test_freezing_takes_the_start_up_objects_out_of_full_collections() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", _FREEZE_AN_APP],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    counts = json.loads(done.stdout.strip().splitlines()[-1])
+    counts = last_json_line(_FREEZE_AN_APP)
 
     # An app's start-up leaves tens of thousands of long-lived objects behind...
     assert counts["before"] > 10_000

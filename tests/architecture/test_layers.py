@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import pytest
 
 from app.config import PROJECT_ROOT
+from tests.support.fresh import last_json_line
 
 # What a process imports at start, as its role runs it (app/roles.py).
 ENTRY_POINTS = {
@@ -30,16 +30,7 @@ def loaded_by(modules: list[str]) -> set[str]:
         "    importlib.import_module(name)\n"
         "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return set(json.loads(done.stdout.splitlines()[-1]))
+    return set(last_json_line(script))
 
 
 @pytest.mark.parametrize("process", sorted(ENTRY_POINTS))
