@@ -10,10 +10,8 @@ calls, and 7 ms once the start-up objects were frozen (docs/performance.md).
 
 :func:`freeze_startup_objects` moves everything alive at the end of start-up into
 the collector's permanent generation, which no pass walks; a full pass then takes
-about a millisecond. Garbage left by start-up is collected first. A forking
-process gains as well: its children's collections no longer write to the pages
-they share with the parent (the ``gc.freeze`` documentation's prefork advice). The
-objects stay alive and reference-counted as before; only the cycle collector stops
+about a millisecond. Garbage left by start-up is collected first. The objects
+stay alive and reference-counted as before; only the cycle collector stops
 looking at them. Call it once per process, where its start-up ends, never in
 library code or tests: a frozen cycle that later becomes garbage is never freed.
 
