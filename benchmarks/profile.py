@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,17 +113,26 @@ class Run:
         return _record(pid, self.seconds, self.output, wall=self.wall)
 
 
+def _stacks(raw: Path) -> Iterator[tuple[str, int]]:
+    """Each stack of a py-spy raw (collapsed) file, with its sample count."""
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if stack and count_text.isdigit():
+            yield stack, int(count_text)
+
+
+def _frame(frame: str) -> str:
+    """A frame without its line number, so that one function counts once."""
+    return re.sub(r":\d+\)$", ")", frame)
+
+
 def summarize(raw: Path, top: int = 25) -> str:
     """Cost-centre shares and top inclusive frames of a py-spy raw (collapsed) file."""
     busy = 0
     idle = 0
     centres: Counter[str] = Counter()
     frames: Counter[str] = Counter()
-    for line in raw.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
+    for stack, count in _stacks(raw):
         leafward = stack.split(";")
         if IDLE.search(leafward[-1]) or IDLE.search(";".join(leafward[-3:])):
             idle += count
@@ -131,7 +141,7 @@ def summarize(raw: Path, top: int = 25) -> str:
         for name, pattern in CENTRES.items():
             if re.search(pattern, stack):
                 centres[name] += count
-        for frame in {re.sub(r":\d+\)$", ")", f) for f in leafward[2:]}:
+        for frame in {_frame(f) for f in leafward[2:]}:
             frames[frame] += count
     if not busy:
         return "no busy samples"
@@ -159,16 +169,12 @@ def summarize_wall(raw: Path, roles: dict[str, str], top: int = 30) -> str:
     """
     samples: Counter[str] = Counter()
     frames: dict[str, Counter[str]] = {role: Counter() for role in roles}
-    for line in raw.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
+    for stack, count in _stacks(raw):
         role = next((r for r, pattern in roles.items() if re.search(pattern, stack)), None)
         if role is None:
             continue
-        count = int(count_text)
         samples[role] += count
-        for frame in {re.sub(r":\d+\)$", ")", f) for f in stack.split(";")}:
+        for frame in {_frame(f) for f in stack.split(";")}:
             if not frame.startswith("process "):
                 frames[role][frame] += count
     lines: list[str] = []
