@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import psycopg
 from sqlalchemy.orm import Session
@@ -67,6 +67,22 @@ def test_a_job_of_a_queue_without_a_policy_costs_one_claim_and_one_finish(
             "COMMIT",
         ]
     assert _outcome(session, job) == (JobStatus.SUCCEEDED, [AttemptStatus.SUCCEEDED])
+
+
+def test_only_the_watched_databases_statements_are_counted(
+    database_url: str, statements: list[str], tmp_path: Any
+) -> None:
+    # Another test's background thread (a publication stamp, a lease renewal) may
+    # write to its own database while this one counts: that must not show here.
+    other = get_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    with other.begin() as connection:
+        connection.execute(text("CREATE TABLE elsewhere (n INTEGER)"))
+    with get_engine(database_url).begin() as connection:
+        connection.execute(text("SELECT 1"))
+
+    assert statements == ["SELECT 1"] + (
+        [] if get_engine(database_url).dialect.name == "postgresql" else ["COMMIT"]
+    )
 
 
 def test_a_queue_whose_policy_was_removed_takes_the_short_path(

@@ -33,11 +33,12 @@ def statements_on(engine: Engine, table: str) -> Iterator[list[tuple[str, Any]]]
 def statements_received(engine: Engine) -> Iterator[list[str]]:
     """The first three words of each statement ``engine``'s DBAPI connections send, and COMMITs.
 
-    Seen on the DBAPI connection, so statements sent past SQLAlchemy's execution
-    (``app.prepared``) count too: on SQLite every cursor's statements and every
-    ``commit()`` (sqlite3's implicit ``BEGIN`` is not shown); on PostgreSQL each
-    statement of the connections checked out inside the block, with
-    `` (autocommit)`` after those sent outside a transaction.
+    Seen on the DBAPI connections checked out of ``engine`` inside the block, so
+    statements sent past SQLAlchemy's execution (``app.prepared``) count too, and
+    those of other databases (another test's background thread) do not: on SQLite
+    their cursors' statements and their ``commit()`` calls (sqlite3's implicit
+    ``BEGIN`` is not shown); on PostgreSQL each statement, with `` (autocommit)``
+    after those sent outside a transaction.
     """
     seen: list[str] = []
     watched: list[Any] = []
@@ -58,16 +59,21 @@ def statements_received(engine: Engine) -> Iterator[list[str]]:
     writer = _WriterConnection
     cursor, commit = writer.cursor, writer.commit
 
+    def is_watched(dbapi_connection: Any) -> bool:
+        return any(dbapi_connection is each for each in watched)
+
     def sqlite_cursor(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return cursor(self, SQLiteCursor)
+        return cursor(self, SQLiteCursor) if is_watched(self) else cursor(self, *args, **kwargs)
 
     def sqlite_commit(self: Any) -> None:
-        seen.append("COMMIT")
+        if is_watched(self):
+            seen.append("COMMIT")
         commit(self)
 
     def watch(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         if isinstance(dbapi_connection, psycopg.Connection):
             dbapi_connection.cursor_factory = PostgresCursor
+        if not is_watched(dbapi_connection):
             watched.append(dbapi_connection)
 
     writer.cursor, writer.commit = sqlite_cursor, sqlite_commit  # type: ignore[method-assign]
@@ -78,7 +84,8 @@ def statements_received(engine: Engine) -> Iterator[list[str]]:
         event.remove(engine, "checkout", watch)
         writer.cursor, writer.commit = cursor, commit  # type: ignore[method-assign]
         for dbapi_connection in watched:
-            dbapi_connection.cursor_factory = psycopg.Cursor
+            if isinstance(dbapi_connection, psycopg.Connection):
+                dbapi_connection.cursor_factory = psycopg.Cursor
 
 
 def selects_from(engine: Engine, table: str, call: Callable[[], Any]) -> list[tuple[str, Any]]:
