@@ -10,7 +10,17 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, create_engine, event
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
 from sqlalchemy.engine import Engine, make_url
 
 metadata = MetaData()
@@ -24,6 +34,18 @@ bench_jobs = Table(
     Column("payload", Text),
     Column("status", String(20), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# The tracked baseline's jobs: a raw Celery task claims its row and records its
+# success, each with one UPDATE (``benchmarks.baseline_celery.tracked``).  Times are
+# ``time.time()`` floats.
+bench_tracked = Table(
+    "bench_tracked",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("started_at", Float),
+    Column("completed_at", Float),
 )
 
 
@@ -46,5 +68,5 @@ def make_engine(url: str | None = None) -> Engine:
 
 
 def ensure_table(engine: Engine) -> None:
-    """Create ``bench_jobs`` when missing."""
-    metadata.create_all(engine, tables=[bench_jobs])
+    """Create ``bench_jobs`` and ``bench_tracked`` when missing."""
+    metadata.create_all(engine, tables=[bench_jobs, bench_tracked])

@@ -18,6 +18,12 @@ in the same run.  The pre-enqueue itself is timed too: TaskForge's bulk submit a
 processes' CPU per job is measured from the first completion on.  A diagnostic
 drain reruns the baseline with ``-E`` (task events on, as TaskForge's
 ``celeryconfig.py`` sets), to show what events cost the consumer loop.
+
+A second diagnostic, on each database, holds TaskForge to a raw Celery task that
+tracks its own job in SQL the least costly way: it claims its row and records its
+success, one autocommitted compare-and-set ``UPDATE`` each, on a table with only a
+primary key (``bench.tracked``).  The must compares TaskForge with a task that
+writes nothing; this row shows how much of the gap is the SQL itself.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, insert, select
 
 from benchmarks.context import Context, Target
 from benchmarks.procs import Proc, tree_cpu_seconds
@@ -38,6 +44,7 @@ from benchmarks.tenant import Tenant, reset_jobs
 
 BATCH = 500
 BASE_QUEUE = "bench.e2e"
+TRACKED_QUEUE = "bench.e2e.tracked"
 # How often a drain asks whether it is done.  The rate comes from the completion
 # times, not from these polls, so they only need to notice the end; but each
 # TaskForge poll counts the jobs by status in SQL (3-4 ms of PostgreSQL's CPU
@@ -225,6 +232,51 @@ def base_drain(
     return Drain(enqueue_rate, n / span if span > 0 else math.nan, cpu_per_job)
 
 
+def tracked_drain(ctx: Context, target: Target, n: int) -> Drain:
+    """Drain ``n`` raw Celery tasks that claim and finish their own rows, with one worker."""
+    from benchmarks.baseline_celery import app, tracked
+    from benchmarks.baseline_db import bench_tracked, ensure_table, make_engine
+
+    engine = make_engine(target.database_url)
+    try:
+        ensure_table(engine)
+        ids = [str(uuid.uuid4()) for _ in range(n)]
+        with engine.begin() as connection:
+            connection.execute(delete(bench_tracked))
+            connection.execute(insert(bench_tracked), [{"id": i, "status": "pending"} for i in ids])
+        ctx.clear_broker()
+        started = time.perf_counter()
+        with app.producer_or_acquire() as producer, producer.batch(max_size=1000):
+            for job_id in ids:
+                tracked.apply_async(args=[job_id], queue=TRACKED_QUEUE, producer=producer)
+        enqueue_per_s = n / (time.perf_counter() - started)
+        ctx.settle("e2e tracked baseline 1w")
+        proc = ctx.start_worker(
+            f"tracked-worker-{uuid.uuid4().hex[:4]}",
+            "benchmarks.baseline_celery",
+            target.database_url,
+            "-Q",
+            TRACKED_QUEUE,
+        )
+        succeeded = select(func.count()).where(bench_tracked.c.status == "succeeded")
+
+        def done() -> int:
+            with engine.connect() as connection:
+                return int(connection.scalar(succeeded) or 0)
+
+        try:
+            cpu_per_job = _wait([proc], done, n, 1, "tracked baseline drain")
+        finally:
+            ctx.procs.stop(proc)
+        completed = bench_tracked.c.completed_at
+        with engine.connect() as connection:
+            first, last = connection.execute(select(func.min(completed), func.max(completed))).one()
+    finally:
+        engine.dispose()
+    span = float(last) - float(first)
+    return Drain(enqueue_per_s, n / span if span > 0 else math.nan, cpu_per_job)
+
+
 def run(ctx: Context) -> list[Row]:
     """Run the end-to-end benchmark on every target; return its rows."""
     events = Row(
@@ -263,6 +315,12 @@ def _run_on(ctx: Context, target: Target, events: Row | None) -> list[Row]:
         Goal(">=", 1.6),
         baseline_must_reach=1.5,
     )
+    sql_work = Row(
+        f"End-to-end no-op throughput, 1 worker, {on}: TaskForge vs a raw Celery task "
+        "that claims and finishes its own row (two autocommitted UPDATEs)",
+        "jobs/s",
+    )
+    ctx.diagnostics.append(sql_work)
     rows = [enqueue, one, cpu]
     if config.horizontal:
         rows += [two, scaling]
@@ -281,6 +339,7 @@ def _run_on(ctx: Context, target: Target, events: Row | None) -> list[Row]:
         if events is not None:
             with_events = base_drain(ctx, target, n, 1, ("-E",))
             events.add(with_events.drain_per_s, base1.drain_per_s)
+        sql_work.add(tf1.drain_per_s, tracked_drain(ctx, target, n).drain_per_s)
         enqueue.add(tf1.enqueue_per_s, base1.enqueue_per_s)
         one.add(tf1.drain_per_s, base1.drain_per_s)
         cpu.add(tf1.cpu_ms_per_job, base1.cpu_ms_per_job)
