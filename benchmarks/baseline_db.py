@@ -68,5 +68,5 @@ def make_engine(url: str | None = None) -> Engine:
 
 
 def ensure_table(engine: Engine) -> None:
-    """Create ``bench_jobs`` and ``bench_tracked`` when missing."""
-    metadata.create_all(engine, tables=[bench_jobs, bench_tracked])
+    """Create ``bench_jobs`` when missing."""
+    metadata.create_all(engine, tables=[bench_jobs])

@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 
@@ -180,24 +181,47 @@ def tf_drain(ctx: Context, target: Target, n: int, workers: int) -> Drain:
     return Drain(enqueue_rate, n / span if span > 0 else math.nan, cpu_per_job)
 
 
-def publish_baseline(n: int) -> float:
-    """Publish ``n`` baseline tasks inside ``Producer.batch``; return the seconds it took."""
-    from benchmarks.baseline_celery import app, count
+def _publish(task: Any, arguments: list[Any], queue: str) -> float:
+    """Publish one ``task`` message per argument inside ``Producer.batch``; return seconds."""
+    from benchmarks.baseline_celery import app
 
     started = time.perf_counter()
     with app.producer_or_acquire() as producer, producer.batch(max_size=1000):
-        for i in range(n):
-            count.apply_async(args=[i], queue=BASE_QUEUE, producer=producer)
+        for argument in arguments:
+            task.apply_async(args=[argument], queue=queue, producer=producer)
     return time.perf_counter() - started
+
+
+def publish_baseline(n: int) -> float:
+    """Publish ``n`` baseline tasks inside ``Producer.batch``; return the seconds it took."""
+    from benchmarks.baseline_celery import count
+
+    return _publish(count, list(range(n)), BASE_QUEUE)
+
+
+def _enqueued(ctx: Context, queue: str, n: int, elapsed: float) -> float:
+    """Check that ``queue`` holds the ``n`` messages just published; return them per second."""
+    depth = ctx.queue_depth(queue)
+    if depth != n:
+        raise DrainError(f"baseline enqueue: {depth} messages in {queue}, not {n}")
+    return n / elapsed
 
 
 def base_enqueue(ctx: Context, n: int) -> float:
     """Publish ``n`` baseline tasks inside ``Producer.batch``; return tasks/s."""
-    elapsed = publish_baseline(n)
-    depth = ctx.queue_depth(BASE_QUEUE)
-    if depth != n:
-        raise DrainError(f"baseline enqueue: {depth} messages in {BASE_QUEUE}, not {n}")
-    return n / elapsed
+    return _enqueued(ctx, BASE_QUEUE, n, publish_baseline(n))
+
+
+def _start_base_worker(ctx: Context, target: Target, name: str, queue: str, *extra: str) -> Proc:
+    """Start one raw Celery worker of ``benchmarks.baseline_celery`` on ``queue``."""
+    return ctx.start_worker(
+        f"{name}-{uuid.uuid4().hex[:4]}",
+        "benchmarks.baseline_celery",
+        target.database_url,
+        "-Q",
+        queue,
+        *extra,
+    )
 
 
 def base_drain(
@@ -211,14 +235,7 @@ def base_drain(
     ctx.settle(f"e2e baseline {workers}w")
     client = ctx.redis()
     procs = [
-        ctx.start_worker(
-            f"base-worker{w}-{uuid.uuid4().hex[:4]}",
-            "benchmarks.baseline_celery",
-            target.database_url,
-            "-Q",
-            BASE_QUEUE,
-            *extra,
-        )
+        _start_base_worker(ctx, target, f"base-worker{w}", BASE_QUEUE, *extra)
         for w in range(workers)
     ]
     try:
@@ -234,30 +251,20 @@ def base_drain(
 
 def tracked_drain(ctx: Context, target: Target, n: int) -> Drain:
     """Drain ``n`` raw Celery tasks that claim and finish their own rows, with one worker."""
-    from benchmarks.baseline_celery import app, tracked
-    from benchmarks.baseline_db import bench_tracked, ensure_table, make_engine
+    from benchmarks.baseline_celery import tracked
+    from benchmarks.baseline_db import bench_tracked, make_engine
 
     engine = make_engine(target.database_url)
     try:
-        ensure_table(engine)
+        bench_tracked.create(engine, checkfirst=True)
         ids = [str(uuid.uuid4()) for _ in range(n)]
         with engine.begin() as connection:
             connection.execute(delete(bench_tracked))
             connection.execute(insert(bench_tracked), [{"id": i, "status": "pending"} for i in ids])
         ctx.clear_broker()
-        started = time.perf_counter()
-        with app.producer_or_acquire() as producer, producer.batch(max_size=1000):
-            for job_id in ids:
-                tracked.apply_async(args=[job_id], queue=TRACKED_QUEUE, producer=producer)
-        enqueue_per_s = n / (time.perf_counter() - started)
+        enqueue_rate = _enqueued(ctx, TRACKED_QUEUE, n, _publish(tracked, ids, TRACKED_QUEUE))
         ctx.settle("e2e tracked baseline 1w")
-        proc = ctx.start_worker(
-            f"tracked-worker-{uuid.uuid4().hex[:4]}",
-            "benchmarks.baseline_celery",
-            target.database_url,
-            "-Q",
-            TRACKED_QUEUE,
-        )
+        proc = _start_base_worker(ctx, target, "tracked-worker", TRACKED_QUEUE)
         succeeded = select(func.count()).where(bench_tracked.c.status == "succeeded")
 
         def done() -> int:
@@ -274,7 +281,7 @@ def tracked_drain(ctx: Context, target: Target, n: int) -> Drain:
     finally:
         engine.dispose()
     span = float(last) - float(first)
-    return Drain(enqueue_per_s, n / span if span > 0 else math.nan, cpu_per_job)
+    return Drain(enqueue_rate, n / span if span > 0 else math.nan, cpu_per_job)
 
 
 def run(ctx: Context) -> list[Row]:
