@@ -19,6 +19,7 @@ from app.services import execution, policies
 from app.services.actors import Actor
 from app.services.execution import Outcome
 from app.services.outbox import Dispatch
+from tasks import executor
 from tests.support import factories
 from tests.support.execution import LEASE_SECONDS, execute
 from tests.support.factories import RecordingPublisher
@@ -26,8 +27,16 @@ from tests.support.plans import statements_received
 
 
 @pytest.fixture
-def statements(database_url: str) -> Iterator[list[str]]:
-    """Every statement the test database receives during the test, in order."""
+def statements(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every statement the test database receives during the test, in order.
+
+    The executor's lease keepers are per process and database, and the test
+    database outlives a test: an earlier test's keeper thread, waking every 10 s,
+    would renew this test's job if it woke while the job ran (an ``UPDATE jobs``
+    and a ``COMMIT`` between the claim and the success).  A keeper of this test's
+    own first renews 10 s after the job started, long after it finished.
+    """
+    monkeypatch.setattr(executor, "_keepers", {})
     with statements_received(get_engine(database_url)) as seen:
         yield seen
 
