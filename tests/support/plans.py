@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -33,27 +34,33 @@ def statements_on(engine: Engine, table: str) -> Iterator[list[tuple[str, Any]]]
 def statements_received(engine: Engine) -> Iterator[list[str]]:
     """The first three words of each statement ``engine``'s DBAPI connections send, and COMMITs.
 
-    Seen on the DBAPI connections checked out of ``engine`` inside the block, so
-    statements sent past SQLAlchemy's execution (``app.prepared``) count too, and
-    those of other databases (another test's background thread) do not: on SQLite
+    Seen on the DBAPI connections checked out of ``engine`` inside the block and
+    sent by the thread that opened it, so statements sent past SQLAlchemy's
+    execution (``app.prepared``) count too, and those of other databases or of
+    background threads (a lease keeper's renewal, a publication stamp, another
+    test's writer) do not: on SQLite
     their cursors' statements and their ``commit()`` calls (sqlite3's implicit
     ``BEGIN`` is not shown); on PostgreSQL each statement, with `` (autocommit)``
     after those sent outside a transaction.
     """
     seen: list[str] = []
     watched: list[Any] = []
+    owner = threading.get_ident()
 
     def words(statement: Any) -> str:
         return " ".join(str(statement).split()[:3]).upper()
 
     class SQLiteCursor(sqlite3.Cursor):
         def execute(self, statement: str, *args: Any) -> Any:
-            seen.append(words(statement))
+            if threading.get_ident() == owner:
+                seen.append(words(statement))
             return super().execute(statement, *args)
 
     class PostgresCursor(psycopg.Cursor[Any]):
         def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
-            seen.append(words(query) + (" (autocommit)" if self.connection.autocommit else ""))
+            if threading.get_ident() == owner:
+                autocommit = " (autocommit)" if self.connection.autocommit else ""
+                seen.append(words(query) + autocommit)
             return super().execute(query, *args, **kwargs)
 
     writer = _WriterConnection
@@ -66,7 +73,7 @@ def statements_received(engine: Engine) -> Iterator[list[str]]:
         return cursor(self, SQLiteCursor) if is_watched(self) else cursor(self, *args, **kwargs)
 
     def sqlite_commit(self: Any) -> None:
-        if is_watched(self):
+        if is_watched(self) and threading.get_ident() == owner:
             seen.append("COMMIT")
         commit(self)
 
